@@ -1,0 +1,41 @@
+# phiguard — make targets. `make demo` and `make test` are the two set-up commands.
+GO      ?= go
+BIN     ?= bin
+PKGS    := ./...
+
+.PHONY: all build test vet race bench fuzz demo clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/phiguard ./cmd/phiguard
+	$(GO) build -o $(BIN)/messaging-app ./examples/messaging-app
+	$(GO) build -o $(BIN)/demo ./examples/demo
+
+# Every test: vet, then the race-enabled suite (fuzz seed corpora run as unit tests).
+test: vet race
+
+vet:
+	$(GO) vet $(PKGS)
+
+race:
+	$(GO) test -race -count=1 $(PKGS)
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# Explore beyond the seed corpora: make fuzz FUZZTIME=60s
+FUZZTIME ?= 30s
+fuzz:
+	$(GO) test ./keys -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
+
+# The demo app behind phiguard, with copy-paste curl lines. Ctrl-C stops it.
+demo: build
+	$(BIN)/demo -bin $(BIN)
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,281 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// newTestKeyring creates a keyring folder with a master key and the given orgs.
+func newTestKeyring(t testing.TB, orgs ...string) (string, *Keyring) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := InitLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, org := range orgs {
+		if err := CreateOrg(ctx, dir, org, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := Open(ctx, dir, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, k
+}
+
+func TestRoundTripEveryJSONType(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a")
+	for _, v := range []string{
+		`"hello"`, `""`, `"caf\u00e9 \"quoted\""`, `12345678901234567890.000100e-3`, `-0`, `true`, `false`, `null`,
+		`{"a":[1,{"b":null}],"c":"d"}`, `[]`, `{}`, `[ 1 , 2 ]`,
+	} {
+		tok, err := k.Encrypt("org_a", []byte(v))
+		if err != nil {
+			t.Fatalf("Encrypt(%s): %v", v, err)
+		}
+		if strings.Contains(tok, strings.Trim(v, `"`)) && len(v) > 4 {
+			t.Errorf("token %q contains the plaintext", tok)
+		}
+		got, err := k.Decrypt("org_a", tok)
+		if err != nil {
+			t.Fatalf("Decrypt: %v", err)
+		}
+		if string(got) != v {
+			t.Errorf("round trip: got %s, want %s", got, v)
+		}
+	}
+}
+
+func TestTokenLayout(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a")
+	tok, err := k.Encrypt("org_a", []byte(`"x"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts := strings.Split(tok, ":")
+	if len(parts) != 5 || parts[0] != "ephi" || parts[1] != "v1" || parts[2] != "org_a" || len(parts[3]) != 8 {
+		t.Fatalf("token %q does not have the layout ephi:v1:<org>:<key id>:<ciphertext>", tok)
+	}
+	p, err := ParseToken(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.String() != tok {
+		t.Errorf("ParseToken(%q).String() = %q", tok, p.String())
+	}
+}
+
+func TestTamperingAnyByteFails(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a")
+	tok, err := k.Encrypt("org_a", []byte(`{"body":"patient has a rash"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(tok); i++ {
+		for _, delta := range []byte{1, 0x20} {
+			b := []byte(tok)
+			b[i] ^= delta
+			if string(b) == tok {
+				continue
+			}
+			if pt, err := k.Decrypt("org_a", string(b)); err == nil {
+				t.Fatalf("byte %d ^ %#x: tampered token decrypted to %q", i, delta, pt)
+			}
+		}
+	}
+	for _, cut := range []int{1, 5, len(tok) / 2} {
+		if _, err := k.Decrypt("org_a", tok[:len(tok)-cut]); err == nil {
+			t.Errorf("token truncated by %d bytes decrypted", cut)
+		}
+	}
+	if _, err := k.Decrypt("org_a", tok+"A"); err == nil {
+		t.Error("token with an extra byte decrypted")
+	}
+}
+
+func TestOrgSwapFails(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a", "org_b")
+	tok, err := k.Encrypt("org_a", []byte(`"secret"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := k.Decrypt("org_b", tok); !errors.Is(err, ErrOrgMismatch) {
+		t.Errorf("org_b opening org_a's token: got %v, want ErrOrgMismatch", err)
+	}
+	swapped := strings.Replace(tok, ":org_a:", ":org_b:", 1)
+	if _, err := k.Decrypt("org_b", swapped); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("token relabelled to org_b: got %v, want ErrDecrypt", err)
+	}
+}
+
+// The associated data alone must stop a relabelled token, even where two
+// orgs happen to hold the same key material.
+func TestAssociatedDataBindsOrg(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a")
+	shared := k.orgs["org_a"]
+	k.orgs["org_b"] = shared
+	tok, err := k.Encrypt("org_a", []byte(`"secret"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swapped := strings.Replace(tok, ":org_a:", ":org_b:", 1)
+	if pt, err := k.Decrypt("org_b", swapped); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("relabelled token under shared key: got %q, %v; want ErrDecrypt", pt, err)
+	}
+}
+
+func TestUnknownOrg(t *testing.T) {
+	_, k := newTestKeyring(t, "org_a")
+	if _, err := k.Encrypt("org_z", []byte(`1`)); !errors.Is(err, ErrUnknownOrg) {
+		t.Errorf("Encrypt for unknown org: got %v, want ErrUnknownOrg", err)
+	}
+	tok, _ := k.Encrypt("org_a", []byte(`1`))
+	relabelled := strings.Replace(tok, ":org_a:", ":org_z:", 1)
+	if _, err := k.Decrypt("org_z", relabelled); !errors.Is(err, ErrUnknownOrg) {
+		t.Errorf("Decrypt for unknown org: got %v, want ErrUnknownOrg", err)
+	}
+}
+
+func TestWrappedKeysetBoundToOrg(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	raw, err := os.ReadFile(orgPath(dir, "org_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(orgPath(dir, "org_b"), raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), dir, p); err == nil || !strings.Contains(err.Error(), "org_b") {
+		t.Errorf("Open with org_a's keyset copied to org_b: got %v, want an unwrap error naming org_b", err)
+	}
+}
+
+func TestWrappedKeysetNeedsItsMasterKey(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	other := t.TempDir()
+	if err := InitLocal(other); err != nil {
+		t.Fatal(err)
+	}
+	p, err := OpenLocal(other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(context.Background(), dir, p); err == nil {
+		t.Error("keyring opened with another master key")
+	}
+}
+
+func TestKeyringFilesAreNotPlaintext(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	raw, err := os.ReadFile(orgPath(dir, "org_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(raw, []byte("encryptedKeyset")) || bytes.Contains(raw, []byte("keyData")) {
+		t.Errorf("org keyset file is not a wrapped keyset:\n%s", raw)
+	}
+	for _, name := range []string{MasterKeyFile, filepath.Join(orgsDir, "org_a.json")} {
+		fi, err := os.Stat(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s has mode %04o, want 0600", name, fi.Mode().Perm())
+		}
+	}
+}
+
+func TestRefusesToReplaceKeys(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	if err := InitLocal(dir); err == nil {
+		t.Error("InitLocal replaced an existing master key")
+	}
+	p, _ := OpenLocal(dir)
+	if err := CreateOrg(context.Background(), dir, "org_a", p); err == nil {
+		t.Error("CreateOrg replaced an existing org keyset")
+	}
+	if err := CreateOrg(context.Background(), dir, "../evil", p); err == nil {
+		t.Error("CreateOrg accepted an org id with a path separator")
+	}
+}
+
+func TestMasterKeyPermissions(t *testing.T) {
+	dir := t.TempDir()
+	if err := InitLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(filepath.Join(dir, MasterKeyFile), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenLocal(dir); err == nil || !strings.Contains(err.Error(), "chmod 600") {
+		t.Errorf("OpenLocal with a world-readable master key: got %v", err)
+	}
+	if _, err := OpenLocal(t.TempDir()); err == nil || !strings.Contains(err.Error(), "keys init") {
+		t.Errorf("OpenLocal without a master key: got %v", err)
+	}
+}
+
+func TestOpenWithoutOrgsFolder(t *testing.T) {
+	dir := t.TempDir()
+	if err := InitLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := OpenLocal(dir)
+	if _, err := Open(context.Background(), dir, p); err == nil || !strings.Contains(err.Error(), "keys create") {
+		t.Errorf("Open without orgs: got %v", err)
+	}
+}
+
+func TestParseTokenRejects(t *testing.T) {
+	for _, s := range []string{
+		"", "hello", "ephi:", "ephi:v1", "ephi:v1:org_a:0000000a", "ephi:v2:org_a:0000000a:AAAA",
+		"ephi:v1:org:a:0000000a:AAAA", "ephi:v1:org_a:0000000A:AAAA", "ephi:v1:org_a:000000:AAAA",
+		"ephi:v1:org_a:zzzzzzzz:AAAA", "ephi:v1:org_a:0000000a:", "ephi:v1:org_a:0000000a:AA==",
+		"ephi:v1:org_a:0000000a:A+/A", "ephi:v1::0000000a:AAAA",
+	} {
+		if _, err := ParseToken(s); !errors.Is(err, ErrNotToken) {
+			t.Errorf("ParseToken(%q) = %v, want ErrNotToken", s, err)
+		}
+	}
+}
+
+func FuzzParseToken(f *testing.F) {
+	f.Add("ephi:v1:org_a:0102abcd:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8")
+	f.Add("ephi:v1:org_a:0000000a:")
+	f.Add("not a token")
+	f.Fuzz(func(t *testing.T, s string) {
+		tok, err := ParseToken(s)
+		if err != nil {
+			return
+		}
+		if tok.String() != s {
+			t.Errorf("ParseToken(%q).String() = %q: parsing is not one-to-one", s, tok.String())
+		}
+	})
+}
+
+func BenchmarkEncrypt(b *testing.B) {
+	_, k := newTestKeyring(b, "org_a")
+	pt := []byte(`"Your lab results are ready; call us about the biopsy."`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Encrypt("org_a", pt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
