@@ -1,0 +1,169 @@
+package policy
+
+import "time"
+
+// The structs below mirror the policy file key for key; their comments are
+// the reference for each key (configs/reference.yaml shows them all in use).
+
+// File is a policy file as written.
+type File struct {
+	// Version of the policy format. Required; only 1 exists.
+	Version int `yaml:"version"`
+	// Ingress is the listener clients call and the app it forwards to.
+	Ingress Ingress `yaml:"ingress"`
+	// Identity says how callers are identified. Required when any route
+	// needs a caller (auth: required, the default).
+	Identity *Identity `yaml:"identity"`
+	// Keys says where organization keys live. Required when any route has
+	// field actions.
+	Keys *Keys `yaml:"keys"`
+	// Audit says where audit records go. Default: stdout, fail closed.
+	Audit Audit `yaml:"audit"`
+	// Default is what happens to a request no route matches: deny
+	// (default) or allow (forwarded untouched but for path normalization
+	// and header hygiene).
+	Default string `yaml:"default"`
+	// Mask replaces a protected value a caller may not read. Default "[protected]".
+	Mask string `yaml:"mask"`
+	// CaseSensitivePaths makes route paths match case-sensitively. Default
+	// false: a wider match only adds protection.
+	CaseSensitivePaths bool `yaml:"case_sensitive_paths"`
+	// Orgs lists the organizations whose PHI phiguard protects. A route
+	// with field actions refuses callers of any other organization.
+	Orgs []Org `yaml:"orgs"`
+	// Routes are matched in file order; the first match wins.
+	Routes []RouteConfig `yaml:"routes"`
+}
+
+// Ingress configures the client-facing listener.
+type Ingress struct {
+	// Listen is the address to listen on. Default ":8443".
+	Listen string `yaml:"listen"`
+	// Upstream is the app's base URL, http or https. Required.
+	Upstream string `yaml:"upstream"`
+	// UpstreamH2C speaks HTTP/2 without TLS (prior knowledge) to the app.
+	UpstreamH2C bool `yaml:"upstream_h2c"`
+	// MaxBodyBytes bounds a body phiguard reads on a route with field
+	// actions, after decompression. Default 10485760 (10 MiB).
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// TLS serves HTTPS (and HTTP/2) with this certificate. Without it the
+	// listener speaks plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
+	TLS *TLS `yaml:"tls"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// UpstreamTimeout bounds waiting for the app's response headers. Default 60s.
+	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
+}
+
+// TLS names a certificate and its key, PEM files.
+type TLS struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Identity configures caller identification.
+type Identity struct {
+	// JWT verifies bearer tokens in the Authorization header.
+	JWT *JWT `yaml:"jwt"`
+	// Claims names the token claims that carry org, user and role.
+	Claims Claims `yaml:"claims"`
+	// TrustedGateways lists the peer addresses (CIDRs or single IPs)
+	// allowed to name the organization in a header (org_from: {header: …}).
+	TrustedGateways []string `yaml:"trusted_gateways"`
+}
+
+// JWT configures bearer-token verification.
+type JWT struct {
+	// JWKS is a JSON Web Key Set file with the issuer's public keys
+	// (RS256/384/512, PS256/384/512, ES256/384/512). Required.
+	JWKS string `yaml:"jwks"`
+	// Issuer, when set, must equal the token's iss claim.
+	Issuer string `yaml:"issuer"`
+	// Audience, when set, must be among the token's aud claim.
+	Audience string `yaml:"audience"`
+	// ClockSkew tolerated on exp and nbf. Default 30s, at most 10m.
+	ClockSkew time.Duration `yaml:"clock_skew"`
+}
+
+// Claims names the JWT claims that carry the caller's attributes.
+type Claims struct {
+	// Org is the organization claim. Default "org_id".
+	Org string `yaml:"org"`
+	// User is the user claim. Default "sub".
+	User string `yaml:"user"`
+	// Role is the role claim, matched against a route's readers. Default "role".
+	Role string `yaml:"role"`
+}
+
+// Keys configures where organization keys come from.
+type Keys struct {
+	// Provider of key-encryption keys: local (a master key file in the keyring).
+	Provider string `yaml:"provider"`
+	// Keyring is the folder holding the wrapped organization keysets.
+	Keyring string `yaml:"keyring"`
+}
+
+// Audit configures the audit trail.
+type Audit struct {
+	// Sinks receive every record. Default: one stdout sink.
+	Sinks []Sink `yaml:"sinks"`
+	// FailClosed refuses a request that touches PHI when its audit record
+	// cannot be written. Default true.
+	FailClosed *bool `yaml:"fail_closed"`
+}
+
+// Sink is one audit destination.
+type Sink struct {
+	// Type is stdout, stderr or file.
+	Type string `yaml:"type"`
+	// Path of the file, for type file. Records are appended.
+	Path string `yaml:"path"`
+}
+
+// Org is an organization whose PHI is protected.
+type Org struct {
+	// ID as it appears in the org claim, path or header, and in tokens.
+	ID string `yaml:"id"`
+}
+
+// RouteConfig is one route as written.
+type RouteConfig struct {
+	// Name identifies the route in audit records and errors. Required, unique.
+	Name string `yaml:"name"`
+	// Match says which requests the route takes.
+	Match Match `yaml:"match"`
+	// Auth is required (default: a valid bearer token is needed) or none.
+	Auth string `yaml:"auth"`
+	// OrgFrom says where the request's organization comes from. Default:
+	// the token's org claim.
+	OrgFrom *OrgFrom `yaml:"org_from"`
+	// EncryptRequest selects request body values to replace with tokens.
+	EncryptRequest []string `yaml:"encrypt_request"`
+	// DecryptResponse selects response body values to turn back into
+	// plaintext for readers, or into the mask for everyone else.
+	DecryptResponse []string `yaml:"decrypt_response"`
+	// Readers are the roles that see plaintext. Empty: every caller of the
+	// token's organization.
+	Readers []string `yaml:"readers"`
+	// Deny refuses the route with this reason (403); the app is never called.
+	Deny string `yaml:"deny"`
+}
+
+// Match selects requests by method and path.
+type Match struct {
+	// Methods the route takes; empty means every method. GET also takes HEAD.
+	Methods []string `yaml:"methods"`
+	// Path template: literal segments, {param} segments, and a trailing ** for
+	// any rest. Required.
+	Path string `yaml:"path"`
+}
+
+// OrgFrom names exactly one source for the request's organization.
+type OrgFrom struct {
+	// Claim: the caller's organization claim (identity.claims.org).
+	Claim bool `yaml:"claim"`
+	// PathParam: a {param} of the route's path.
+	PathParam string `yaml:"path_param"`
+	// Header: a request header, honoured only from identity.trusted_gateways.
+	Header string `yaml:"header"`
+}

@@ -1,0 +1,177 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/phiguard/phiguard/internal/orgid"
+)
+
+// Sentinel errors of a decision. Wrapped in a *Refusal that says why.
+var (
+	// ErrDenied: the policy refuses the request (a deny route, or the default).
+	ErrDenied = errors.New("denied by policy")
+	// ErrUnauthenticated: the route needs a caller and there is none.
+	ErrUnauthenticated = errors.New("authentication required")
+	// ErrForbidden: the caller may not act for the request's organization.
+	ErrForbidden = errors.New("forbidden")
+)
+
+// Refusal is a decision to refuse. Reason is safe to show the client and to
+// write to the audit trail: it never holds request values.
+type Refusal struct {
+	Kind   error
+	Reason string
+}
+
+func (r *Refusal) Error() string { return fmt.Sprintf("%v: %s", r.Kind, r.Reason) }
+func (r *Refusal) Unwrap() error { return r.Kind }
+
+func refuse(kind error, format string, args ...any) *Refusal {
+	return &Refusal{Kind: kind, Reason: fmt.Sprintf(format, args...)}
+}
+
+// Caller is a verified caller, as the identity layer read it from a token.
+type Caller struct {
+	Org  string
+	User string
+	Role string
+}
+
+// Request is what the engine needs to know of a request, from whichever
+// front end received it.
+type Request struct {
+	Method string
+	// Path is the canonical, percent-decoded path.
+	Path string
+	// Caller is the verified caller, or nil when there is no valid token.
+	Caller *Caller
+	// CallerErr says why there is no caller, when a token was presented
+	// but failed verification. Its text must be safe to show.
+	CallerErr error
+	// Header returns a request header value.
+	Header func(name string) string
+	// FromTrustedGateway: the peer is in identity.trusted_gateways.
+	FromTrustedGateway bool
+}
+
+// Decision is what the policy allows for a request.
+type Decision struct {
+	// Route is the matched route, nil when the default applied.
+	Route  *Route
+	Params Params
+	// Org is the organization the request acts for ("" when none applies).
+	Org string
+	// Reader: the caller may see decrypted values.
+	Reader bool
+}
+
+// Match finds the first route that takes method and path.
+func (p *Policy) Match(method, path string) (*Route, Params) {
+	segs := splitPath(path)
+	for _, r := range p.Routes {
+		if !r.takesMethod(method) {
+			continue
+		}
+		if params, ok := r.Path.match(segs, p.File.CaseSensitivePaths); ok {
+			return r, params
+		}
+	}
+	return nil, nil
+}
+
+func (r *Route) takesMethod(m string) bool {
+	if r.Methods == nil || r.Methods[m] {
+		return true
+	}
+	// A HEAD is answered as a GET by most servers: judge it as one.
+	return m == http.MethodHead && r.Methods[http.MethodGet]
+}
+
+// splitPath splits a canonical path into segments, ignoring one trailing slash.
+func splitPath(path string) []string {
+	path = strings.TrimPrefix(path, "/")
+	path = strings.TrimSuffix(path, "/")
+	if path == "" {
+		return nil
+	}
+	return strings.Split(path, "/")
+}
+
+// NeedsCaller reports whether a request matched to r (nil: the default)
+// should have its token verified before Decide.
+func (p *Policy) NeedsCaller(r *Route) bool {
+	return r != nil && r.Deny == "" && r.AuthRequired
+}
+
+// Decide applies the matched route (from Match) to the request. A refusal
+// is returned as a *Refusal wrapping ErrDenied, ErrUnauthenticated or ErrForbidden.
+func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) {
+	if r == nil {
+		if !p.defaultAllow {
+			return Decision{}, refuse(ErrDenied, "no route matches and the policy default is deny")
+		}
+		return Decision{}, nil
+	}
+	d := Decision{Route: r, Params: params}
+	if r.Deny != "" {
+		return d, refuse(ErrDenied, "%s", r.Deny)
+	}
+	if r.AuthRequired && req.Caller == nil {
+		if req.CallerErr != nil {
+			return d, refuse(ErrUnauthenticated, "%v", req.CallerErr)
+		}
+		return d, refuse(ErrUnauthenticated, "a bearer token is required")
+	}
+	org, err := p.resolveOrg(r, params, req)
+	if err != nil {
+		return d, err
+	}
+	d.Org = org
+	if r.HasFieldActions() && !p.orgs[org] {
+		return d, refuse(ErrForbidden, "organization is not enrolled in the policy")
+	}
+	d.Reader = r.Readers == nil || req.Caller != nil && r.Readers[req.Caller.Role]
+	return d, nil
+}
+
+func (p *Policy) resolveOrg(r *Route, params Params, req Request) (string, error) {
+	var org string
+	switch r.OrgFrom.Kind {
+	case OrgFromClaim:
+		if req.Caller == nil {
+			if r.HasFieldActions() {
+				return "", refuse(ErrUnauthenticated, "a bearer token is required")
+			}
+			return "", nil
+		}
+		org = req.Caller.Org
+		if org == "" {
+			if r.HasFieldActions() {
+				return "", refuse(ErrForbidden, "the token carries no organization claim")
+			}
+			return "", nil
+		}
+	case OrgFromPathParam:
+		org = params[r.OrgFrom.Name]
+	case OrgFromHeader:
+		if !req.FromTrustedGateway {
+			return "", refuse(ErrForbidden, "the organization header is accepted only from a trusted gateway")
+		}
+		if req.Header != nil {
+			org = req.Header(r.OrgFrom.Name)
+		}
+		if org == "" {
+			return "", refuse(ErrForbidden, "the %s header is required", r.OrgFrom.Name)
+		}
+	}
+	if orgid.Check(org) != nil {
+		return "", refuse(ErrForbidden, "malformed organization id")
+	}
+	if req.Caller != nil && r.OrgFrom.Kind != OrgFromClaim && req.Caller.Org != "" && req.Caller.Org != org {
+		return "", refuse(ErrForbidden, "the request names an organization other than the caller's")
+	}
+	return org, nil
+}

@@ -1,0 +1,248 @@
+package policy
+
+import (
+	"encoding"
+	"fmt"
+	"reflect"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// decoder maps a yaml.Node tree onto the config structs strictly: unknown
+// keys, duplicate keys and wrong scalar types are problems, and every value's
+// position is recorded under its key path for later validation messages.
+type decoder struct {
+	ps *problems
+}
+
+var (
+	durationType        = reflect.TypeOf(time.Duration(0))
+	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
+)
+
+func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
+	for n.Kind == yaml.AliasNode {
+		n = n.Alias
+	}
+	d.ps.pos[path] = position{n.Line, n.Column}
+	if n.Kind == yaml.ScalarNode && n.Tag == "!!null" {
+		return // an empty value keeps the zero value: defaults apply
+	}
+	if v.Kind() == reflect.Pointer {
+		if v.IsNil() {
+			v.Set(reflect.New(v.Type().Elem()))
+		}
+		d.decode(n, path, v.Elem())
+		return
+	}
+	if v.Type() == durationType {
+		d.duration(n, path, v)
+		return
+	}
+	if reflect.PointerTo(v.Type()).Implements(textUnmarshalerType) {
+		if s, ok := d.scalar(n, path, "!!str", "a string"); ok {
+			if err := v.Addr().Interface().(encoding.TextUnmarshaler).UnmarshalText([]byte(s)); err != nil {
+				d.ps.add(path, "%v", err)
+			}
+		}
+		return
+	}
+	switch v.Kind() {
+	case reflect.Struct:
+		d.structure(n, path, v)
+	case reflect.Slice:
+		d.sequence(n, path, v)
+	case reflect.Map:
+		d.mapping(n, path, v)
+	case reflect.String:
+		if s, ok := d.scalar(n, path, "!!str", "a string"); ok {
+			v.SetString(s)
+		}
+	case reflect.Bool:
+		if s, ok := d.scalar(n, path, "!!bool", "true or false"); ok {
+			b, _ := strconv.ParseBool(strings.ToLower(s))
+			v.SetBool(b)
+		}
+	case reflect.Int, reflect.Int64:
+		if s, ok := d.scalar(n, path, "!!int", "a whole number"); ok {
+			i, err := strconv.ParseInt(strings.ReplaceAll(s, "_", ""), 0, 64)
+			if err != nil {
+				d.ps.add(path, "want a whole number, got %q", s)
+				return
+			}
+			v.SetInt(i)
+		}
+	default:
+		d.ps.add(path, "internal: cannot decode into %s", v.Type())
+	}
+}
+
+func (d *decoder) scalar(n *yaml.Node, path, tag, want string) (string, bool) {
+	if n.Kind != yaml.ScalarNode {
+		d.ps.add(path, "want %s, got %s", want, kindName(n))
+		return "", false
+	}
+	if n.Tag != tag {
+		switch {
+		case tag == "!!str" && want == "a string":
+			d.ps.add(path, "want a string, got %s %s (quote it to make it a string)", strings.TrimPrefix(n.Tag, "!!"), n.Value)
+		case tag == "!!str":
+			d.ps.add(path, "want %s, got %s %s", want, strings.TrimPrefix(n.Tag, "!!"), n.Value)
+		default:
+			d.ps.add(path, "want %s, got %q", want, n.Value)
+		}
+		return "", false
+	}
+	return n.Value, true
+}
+
+func (d *decoder) duration(n *yaml.Node, path string, v reflect.Value) {
+	s, ok := d.scalar(n, path, "!!str", "a duration such as 30s or 15m")
+	if !ok {
+		return
+	}
+	dur, err := time.ParseDuration(s)
+	if err != nil {
+		d.ps.add(path, "want a duration such as 30s or 15m, got %q", s)
+		return
+	}
+	v.SetInt(int64(dur))
+}
+
+func kindName(n *yaml.Node) string {
+	switch n.Kind {
+	case yaml.MappingNode:
+		return "a mapping"
+	case yaml.SequenceNode:
+		return "a list"
+	case yaml.ScalarNode:
+		return fmt.Sprintf("%s %q", strings.TrimPrefix(n.Tag, "!!"), n.Value)
+	}
+	return "something else"
+}
+
+func childPath(path, key string) string {
+	if path == "" {
+		return key
+	}
+	return path + "." + key
+}
+
+// fieldsOf lists a struct's fields by their yaml key.
+func fieldsOf(t reflect.Type) (map[string]int, []string) {
+	idx := make(map[string]int, t.NumField())
+	var names []string
+	for i := 0; i < t.NumField(); i++ {
+		name, _, _ := strings.Cut(t.Field(i).Tag.Get("yaml"), ",")
+		if name == "" || name == "-" {
+			continue
+		}
+		idx[name] = i
+		names = append(names, name)
+	}
+	return idx, names
+}
+
+func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.ps.add(path, "want a mapping, got %s", kindName(n))
+		return
+	}
+	idx, names := fieldsOf(v.Type())
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		key := k.Value
+		if prev, dup := seen[key]; dup {
+			d.ps.at(k.Line, k.Column, childPath(path, key), "duplicate key (first set on line %d)", prev)
+			continue
+		}
+		seen[key] = k.Line
+		fi, ok := idx[key]
+		if !ok {
+			msg := fmt.Sprintf("unknown key %q", key)
+			if s := closest(key, names); s != "" {
+				msg += fmt.Sprintf(" (did you mean %q?)", s)
+			}
+			d.ps.at(k.Line, k.Column, childPath(path, key), "%s", msg)
+			continue
+		}
+		d.decode(val, childPath(path, key), v.Field(fi))
+	}
+}
+
+func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.SequenceNode {
+		d.ps.add(path, "want a list, got %s", kindName(n))
+		return
+	}
+	s := reflect.MakeSlice(v.Type(), len(n.Content), len(n.Content))
+	for i, item := range n.Content {
+		d.decode(item, fmt.Sprintf("%s[%d]", path, i), s.Index(i))
+	}
+	v.Set(s)
+}
+
+func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
+	if n.Kind != yaml.MappingNode {
+		d.ps.add(path, "want a mapping, got %s", kindName(n))
+		return
+	}
+	if v.Type().Key().Kind() != reflect.String {
+		d.ps.add(path, "internal: map key must be a string")
+		return
+	}
+	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
+	seen := make(map[string]int)
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, val := n.Content[i], n.Content[i+1]
+		p := fmt.Sprintf("%s[%q]", path, k.Value)
+		if prev, dup := seen[k.Value]; dup {
+			d.ps.at(k.Line, k.Column, p, "duplicate key (first set on line %d)", prev)
+			continue
+		}
+		seen[k.Value] = k.Line
+		if k.Tag != "!!str" {
+			d.ps.at(k.Line, k.Column, p, "key must be a string")
+			continue
+		}
+		elem := reflect.New(v.Type().Elem()).Elem()
+		d.decode(val, p, elem)
+		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
+	}
+	v.Set(m)
+}
+
+// closest returns the candidate nearest to s by edit distance, if it is near.
+func closest(s string, candidates []string) string {
+	best, bestD := "", 3
+	for _, c := range candidates {
+		if d := editDistance(s, c); d < bestD {
+			best, bestD = c, d
+		}
+	}
+	return best
+}
+
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,480 @@
+package policy
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/phiguard/phiguard/internal/orgid"
+)
+
+// Defaults applied to keys the policy leaves out.
+const (
+	DefaultListen            = ":8443"
+	DefaultMaxBodyBytes      = 10 << 20
+	DefaultMask              = "[protected]"
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultUpstreamTimeout   = 60 * time.Second
+	DefaultClockSkew         = 30 * time.Second
+
+	maxBodyBytesLimit = 1 << 30
+)
+
+// Policy is a loaded, validated and compiled policy.
+type Policy struct {
+	// File is the policy as written, with defaults filled in and relative
+	// file paths resolved against the policy's folder.
+	File File
+	// Routes in file order.
+	Routes []*Route
+	// Upstream is the parsed ingress.upstream.
+	Upstream *url.URL
+	// TrustedGateways are the parsed identity.trusted_gateways.
+	TrustedGateways []netip.Prefix
+
+	defaultAllow bool
+	orgs         map[string]bool
+}
+
+// Route is a compiled route.
+type Route struct {
+	Name  string
+	Index int
+	// Methods the route takes; nil means all.
+	Methods map[string]bool
+	Path    Template
+	// AuthRequired: the caller must present a valid bearer token.
+	AuthRequired    bool
+	OrgFrom         OrgSource
+	EncryptRequest  []Selector
+	DecryptResponse []Selector
+	// Readers may see plaintext; nil means every caller of the org.
+	Readers map[string]bool
+	// Deny, when set, refuses the route with this reason.
+	Deny string
+}
+
+// OrgSourceKind says where a route reads the organization from.
+type OrgSourceKind uint8
+
+const (
+	OrgFromClaim OrgSourceKind = iota
+	OrgFromPathParam
+	OrgFromHeader
+)
+
+// OrgSource is a compiled org_from.
+type OrgSource struct {
+	Kind OrgSourceKind
+	Name string // path parameter or header name
+}
+
+// HasFieldActions reports whether the route reads or rewrites bodies.
+func (r *Route) HasFieldActions() bool {
+	return len(r.EncryptRequest) > 0 || len(r.DecryptResponse) > 0
+}
+
+// Load reads and compiles the policy file at path.
+func Load(path string) (*Policy, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read policy: %w", err)
+	}
+	return Parse(path, data)
+}
+
+// Parse compiles policy text. name is used in messages and, when it names
+// a file, relative paths in the policy are resolved against its folder.
+func Parse(name string, data []byte) (*Policy, error) {
+	ps := &problems{file: name, pos: map[string]position{}}
+	root, err := parseYAML(data)
+	if err != nil {
+		line := 0
+		msg := err.Error()
+		// yaml.v3 reports "yaml: line N: msg"
+		if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+			if n, tail, ok := strings.Cut(rest, ": "); ok {
+				fmt.Sscanf(n, "%d", &line)
+				msg = tail
+			}
+		}
+		ps.at(line, 0, "", "%s", strings.TrimPrefix(msg, "yaml: "))
+		return nil, ps.err()
+	}
+	var f File
+	(&decoder{ps: ps}).decode(root, "", reflect.ValueOf(&f).Elem())
+	if len(ps.list) > 0 {
+		// Types are wrong: validating half-decoded values would only add noise.
+		return nil, ps.err()
+	}
+	p := &Policy{File: f}
+	p.compile(ps, filepath.Dir(name))
+	if err := ps.err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func parseYAML(data []byte) (*yaml.Node, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	var doc yaml.Node
+	if err := dec.Decode(&doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, errors.New("policy is empty")
+		}
+		return nil, err
+	}
+	var extra yaml.Node
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("policy must be one YAML document")
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		return nil, errors.New("policy is empty")
+	}
+	return doc.Content[0], nil
+}
+
+// compile fills defaults, validates every section and builds the routes.
+func (p *Policy) compile(ps *problems, dir string) {
+	f := &p.File
+	if f.Version != 1 {
+		ps.add("version", "want version: 1")
+	}
+	p.compileIngress(ps, dir)
+	p.compileIdentity(ps, dir)
+	if f.Keys != nil {
+		switch f.Keys.Provider {
+		case "", "local":
+			f.Keys.Provider = "local"
+		default:
+			ps.add("keys.provider", "unknown provider %q (want local)", f.Keys.Provider)
+		}
+		if f.Keys.Keyring == "" {
+			ps.add("keys", "keys.keyring is required")
+		}
+		f.Keys.Keyring = resolve(dir, f.Keys.Keyring)
+	}
+	p.compileAudit(ps, dir)
+	switch f.Default {
+	case "", "deny":
+		f.Default = "deny"
+	case "allow":
+		p.defaultAllow = true
+	default:
+		ps.add("default", "want allow or deny, got %q", f.Default)
+	}
+	if f.Mask == "" {
+		f.Mask = DefaultMask
+	}
+	p.orgs = make(map[string]bool, len(f.Orgs))
+	for i, o := range f.Orgs {
+		path := fmt.Sprintf("orgs[%d].id", i)
+		if err := orgid.Check(o.ID); err != nil {
+			ps.add(path, "%v", err)
+		} else if p.orgs[o.ID] {
+			ps.add(path, "organization %q is listed twice", o.ID)
+		}
+		p.orgs[o.ID] = true
+	}
+	names := map[string]int{}
+	for i := range f.Routes {
+		r := p.compileRoute(ps, i)
+		if prev, dup := names[r.Name]; dup && r.Name != "" {
+			ps.add(fmt.Sprintf("routes[%d].name", i), "duplicate route name %q (also routes[%d])", r.Name, prev)
+		}
+		names[r.Name] = i
+		for _, earlier := range p.Routes {
+			if earlier.Path.text == r.Path.text && sameMethods(earlier.Methods, r.Methods) && r.Path.text != "" {
+				ps.add(fmt.Sprintf("routes[%d].match", i), "never matches: routes[%d] (%s) takes the same requests first", earlier.Index, earlier.Name)
+				break
+			}
+		}
+		p.Routes = append(p.Routes, r)
+	}
+	p.crossCheck(ps)
+}
+
+func (p *Policy) compileIngress(ps *problems, dir string) {
+	in := &p.File.Ingress
+	if in.Listen == "" {
+		in.Listen = DefaultListen
+	}
+	if in.Upstream == "" {
+		ps.add("ingress", "ingress.upstream is required")
+	} else if u, err := url.Parse(in.Upstream); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		ps.add("ingress.upstream", "want an http:// or https:// base URL without query, got %q", in.Upstream)
+	} else {
+		p.Upstream = u
+		if in.UpstreamH2C && u.Scheme != "http" {
+			ps.add("ingress.upstream_h2c", "h2c is HTTP/2 without TLS; the upstream is https")
+		}
+	}
+	switch {
+	case in.MaxBodyBytes == 0:
+		in.MaxBodyBytes = DefaultMaxBodyBytes
+	case in.MaxBodyBytes < 0 || in.MaxBodyBytes > maxBodyBytesLimit:
+		ps.add("ingress.max_body_bytes", "want 1 to %d bytes, got %d", maxBodyBytesLimit, in.MaxBodyBytes)
+	}
+	if in.TLS != nil {
+		if in.TLS.Cert == "" || in.TLS.Key == "" {
+			ps.add("ingress.tls", "tls needs both cert and key")
+		}
+		in.TLS.Cert, in.TLS.Key = resolve(dir, in.TLS.Cert), resolve(dir, in.TLS.Key)
+	}
+	if in.ReadHeaderTimeout == 0 {
+		in.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	} else if in.ReadHeaderTimeout < 0 {
+		ps.add("ingress.read_header_timeout", "must be positive")
+	}
+	if in.UpstreamTimeout == 0 {
+		in.UpstreamTimeout = DefaultUpstreamTimeout
+	} else if in.UpstreamTimeout < 0 {
+		ps.add("ingress.upstream_timeout", "must be positive")
+	}
+}
+
+func (p *Policy) compileIdentity(ps *problems, dir string) {
+	id := p.File.Identity
+	if id == nil {
+		return
+	}
+	if id.JWT != nil {
+		if id.JWT.JWKS == "" {
+			ps.add("identity.jwt", "identity.jwt.jwks is required")
+		}
+		id.JWT.JWKS = resolve(dir, id.JWT.JWKS)
+		switch {
+		case id.JWT.ClockSkew == 0:
+			id.JWT.ClockSkew = DefaultClockSkew
+		case id.JWT.ClockSkew < 0 || id.JWT.ClockSkew > 10*time.Minute:
+			ps.add("identity.jwt.clock_skew", "want 0s to 10m, got %s", id.JWT.ClockSkew)
+		}
+	}
+	if id.Claims.Org == "" {
+		id.Claims.Org = "org_id"
+	}
+	if id.Claims.User == "" {
+		id.Claims.User = "sub"
+	}
+	if id.Claims.Role == "" {
+		id.Claims.Role = "role"
+	}
+	for i, s := range id.TrustedGateways {
+		path := fmt.Sprintf("identity.trusted_gateways[%d]", i)
+		if pfx, err := netip.ParsePrefix(s); err == nil {
+			p.TrustedGateways = append(p.TrustedGateways, pfx.Masked())
+		} else if ip, err := netip.ParseAddr(s); err == nil {
+			p.TrustedGateways = append(p.TrustedGateways, netip.PrefixFrom(ip, ip.BitLen()))
+		} else {
+			ps.add(path, "want a CIDR or an IP address, got %q", s)
+		}
+	}
+}
+
+func (p *Policy) compileAudit(ps *problems, dir string) {
+	a := &p.File.Audit
+	if a.FailClosed == nil {
+		t := true
+		a.FailClosed = &t
+	}
+	if len(a.Sinks) == 0 {
+		a.Sinks = []Sink{{Type: "stdout"}}
+	}
+	for i := range a.Sinks {
+		s := &a.Sinks[i]
+		path := fmt.Sprintf("audit.sinks[%d]", i)
+		switch s.Type {
+		case "stdout", "stderr":
+			if s.Path != "" {
+				ps.add(path+".path", "a %s sink takes no path", s.Type)
+			}
+		case "file":
+			if s.Path == "" {
+				ps.add(path, "a file sink needs a path")
+			}
+			s.Path = resolve(dir, s.Path)
+		case "":
+			ps.add(path, "type is required (stdout, stderr or file)")
+		default:
+			ps.add(path+".type", "unknown sink type %q (want stdout, stderr or file)", s.Type)
+		}
+	}
+}
+
+var knownMethods = map[string]bool{
+	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
+	http.MethodPatch: true, http.MethodDelete: true, http.MethodOptions: true,
+}
+
+func (p *Policy) compileRoute(ps *problems, i int) *Route {
+	rc := p.File.Routes[i]
+	base := fmt.Sprintf("routes[%d]", i)
+	r := &Route{Name: rc.Name, Index: i, AuthRequired: true, Deny: rc.Deny}
+	if rc.Name == "" {
+		ps.add(base, "name is required")
+	}
+	if rc.Match.Path == "" {
+		ps.add(base+".match", "match.path is required")
+	} else if t, err := parseTemplate(rc.Match.Path); err != nil {
+		ps.add(base+".match.path", "%v", err)
+	} else {
+		r.Path = t
+	}
+	for j, m := range rc.Match.Methods {
+		if !knownMethods[m] {
+			ps.add(fmt.Sprintf("%s.match.methods[%d]", base, j), "unknown method %q (want one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, in capitals)", m)
+			continue
+		}
+		if r.Methods == nil {
+			r.Methods = map[string]bool{}
+		}
+		r.Methods[m] = true
+	}
+	switch rc.Auth {
+	case "", "required":
+	case "none":
+		r.AuthRequired = false
+	default:
+		ps.add(base+".auth", "want required or none, got %q", rc.Auth)
+	}
+	r.EncryptRequest = compileSelectors(ps, base+".encrypt_request", rc.EncryptRequest)
+	r.DecryptResponse = compileSelectors(ps, base+".decrypt_response", rc.DecryptResponse)
+	for j, s := range r.DecryptResponse {
+		if s.Form {
+			ps.add(fmt.Sprintf("%s.decrypt_response[%d]", base, j), "form selectors apply to request bodies; responses are JSON")
+		}
+	}
+	for j, role := range rc.Readers {
+		if role == "" {
+			ps.add(fmt.Sprintf("%s.readers[%d]", base, j), "empty role")
+			continue
+		}
+		if r.Readers == nil {
+			r.Readers = map[string]bool{}
+		}
+		r.Readers[role] = true
+	}
+	if rc.OrgFrom != nil {
+		r.OrgFrom = compileOrgFrom(ps, base+".org_from", *rc.OrgFrom, r)
+	}
+	// Impossible combinations.
+	if rc.Deny != "" && (r.HasFieldActions() || len(rc.Readers) > 0 || rc.OrgFrom != nil) {
+		ps.add(base, "deny refuses every request of the route; field actions, readers and org_from would never apply")
+	}
+	if len(rc.Readers) > 0 && len(r.DecryptResponse) == 0 {
+		ps.add(base+".readers", "readers limit who sees decrypted values, but the route decrypts nothing (add decrypt_response)")
+	}
+	if !r.AuthRequired && len(r.DecryptResponse) > 0 {
+		ps.add(base+".auth", "auth: none with decrypt_response would hand plaintext to anyone")
+	}
+	if !r.AuthRequired && r.HasFieldActions() && r.OrgFrom.Kind == OrgFromClaim {
+		ps.add(base+".org_from", "auth: none leaves no token to read the org claim from; take the org from a path_param or header")
+	}
+	return r
+}
+
+func compileOrgFrom(ps *problems, path string, of OrgFrom, r *Route) OrgSource {
+	n := 0
+	var src OrgSource
+	if of.Claim {
+		n++
+		src = OrgSource{Kind: OrgFromClaim}
+	}
+	if of.PathParam != "" {
+		n++
+		src = OrgSource{Kind: OrgFromPathParam, Name: of.PathParam}
+		if !r.Path.hasParam(of.PathParam) {
+			ps.add(path+".path_param", "the route's path has no {%s} parameter", of.PathParam)
+		}
+	}
+	if of.Header != "" {
+		n++
+		src = OrgSource{Kind: OrgFromHeader, Name: http.CanonicalHeaderKey(of.Header)}
+		if strings.HasPrefix(strings.ToLower(of.Header), "x-phiguard-") {
+			ps.add(path+".header", "X-Phiguard-* headers are phiguard's own and are stripped from requests")
+		}
+	}
+	if n != 1 {
+		ps.add(path, "name exactly one of claim, path_param or header")
+	}
+	return src
+}
+
+func compileSelectors(ps *problems, path string, texts []string) []Selector {
+	var out []Selector
+	seen := map[string]bool{}
+	for j, text := range texts {
+		p := fmt.Sprintf("%s[%d]", path, j)
+		s, err := ParseSelector(text)
+		if err != nil {
+			ps.add(p, "%v", err)
+			continue
+		}
+		if seen[text] {
+			ps.add(p, "selector %q is listed twice", text)
+			continue
+		}
+		seen[text] = true
+		out = append(out, s)
+	}
+	return out
+}
+
+// crossCheck validates what depends on more than one section.
+func (p *Policy) crossCheck(ps *problems) {
+	f := &p.File
+	needJWT, needKeys, needGateway := false, false, false
+	for _, r := range p.Routes {
+		if r.AuthRequired && r.Deny == "" {
+			needJWT = true
+		}
+		if r.HasFieldActions() {
+			needKeys = true
+			if len(f.Orgs) == 0 {
+				ps.add(fmt.Sprintf("routes[%d]", r.Index), "the route has field actions but no organization is listed under orgs")
+			}
+		}
+		if r.OrgFrom.Kind == OrgFromHeader {
+			needGateway = true
+		}
+	}
+	if needJWT && (f.Identity == nil || f.Identity.JWT == nil) {
+		ps.add("identity", "routes need a caller (auth: required is the default) but identity.jwt is not set")
+	}
+	if needKeys && f.Keys == nil {
+		ps.add("keys", "routes have field actions but keys is not set")
+	}
+	if needGateway && len(p.TrustedGateways) == 0 {
+		ps.add("identity", "a route takes the organization from a header, but identity.trusted_gateways is empty")
+	}
+}
+
+func sameMethods(a, b map[string]bool) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for m := range a {
+		if !b[m] {
+			return false
+		}
+	}
+	return true
+}
+
+func resolve(dir, path string) string {
+	if path == "" || filepath.IsAbs(path) {
+		return path
+	}
+	return filepath.Join(dir, path)
+}

@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the expected messages of testdata/load cases")
+
+const caseSeparator = "-----\n"
+
+// TestLoadCases runs every testdata/load case: a policy, a separator line,
+// then the exact messages Parse must report (nothing for a valid policy).
+func TestLoadCases(t *testing.T) {
+	files, err := filepath.Glob("testdata/load/*.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no cases: %v", err)
+	}
+	for _, file := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
+			raw, err := os.ReadFile(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			input, want, ok := strings.Cut(string(raw), caseSeparator)
+			if !ok {
+				t.Fatalf("%s has no %q separator", file, caseSeparator)
+			}
+			got := ""
+			if _, err := Parse("policy.yaml", []byte(input)); err != nil {
+				var le *LoadError
+				if !errors.As(err, &le) {
+					t.Fatalf("Parse returned %T, want *LoadError: %v", err, err)
+				}
+				got = err.Error() + "\n"
+			}
+			if *update {
+				if err := os.WriteFile(file, []byte(input+caseSeparator+got), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if got != want {
+				t.Errorf("messages differ\n got:\n%s\nwant:\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestDefaultsAndResolvedPaths(t *testing.T) {
+	src := `version: 1
+ingress: {upstream: "http://127.0.0.1:8080"}
+identity: {jwt: {jwks: jwks.json}}
+keys: {keyring: ./keyring}
+audit: {sinks: [{type: file, path: /var/log/a.jsonl}]}
+orgs: [{id: org_a}]
+routes:
+  - name: r
+    match: {path: /r}
+    encrypt_request: ["$.x"]
+`
+	p, err := Parse("/etc/phiguard/policy.yaml", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := p.File
+	for _, c := range []struct{ name, got, want string }{
+		{"listen", f.Ingress.Listen, DefaultListen},
+		{"default", f.Default, "deny"},
+		{"mask", f.Mask, DefaultMask},
+		{"claims.org", f.Identity.Claims.Org, "org_id"},
+		{"claims.user", f.Identity.Claims.User, "sub"},
+		{"claims.role", f.Identity.Claims.Role, "role"},
+		{"jwks", f.Identity.JWT.JWKS, "/etc/phiguard/jwks.json"},
+		{"keyring", f.Keys.Keyring, "/etc/phiguard/keyring"},
+		{"keys.provider", f.Keys.Provider, "local"},
+		{"audit path", f.Audit.Sinks[0].Path, "/var/log/a.jsonl"},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s: got %q, want %q", c.name, c.got, c.want)
+		}
+	}
+	if f.Ingress.MaxBodyBytes != DefaultMaxBodyBytes {
+		t.Errorf("max_body_bytes: got %d, want %d", f.Ingress.MaxBodyBytes, DefaultMaxBodyBytes)
+	}
+	if !*f.Audit.FailClosed {
+		t.Error("fail_closed defaults to false, want true")
+	}
+	if p.defaultAllow {
+		t.Error("default is allow, want deny")
+	}
+}
+
+func TestLoadMissingFile(t *testing.T) {
+	if _, err := Load(filepath.Join(t.TempDir(), "nope.yaml")); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+		t.Errorf("Load of a missing file: got %v", err)
+	}
+}
+
+// FuzzLoad checks that no input makes the loader panic and that every
+// refusal is a *LoadError with at least one located problem.
+func FuzzLoad(f *testing.F) {
+	files, _ := filepath.Glob("testdata/load/*.txt")
+	for _, file := range files {
+		raw, _ := os.ReadFile(file)
+		input, _, _ := strings.Cut(string(raw), caseSeparator)
+		f.Add(input)
+	}
+	f.Fuzz(func(t *testing.T, src string) {
+		_, err := Parse("p.yaml", []byte(src))
+		if err == nil {
+			return
+		}
+		var le *LoadError
+		if !errors.As(err, &le) || len(le.Problems) == 0 {
+			t.Fatalf("Parse error is not a located *LoadError: %v", err)
+		}
+	})
+}

@@ -1,0 +1,183 @@
+package policy
+
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
+
+// StepKind is one step of a JSON selector.
+type StepKind uint8
+
+const (
+	// StepChild matches an object member with the step's name: .name or ['name'].
+	StepChild StepKind = iota + 1
+	// StepAny matches any object member or array element: [*] or .*.
+	StepAny
+	// StepDescendant matches a member with the step's name at any depth
+	// below the current value: ..name or ..['name'].
+	StepDescendant
+)
+
+// Step is one step of a JSON selector.
+type Step struct {
+	Kind StepKind
+	Name string
+}
+
+// MaxSelectorSteps bounds a selector's length; matchers rely on it.
+const MaxSelectorSteps = 32
+
+// Selector names the values of a body that an action touches: a JSONPath
+// subset ($.a.b, $.a[*].b, $..b, $['odd key']) for JSON bodies, or form:Name
+// for application/x-www-form-urlencoded bodies.
+type Selector struct {
+	// Text is the selector as written in the policy; audit records name it.
+	Text string
+	// Form is set for form:Name selectors; FormName is then the field.
+	Form     bool
+	FormName string
+	// Steps is the JSON path below the root, for JSON selectors.
+	Steps []Step
+}
+
+func (s Selector) String() string { return s.Text }
+
+// ParseSelector parses one selector.
+func ParseSelector(text string) (Selector, error) {
+	if name, ok := strings.CutPrefix(text, "form:"); ok {
+		if name == "" {
+			return Selector{}, fmt.Errorf("form selector %q names no field", text)
+		}
+		if !utf8.ValidString(name) || strings.ContainsAny(name, "&=;") {
+			return Selector{}, fmt.Errorf("form selector %q: a field name cannot hold '&', '=' or ';'", text)
+		}
+		return Selector{Text: text, Form: true, FormName: name}, nil
+	}
+	if !strings.HasPrefix(text, "$") {
+		return Selector{}, fmt.Errorf("unknown selector syntax %q: start with $ (JSON) or form: (form fields)", text)
+	}
+	p := selectorParser{src: text, i: 1}
+	var steps []Step
+	for p.i < len(p.src) {
+		st, err := p.step()
+		if err != nil {
+			return Selector{}, fmt.Errorf("unknown selector syntax %q: %v", text, err)
+		}
+		steps = append(steps, st)
+		if len(steps) > MaxSelectorSteps {
+			return Selector{}, fmt.Errorf("selector %q has more than %d steps", text, MaxSelectorSteps)
+		}
+	}
+	if len(steps) == 0 {
+		return Selector{}, fmt.Errorf("selector %q selects the whole body; name at least one field", text)
+	}
+	return Selector{Text: text, Steps: steps}, nil
+}
+
+type selectorParser struct {
+	src string
+	i   int
+}
+
+func (p *selectorParser) step() (Step, error) {
+	switch {
+	case strings.HasPrefix(p.src[p.i:], ".."):
+		p.i += 2
+		if p.i < len(p.src) && p.src[p.i] == '[' {
+			st, err := p.bracket()
+			if err != nil {
+				return Step{}, err
+			}
+			if st.Kind != StepChild {
+				return Step{}, fmt.Errorf("'..' must be followed by a name")
+			}
+			return Step{Kind: StepDescendant, Name: st.Name}, nil
+		}
+		name, err := p.name()
+		if err != nil {
+			return Step{}, fmt.Errorf("'..' must be followed by a name")
+		}
+		return Step{Kind: StepDescendant, Name: name}, nil
+	case p.src[p.i] == '.':
+		p.i++
+		if p.i < len(p.src) && p.src[p.i] == '*' {
+			p.i++
+			return Step{Kind: StepAny}, nil
+		}
+		name, err := p.name()
+		if err != nil {
+			return Step{}, err
+		}
+		return Step{Kind: StepChild, Name: name}, nil
+	case p.src[p.i] == '[':
+		return p.bracket()
+	}
+	return Step{}, fmt.Errorf("unexpected %q at offset %d", p.src[p.i], p.i)
+}
+
+// name reads a dot-notation member name: letters, digits, '_' and '-'.
+func (p *selectorParser) name() (string, error) {
+	start := p.i
+	for p.i < len(p.src) {
+		c := p.src[p.i]
+		if c == '_' || c == '-' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' {
+			p.i++
+			continue
+		}
+		break
+	}
+	if p.i == start {
+		if p.i < len(p.src) {
+			return "", fmt.Errorf("a name cannot hold %q; use ['...'] for it", p.src[p.i])
+		}
+		return "", fmt.Errorf("missing name after '.'")
+	}
+	return p.src[start:p.i], nil
+}
+
+// bracket reads [*], ['name'] or ["name"].
+func (p *selectorParser) bracket() (Step, error) {
+	p.i++ // '['
+	if strings.HasPrefix(p.src[p.i:], "*]") {
+		p.i += 2
+		return Step{Kind: StepAny}, nil
+	}
+	if p.i >= len(p.src) || (p.src[p.i] != '\'' && p.src[p.i] != '"') {
+		return Step{}, fmt.Errorf("brackets take * or a quoted name (filters, slices and indexes are not supported)")
+	}
+	quote := p.src[p.i]
+	p.i++
+	var b strings.Builder
+	for {
+		if p.i >= len(p.src) {
+			return Step{}, fmt.Errorf("unterminated quoted name")
+		}
+		c := p.src[p.i]
+		p.i++
+		if c == quote {
+			break
+		}
+		if c == '\\' {
+			if p.i >= len(p.src) {
+				return Step{}, fmt.Errorf("unterminated escape")
+			}
+			e := p.src[p.i]
+			p.i++
+			if e != '\\' && e != '\'' && e != '"' {
+				return Step{}, fmt.Errorf("unknown escape \\%c", e)
+			}
+			c = e
+		}
+		b.WriteByte(c)
+	}
+	if p.i >= len(p.src) || p.src[p.i] != ']' {
+		return Step{}, fmt.Errorf("missing ']' after quoted name")
+	}
+	p.i++
+	name := b.String()
+	if name == "" || !utf8.ValidString(name) {
+		return Step{}, fmt.Errorf("quoted name must be non-empty UTF-8")
+	}
+	return Step{Kind: StepChild, Name: name}, nil
+}
