@@ -55,7 +55,7 @@ func TestMatch(t *testing.T) {
 	p := mustParse(t, decidePolicy)
 	for _, tc := range []struct {
 		method, path, route string
-		params            Params
+		params              Params
 	}{
 		{"POST", "/api/v1/conversations/42/messages", "send", Params{"id": "42"}},
 		{"GET", "/api/v1/conversations/42/messages", "list", Params{"id": "42"}},
