@@ -1,0 +1,250 @@
+package codec
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/bits"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/policy"
+)
+
+// MaxDepth is the deepest nesting of objects and arrays a body may have.
+const MaxDepth = 64
+
+// Matcher matches JSON paths against a set of selectors while a body is
+// walked. Build it once per route; it is safe for concurrent use.
+type Matcher struct {
+	sels  []policy.Selector // JSON selectors only, in policy order
+	idx   []int             // position of each in the list it was built from
+	total int               // length of the list it was built from
+}
+
+// NewMatcher compiles the JSON selectors of sels; form selectors are skipped.
+// Edit callbacks and counts refer to positions in sels.
+func NewMatcher(sels []policy.Selector) *Matcher {
+	m := &Matcher{total: len(sels)}
+	for i, s := range sels {
+		if !s.Form {
+			m.sels = append(m.sels, s)
+			m.idx = append(m.idx, i)
+		}
+	}
+	return m
+}
+
+// Empty reports whether the matcher has no JSON selector.
+func (m *Matcher) Empty() bool { return len(m.sels) == 0 }
+
+// Edit returns the replacement for a selected value: raw JSON text. sel is
+// the selector's position in the list the matcher was built from.
+type Edit func(sel int, value jsontext.Value) ([]byte, error)
+
+// RewriteJSON parses src as exactly one JSON value, strictly, and replaces
+// every value a selector picks with what edit returns. Bytes outside the
+// selected values are copied unchanged. counts[i] is how many values
+// selector i picked. Body errors are *BodyError; edit's errors are returned
+// as they are.
+func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, err error) {
+	w := walker{
+		m:      m,
+		src:    src,
+		dec:    jsontext.NewDecoder(bytes.NewReader(src)),
+		edit:   edit,
+		n:      len(m.sels),
+		counts: make([]int, m.total),
+	}
+	w.out = make([]byte, 0, len(src)+len(src)/2)
+	root := w.frame(0)
+	for i := range w.n {
+		root[i] = 1     // exact: at step 0
+		root[w.n+i] = 1 // case-folded: at step 0
+	}
+	if err := w.value(0); err != nil {
+		return nil, nil, err
+	}
+	if _, err := w.dec.ReadToken(); err != io.EOF {
+		return nil, nil, malformed("data after the JSON value")
+	}
+	w.out = append(w.out, src[w.last:]...)
+	return w.out, w.counts, nil
+}
+
+type walker struct {
+	m      *Matcher
+	src    []byte
+	dec    *jsontext.Decoder
+	edit   Edit
+	n      int
+	states []uint64 // per depth: n exact state sets, then n case-folded ones
+	out    []byte
+	last   int // src[:last] has been handled
+	counts []int
+}
+
+// frame returns the state sets of depth d, growing the slab as needed.
+func (w *walker) frame(d int) []uint64 {
+	need := (d + 1) * 2 * w.n
+	if need > len(w.states) {
+		w.states = append(w.states, make([]uint64, need-len(w.states))...)
+	}
+	return w.states[d*2*w.n : need]
+}
+
+// value handles the value at depth d whose state sets are in frame(d).
+func (w *walker) value(d int) error {
+	st := w.frame(d)
+	live := false
+	for i, sel := range w.m.sels {
+		done := uint64(1) << len(sel.Steps)
+		if st[i]&done != 0 {
+			return w.replace(i)
+		}
+		if st[w.n+i]&done != 0 {
+			return &BodyError{Kind: ErrAmbiguousKey, Reason: "a key differs from the selected " + sel.Text + " only by letter case"}
+		}
+		if st[w.n+i] != 0 {
+			live = true
+		}
+	}
+	tok, err := w.dec.ReadToken()
+	if err != nil {
+		return jsonErr(err)
+	}
+	switch tok.Kind() {
+	case '{':
+		if d+1 > MaxDepth {
+			return malformed("nesting deeper than %d levels", MaxDepth)
+		}
+		for {
+			if w.dec.PeekKind() == '}' {
+				break
+			}
+			name, err := w.dec.ReadToken()
+			if err != nil {
+				return jsonErr(err)
+			}
+			w.advance(d, live, name.String(), true)
+			if err := w.value(d + 1); err != nil {
+				return err
+			}
+		}
+		_, err = w.dec.ReadToken()
+		return jsonErr(err)
+	case '[':
+		if d+1 > MaxDepth {
+			return malformed("nesting deeper than %d levels", MaxDepth)
+		}
+		for w.dec.PeekKind() != ']' {
+			if w.dec.PeekKind() == 0 {
+				_, err := w.dec.ReadToken()
+				return jsonErr(err)
+			}
+			w.advance(d, live, "", false)
+			if err := w.value(d + 1); err != nil {
+				return err
+			}
+		}
+		_, err = w.dec.ReadToken()
+		return jsonErr(err)
+	}
+	return nil
+}
+
+// advance computes the state sets of a child of depth d: a member called
+// name, or an array element.
+func (w *walker) advance(d int, live bool, name string, member bool) {
+	child := w.frame(d + 1)
+	parent := w.frame(d)
+	if !live {
+		clear(child)
+		return
+	}
+	for i, sel := range w.m.sels {
+		child[i] = step(sel.Steps, parent[i], name, member, false)
+		child[w.n+i] = step(sel.Steps, parent[w.n+i], name, member, true)
+	}
+}
+
+// step moves a selector's state set over one path element. Bit j set means
+// steps[:j] have matched; bit len(steps) means the selector is complete.
+func step(steps []policy.Step, s uint64, name string, member, fold bool) uint64 {
+	var next uint64
+	for s != 0 {
+		j := bits.TrailingZeros64(s)
+		s &= s - 1
+		if j >= len(steps) {
+			continue
+		}
+		switch st := steps[j]; st.Kind {
+		case policy.StepChild:
+			if member && nameEq(name, st.Name, fold) {
+				next |= 1 << (j + 1)
+			}
+		case policy.StepAny:
+			next |= 1 << (j + 1)
+		case policy.StepDescendant:
+			next |= 1 << j
+			if member && nameEq(name, st.Name, fold) {
+				next |= 1 << (j + 1)
+			}
+		}
+	}
+	return next
+}
+
+func nameEq(a, b string, fold bool) bool {
+	if fold {
+		return strings.EqualFold(a, b)
+	}
+	return a == b
+}
+
+// replace reads the selected value and splices in its replacement.
+func (w *walker) replace(i int) error {
+	v, err := w.dec.ReadValue()
+	if err != nil {
+		return jsonErr(err)
+	}
+	end := int(w.dec.InputOffset())
+	start := end - len(v)
+	sel := w.m.idx[i]
+	repl, err := w.edit(sel, v)
+	if err != nil {
+		return err
+	}
+	w.out = append(w.out, w.src[w.last:start]...)
+	w.out = append(w.out, repl...)
+	w.last = end
+	w.counts[sel]++
+	return nil
+}
+
+// jsonErr turns a decoder error into a BodyError that names the problem and
+// its byte offset, never the offending text or key.
+func jsonErr(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		return malformed("the JSON ends early")
+	}
+	var se *jsontext.SyntacticError
+	if errors.As(err, &se) {
+		reason := "invalid JSON"
+		switch {
+		case errors.Is(se.Err, jsontext.ErrDuplicateName):
+			reason = "duplicate key"
+		case errors.Is(se.Err, jsontext.ErrNonStringName):
+			reason = "object key is not a string"
+		case strings.Contains(se.Err.Error(), "UTF-8"):
+			reason = "invalid UTF-8"
+		}
+		// The JSON pointer is left out: object keys can be data too.
+		return malformed("%s at byte %d", reason, se.ByteOffset)
+	}
+	return malformed("invalid JSON")
+}

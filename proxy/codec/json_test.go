@@ -1,0 +1,222 @@
+package codec
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/policy"
+)
+
+func selectors(t testing.TB, texts ...string) []policy.Selector {
+	t.Helper()
+	var out []policy.Selector
+	for _, s := range texts {
+		sel, err := policy.ParseSelector(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, sel)
+	}
+	return out
+}
+
+// mark replaces a selected value with a string naming the selector and the
+// original value, so tests see exactly what was picked.
+func mark(sel int, v jsontext.Value) ([]byte, error) {
+	return jsontext.AppendQuote(nil, "S"+string(rune('0'+sel))+":"+string(v))
+}
+
+func TestRewriteJSONSelects(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		sels []string
+		in   string
+		want string
+	}{
+		{"child", []string{"$.body"}, `{"body":"hi","to":"x"}`, `{"body":"S0:\"hi\"","to":"x"}`},
+		{"nested child", []string{"$.a.b"}, `{"a":{"b":1,"c":2},"b":3}`, `{"a":{"b":"S0:1","c":2},"b":3}`},
+		{"array wildcard", []string{"$.att[*].caption"}, `{"att":[{"caption":"c1","url":"u"},{"url":"v"},{"caption":null}]}`,
+			`{"att":[{"caption":"S0:\"c1\"","url":"u"},{"url":"v"},{"caption":"S0:null"}]}`},
+		{"member wildcard", []string{"$.m.*"}, `{"m":{"x":1,"y":[2]},"n":3}`, `{"m":{"x":"S0:1","y":"S0:[2]"},"n":3}`},
+		{"descendant", []string{"$..note"}, `{"note":1,"a":[{"note":{"note":2}},{"b":{"note":true}}]}`,
+			`{"note":"S0:1","a":[{"note":"S0:{\"note\":2}"},{"b":{"note":"S0:true"}}]}`},
+		{"quoted name", []string{"$['odd key']"}, `{"odd key":"x","odd":"y"}`, `{"odd key":"S0:\"x\"","odd":"y"}`},
+		{"escaped key is decoded before matching", []string{"$.body"}, `{"b\u006fdy":"x"}`, `{"b\u006fdy":"S0:\"x\""}`},
+		{"every type", []string{"$[*]"}, `["s",1.50e3,-0,true,false,null,{"a":1},[1]]`,
+			`["S0:\"s\"","S0:1.50e3","S0:-0","S0:true","S0:false","S0:null","S0:{\"a\":1}","S0:[1]"]`},
+		{"first selector wins", []string{"$.a", "$..a"}, `{"a":1,"b":{"a":2}}`, `{"a":"S0:1","b":{"a":"S1:2"}}`},
+		{"whitespace and lexemes kept", []string{"$.x"}, "{ \"y\" : 1.000 ,\n\t\"x\" : \"v\" , \"z\":\"\\u00e9\" }\n",
+			"{ \"y\" : 1.000 ,\n\t\"x\" : \"S0:\\\"v\\\"\" , \"z\":\"\\u00e9\" }\n"},
+		{"nothing selected", []string{"$.absent"}, `{"a": [1, 2, {"b": "c"}]}`, `{"a": [1, 2, {"b": "c"}]}`},
+		{"scalar root", []string{"$.a"}, `"just a string"`, `"just a string"`},
+		{"selected value with whitespace inside", []string{"$.o"}, `{"o": { "k" : [ 1 ] }}`, `{"o": "S0:{ \"k\" : [ 1 ] }"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := NewMatcher(selectors(t, tc.sels...))
+			out, _, err := RewriteJSON([]byte(tc.in), m, mark)
+			if err != nil {
+				t.Fatalf("RewriteJSON: %v", err)
+			}
+			if string(out) != tc.want {
+				t.Errorf("got  %s\nwant %s", out, tc.want)
+			}
+		})
+	}
+}
+
+func TestRewriteJSONCounts(t *testing.T) {
+	sels := selectors(t, "form:Body", "$.data[*].body", "$.title")
+	m := NewMatcher(sels)
+	_, counts, err := RewriteJSON([]byte(`{"data":[{"body":1},{"body":2},{}],"title":"t"}`), m, mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(counts) != 3 || counts[0] != 0 || counts[1] != 2 || counts[2] != 1 {
+		t.Errorf("counts = %v, want [0 2 1]", counts)
+	}
+}
+
+func TestRewriteJSONRefuses(t *testing.T) {
+	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
+	okDeep := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
+	if _, _, err := RewriteJSON([]byte(okDeep), NewMatcher(selectors(t, "$.a")), mark); err != nil {
+		t.Fatalf("nesting of exactly %d refused: %v", MaxDepth, err)
+	}
+	for _, tc := range []struct {
+		name string
+		sels []string
+		in   string
+		want error
+	}{
+		{"empty", []string{"$.a"}, ``, ErrMalformed},
+		{"syntax", []string{"$.a"}, `{"a":}`, ErrMalformed},
+		{"truncated", []string{"$.a"}, `{"a":"x"`, ErrMalformed},
+		{"truncated array", []string{"$.a"}, `[1,2`, ErrMalformed},
+		{"trailing data", []string{"$.a"}, `{"a":1} {"a":2}`, ErrMalformed},
+		{"trailing garbage", []string{"$.a"}, `{"a":1}x`, ErrMalformed},
+		{"comment", []string{"$.a"}, `{"a":1 /* c */}`, ErrMalformed},
+		{"line comment", []string{"$.a"}, "{\"a\":1 // c\n}", ErrMalformed},
+		{"duplicate selected key", []string{"$.a"}, `{"a":1,"a":2}`, ErrMalformed},
+		{"duplicate unselected key", []string{"$.a"}, `{"b":{"c":1,"c":2}}`, ErrMalformed},
+		{"duplicate via escape", []string{"$.body"}, `{"body":"x","b\u006fdy":"y"}`, ErrMalformed},
+		{"invalid UTF-8", []string{"$.a"}, "{\"b\":\"\xff\"}", ErrMalformed},
+		{"invalid UTF-8 in key", []string{"$.a"}, "{\"\xc3\x28\":1}", ErrMalformed},
+		{"lone surrogate escape", []string{"$.a"}, `{"a":"\ud800"}`, ErrMalformed},
+		{"too deep", []string{"$.a"}, deep, ErrMalformed},
+		{"single quotes", []string{"$.a"}, `{'a':1}`, ErrMalformed},
+		{"NaN", []string{"$.a"}, `{"a":NaN}`, ErrMalformed},
+		{"BOM", []string{"$.a"}, "\ufeff{\"a\":1}", ErrMalformed},
+		{"case variant of selected key", []string{"$.body"}, `{"Body":"x"}`, ErrAmbiguousKey},
+		{"case variant beside selected key", []string{"$.body"}, `{"body":"x","BODY":"y"}`, ErrAmbiguousKey},
+		{"case variant of a parent", []string{"$.data[*].body"}, `{"Data":[{"body":"x"}]}`, ErrAmbiguousKey},
+		{"unicode fold variant", []string{"$.mask"}, `{"mas\u212a":"x"}`, ErrAmbiguousKey},
+		{"case variant below descendant", []string{"$..note"}, `{"a":{"NOTE":"x"}}`, ErrAmbiguousKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := RewriteJSON([]byte(tc.in), NewMatcher(selectors(t, tc.sels...)), mark)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v (out %q), want %v", err, out, tc.want)
+			}
+			var be *BodyError
+			if !errors.As(err, &be) {
+				t.Fatalf("error %T is not a *BodyError", err)
+			}
+		})
+	}
+}
+
+func TestRewriteJSONErrorsCarryNoValues(t *testing.T) {
+	const canary = "CANARY-PHI-7731"
+	for _, in := range []string{
+		`{"body":"` + canary + `","body":"x"}`,
+		`{"body":"` + canary + `"} trailing`,
+		`{"` + canary + `":1,"` + canary + `":2}`,
+		`{"Body":"` + canary + `"}`,
+		`{"body":"` + canary + `",}`,
+	} {
+		_, _, err := RewriteJSON([]byte(in), NewMatcher(selectors(t, "$.body")), mark)
+		if err == nil {
+			t.Fatalf("%s: no error", in)
+		}
+		if strings.Contains(err.Error(), canary) {
+			t.Errorf("error %q holds a body value", err)
+		}
+	}
+}
+
+func TestRewriteJSONEditError(t *testing.T) {
+	boom := errors.New("key failure")
+	_, _, err := RewriteJSON([]byte(`{"a":1}`), NewMatcher(selectors(t, "$.a")), func(int, jsontext.Value) ([]byte, error) {
+		return nil, boom
+	})
+	if !errors.Is(err, boom) {
+		t.Errorf("got %v, want the edit's error", err)
+	}
+}
+
+// FuzzRewriteJSON: whatever the body, an identity edit gives back the input
+// byte for byte, a replacing edit gives valid JSON, and nothing is accepted
+// that a strict parser rejects.
+func FuzzRewriteJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"body":"hi","attachments":[{"caption":"c"}]}`, `{"a":{"b":[1,2,{"note":"n"}]}}`, `[]`, `"x"`, `{"Body":1}`,
+		`{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `{"odd key":[true,null]}`, ` { "body" : 1.5e10 } `, `{"b\u006fdy":"x"}`,
+	} {
+		f.Add([]byte(s))
+	}
+	sels := []policy.Selector{}
+	for _, s := range []string{"$.body", "$.attachments[*].caption", "$..note", "$['odd key']", "$.a.*"} {
+		sel, _ := policy.ParseSelector(s)
+		sels = append(sels, sel)
+	}
+	m := NewMatcher(sels)
+	f.Fuzz(func(t *testing.T, in []byte) {
+		same, _, err := RewriteJSON(in, m, func(_ int, v jsontext.Value) ([]byte, error) { return v, nil })
+		if err != nil {
+			var be *BodyError
+			if !errors.As(err, &be) {
+				t.Fatalf("error %T is not a *BodyError: %v", err, err)
+			}
+			return
+		}
+		if !jsontext.Value(in).IsValid() {
+			t.Fatalf("accepted invalid JSON %q", in)
+		}
+		if string(same) != string(in) {
+			t.Fatalf("identity edit changed the body:\n in %q\nout %q", in, same)
+		}
+		out, _, err := RewriteJSON(in, m, func(int, jsontext.Value) ([]byte, error) { return []byte(`"ephi:x"`), nil })
+		if err != nil {
+			t.Fatalf("second pass failed: %v", err)
+		}
+		if !jsontext.Value(out).IsValid() {
+			t.Fatalf("rewrite produced invalid JSON %q", out)
+		}
+	})
+}
+
+func BenchmarkRewriteJSON(b *testing.B) {
+	m := NewMatcher(selectors(b, "$.data[*].body", "$.data[*].attachments[*].caption"))
+	var sb strings.Builder
+	sb.WriteString(`{"data":[`)
+	for i := range 50 {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		sb.WriteString(`{"id":"m_123456","conversation_id":"c_42","direction":"outbound","body":"Your appointment is Tuesday at 10am with Dr. Rivera.","attachments":[{"url":"https://files.example/a.png","caption":"referral"}],"created_at":"2026-11-22T10:00:00Z"}`)
+	}
+	sb.WriteString(`],"next":null}`)
+	in := []byte(sb.String())
+	repl := []byte(`"ephi:v1:org_a:0a1b2c3d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"`)
+	edit := func(int, jsontext.Value) ([]byte, error) { return repl, nil }
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := RewriteJSON(in, m, edit); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
