@@ -1,0 +1,61 @@
+package proxy
+
+import "testing"
+
+func TestCanonicalize(t *testing.T) {
+	for _, tc := range []struct{ in, dec, esc string }{
+		{"/", "/", "/"},
+		{"/api/v1/tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api//v1///tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api/./v1/tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api/x/../v1/tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api/v1/%74okens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api/v1/x/%2e%2e/tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/api/v1/x/.%2E/tokens", "/api/v1/tokens", "/api/v1/tokens"},
+		{"/a/b/", "/a/b/", "/a/b/"},
+		{"/a/b/.", "/a/b/", "/a/b/"},
+		{"/a/b/..", "/a/", "/a/"},
+		{"/a/hello%20world", "/a/hello world", "/a/hello%20world"},
+		{"/a/%c3%a9", "/a/é", "/a/%C3%A9"},
+		{"/a/%3f", "/a/?", "/a/%3F"},
+		{"/a/~user", "/a/~user", "/a/~user"},
+	} {
+		got, err := canonicalize(tc.in)
+		if err != nil {
+			t.Errorf("canonicalize(%q): %v", tc.in, err)
+			continue
+		}
+		if got.decoded != tc.dec || got.escaped != tc.esc {
+			t.Errorf("canonicalize(%q) = %q / %q, want %q / %q", tc.in, got.decoded, got.escaped, tc.dec, tc.esc)
+		}
+	}
+}
+
+func TestCanonicalizeRefuses(t *testing.T) {
+	for _, in := range []string{
+		"", "api", "/api%2Fv1/tokens", "/api%2fv1", "/api%5Cv1", "/api\\v1", "/api/v1/tokens;jsessionid=1",
+		"/api/v1/tokens%3Bx", "/a%00b", "/a%0a", "/a%7f", "/a%zz", "/a%2", "/a%", "/..", "/../api", "/a/../../b",
+		"/a/%2e%2e/%2e%2e/b", "/a b", "/a\x01", "/é", "/a/%ff",
+	} {
+		if got, err := canonicalize(in); err == nil {
+			t.Errorf("canonicalize(%q) = %+v, want an error", in, got)
+		}
+	}
+}
+
+func FuzzCanonicalize(f *testing.F) {
+	for _, s := range []string{"/a/b", "/a/../b", "/%2e%2e/x", "/a//b/", "/a%2Fb", "/%41"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, in string) {
+		c, err := canonicalize(in)
+		if err != nil {
+			return
+		}
+		// Canonical output is a fixed point: normalizing it again changes nothing.
+		again, err := canonicalize(c.escaped)
+		if err != nil || again != c {
+			t.Fatalf("canonicalize(%q) = %+v, but again gives %+v, %v", in, c, again, err)
+		}
+	})
+}

@@ -1,0 +1,63 @@
+package proxy
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// Headers phiguard sets for the app. Clients can never send them.
+const (
+	headerPrefix    = "X-Phiguard-"
+	headerRequestID = "X-Phiguard-Request-Id"
+	headerOrg       = "X-Phiguard-Org"
+	headerUser      = "X-Phiguard-User"
+	headerRole      = "X-Phiguard-Role"
+)
+
+// strippedHeaders override the method, the URL or the client's identity in
+// one app framework or another. phiguard judged the request without them,
+// so the app must not act on them.
+var strippedHeaders = []string{
+	"X-Http-Method-Override", "X-Http-Method", "X-Method-Override", "X-Original-Method",
+	"X-Original-Url", "X-Rewrite-Url", "X-Override-Url",
+	"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto", "X-Forwarded-Port",
+	"X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Uri",
+	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Cluster-Client-Ip", "Client-Ip",
+	"X-Originating-Ip", "X-Remote-Ip", "X-Remote-Addr",
+}
+
+// methodOverrideParams are query parameters that frameworks read as the method.
+var methodOverrideParams = map[string]bool{
+	"_method": true, "__method": true, "_httpmethod": true, "x-http-method-override": true, "x-method-override": true,
+}
+
+// sanitizeHeaders strips override and identity headers and refuses a query
+// that overrides the method or has no single meaning.
+func sanitizeHeaders(r *http.Request) error {
+	for _, h := range strippedHeaders {
+		r.Header.Del(h)
+	}
+	for k := range r.Header {
+		if strings.HasPrefix(k, headerPrefix) {
+			delete(r.Header, k)
+		}
+	}
+	q := r.URL.RawQuery
+	if q == "" {
+		return nil
+	}
+	if strings.Contains(q, ";") {
+		return badRequest("';' in the query string is ambiguous; encode it as %%3B")
+	}
+	vals, err := url.ParseQuery(q)
+	if err != nil {
+		return badRequest("malformed query string")
+	}
+	for k := range vals {
+		if methodOverrideParams[strings.ToLower(k)] {
+			return badRequest("method override parameters are refused")
+		}
+	}
+	return nil
+}

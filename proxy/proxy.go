@@ -1,0 +1,544 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/proxy/codec"
+)
+
+// Keys seals and opens field values for an organization.
+type Keys interface {
+	Encrypt(org string, plaintext []byte) (string, error)
+	Decrypt(org, token string) ([]byte, error)
+}
+
+// Verifier identifies the caller from the Authorization header values.
+type Verifier interface {
+	Verify(authorization []string) (*identity.Caller, error)
+}
+
+// Auditor records what happened to a request.
+type Auditor interface {
+	Record(ctx context.Context, r *audit.Record) error
+}
+
+// Options configure a Proxy. Policy, Keys (when a route has field actions)
+// and Auditor are required.
+type Options struct {
+	Policy *policy.Policy
+	Keys   Keys
+	// Verifier identifies callers; nil refuses every route that needs one.
+	Verifier Verifier
+	Auditor  Auditor
+	// Transport reaches the app; nil means a transport built from the
+	// policy's ingress settings.
+	Transport http.RoundTripper
+	// Log receives operational messages, never PHI; nil discards them.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Proxy is the ingress pipeline. It is an http.Handler.
+type Proxy struct {
+	pol      *policy.Policy
+	keys     Keys
+	verifier Verifier
+	auditor  Auditor
+	log      *slog.Logger
+	now      func() time.Time
+	rp       *httputil.ReverseProxy
+	plans    []routePlan // by route index
+	mask     []byte      // JSON string of the policy's mask
+}
+
+// routePlan is what a route needs at request time, compiled once.
+type routePlan struct {
+	encJSON *codec.Matcher
+	encForm bool
+	dec     *codec.Matcher
+}
+
+// New builds the pipeline for a policy.
+func New(o Options) (*Proxy, error) {
+	if o.Policy == nil || o.Auditor == nil {
+		return nil, errors.New("proxy: Policy and Auditor are required")
+	}
+	p := &Proxy{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.now == nil {
+		p.now = time.Now
+	}
+	mask, err := jsontext.AppendQuote(nil, o.Policy.File.Mask)
+	if err != nil {
+		return nil, fmt.Errorf("proxy: mask: %w", err)
+	}
+	p.mask = mask
+	for _, r := range o.Policy.Routes {
+		if r.HasFieldActions() && o.Keys == nil {
+			return nil, fmt.Errorf("proxy: route %s has field actions but no keys were given", r.Name)
+		}
+		p.plans = append(p.plans, routePlan{
+			encJSON: codec.NewMatcher(r.EncryptRequest),
+			encForm: codec.HasForm(r.EncryptRequest),
+			dec:     codec.NewMatcher(r.DecryptResponse),
+		})
+	}
+	tr := o.Transport
+	if tr == nil {
+		tr = NewTransport(o.Policy.File.Ingress)
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      tr,
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+		ErrorLog:       log.New(slogWriter{p.log}, "", 0),
+	}
+	return p, nil
+}
+
+// NewTransport reaches the app as the ingress settings say: HTTP/1.1, or
+// HTTP/2 with prior knowledge when upstream_h2c is set.
+func NewTransport(in policy.Ingress) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.DisableCompression = true // phiguard asks for and decodes encodings itself
+	t.ResponseHeaderTimeout = in.UpstreamTimeout
+	if in.UpstreamH2C {
+		t.Protocols = new(http.Protocols)
+		t.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return t
+}
+
+// exchange is the per-request state shared by ServeHTTP, Rewrite,
+// ModifyResponse and ErrorHandler through the request context.
+type exchange struct {
+	start    time.Time
+	path     canonicalPath
+	decision policy.Decision
+	caller   *identity.Caller
+	plan     *routePlan
+	rec      audit.Record
+	audited  bool
+}
+
+type exchangeKey struct{}
+
+func exchangeOf(ctx context.Context) *exchange {
+	ex, _ := ctx.Value(exchangeKey{}).(*exchange)
+	return ex
+}
+
+// ServeHTTP runs the pipeline: request id → canonical request → match →
+// identify → decide → check channels → transform → forward.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ex := &exchange{start: p.now()}
+	ex.rec = audit.Record{
+		RequestID: newRequestID(),
+		ClientIP:  clientIP(r),
+		Method:    r.Method,
+		Path:      requestPath(r),
+	}
+	w.Header().Set("X-Request-Id", ex.rec.RequestID)
+
+	path, err := canonicalize(requestPath(r))
+	if err != nil {
+		p.refuse(w, r, ex, badRequest("%s: %v", errAmbiguousPath, err))
+		return
+	}
+	ex.path = path
+	ex.rec.Path = path.decoded
+	if err := sanitizeHeaders(r); err != nil {
+		p.refuse(w, r, ex, err)
+		return
+	}
+
+	route, params := p.pol.Match(r.Method, path.decoded)
+	if route != nil {
+		ex.rec.Route = route.Name
+	}
+	req := policy.Request{
+		Method:             r.Method,
+		Path:               path.decoded,
+		Header:             r.Header.Get,
+		FromTrustedGateway: p.fromTrustedGateway(r),
+	}
+	if p.pol.NeedsCaller(route) {
+		req.Caller, req.CallerErr = p.identify(r)
+		if req.Caller != nil {
+			ex.rec.User, ex.rec.Role = req.Caller.User, req.Caller.Role
+		}
+	}
+	dec, err := p.pol.Decide(route, params, req)
+	ex.rec.Org = dec.Org
+	if err != nil {
+		if ex.rec.Org == "" && req.Caller != nil {
+			ex.rec.Org = req.Caller.Org
+		}
+		p.refuse(w, r, ex, err)
+		return
+	}
+	ex.decision = dec
+	if route != nil && route.HasFieldActions() {
+		ex.plan = &p.plans[route.Index]
+		if err := p.checkChannels(r); err != nil {
+			p.refuse(w, r, ex, err)
+			return
+		}
+		if err := p.encryptRequest(r, ex); err != nil {
+			p.refuse(w, r, ex, err)
+			return
+		}
+		if len(route.DecryptResponse) > 0 {
+			r.Header.Set("Accept-Encoding", "identity")
+		}
+	}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
+}
+
+func (p *Proxy) identify(r *http.Request) (*policy.Caller, error) {
+	if p.verifier == nil {
+		return nil, errors.New("no identity provider is configured")
+	}
+	c, err := p.verifier.Verify(r.Header.Values("Authorization"))
+	if err != nil {
+		return nil, err
+	}
+	return &policy.Caller{Org: c.Org, User: c.User, Role: c.Role}, nil
+}
+
+func (p *Proxy) fromTrustedGateway(r *http.Request) bool {
+	if len(p.pol.TrustedGateways) == 0 {
+		return false
+	}
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap()
+	for _, pfx := range p.pol.TrustedGateways {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkChannels refuses what phiguard cannot apply the policy inside.
+func (p *Proxy) checkChannels(r *http.Request) error {
+	if r.Header.Get("Upgrade") != "" || headerHasToken(r.Header, "Connection", "upgrade") {
+		return badRequest("protocol upgrades are refused on routes that carry PHI")
+	}
+	if len(r.Trailer) > 0 {
+		return badRequest("request trailers are refused on routes that carry PHI")
+	}
+	return nil
+}
+
+// encryptRequest replaces the selected request fields with tokens.
+func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
+	route := ex.decision.Route
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	kind, why, err := mediaKind(r.Header)
+	if err != nil {
+		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "%s", why)
+	}
+	gz, ok := contentEncoding(r.Header)
+	if !ok {
+		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_encoding", audit.DecisionDeny, "only gzip or no Content-Encoding is read")
+	}
+	if len(route.EncryptRequest) == 0 {
+		return nil // the route reads only responses; the body passes as sent
+	}
+	switch {
+	case kind == bodyJSON && ex.plan.encJSON.Empty():
+		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes form bodies")
+	case kind == bodyForm && !ex.plan.encForm:
+		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes JSON bodies")
+	}
+	body, err := readBody(r.Body, gz, p.pol.File.Ingress.MaxBodyBytes)
+	r.Body.Close()
+	if err != nil {
+		return err
+	}
+	org := ex.decision.Org
+	var out []byte
+	if kind == bodyJSON {
+		out, _, err = codec.RewriteJSON(body, ex.plan.encJSON, func(sel int, v jsontext.Value) ([]byte, error) {
+			tok, err := p.keys.Encrypt(org, v)
+			if err != nil {
+				return nil, p.keyFailure(err)
+			}
+			ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+			return jsontext.AppendQuote(nil, tok)
+		})
+	} else {
+		out, _, err = codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
+			pt, err := jsontext.AppendQuote(nil, v)
+			if err != nil {
+				return "", err
+			}
+			tok, err := p.keys.Encrypt(org, pt)
+			if err != nil {
+				return "", p.keyFailure(err)
+			}
+			ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+			return tok, nil
+		})
+	}
+	if err != nil {
+		return err
+	}
+	r.Body = io.NopCloser(bytes.NewReader(out))
+	r.ContentLength = int64(len(out))
+	r.TransferEncoding = nil
+	r.Header.Del("Content-Encoding")
+	r.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(out)), nil }
+	return nil
+}
+
+// keyFailure logs a key error (never a value) and returns the 503 refusal.
+func (p *Proxy) keyFailure(err error) error {
+	p.log.Error("key operation failed", "err", err)
+	return errKeys
+}
+
+// rewrite builds the outbound request: the app's URL with the canonical
+// path, fresh forwarding headers and phiguard's identity headers.
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	ex := exchangeOf(pr.In.Context())
+	up := p.pol.Upstream
+	pr.Out.URL.Scheme = up.Scheme
+	pr.Out.URL.Host = up.Host
+	base := strings.TrimSuffix(up.EscapedPath(), "/")
+	pr.Out.URL.RawPath = base + ex.path.escaped
+	pr.Out.URL.Path = strings.TrimSuffix(up.Path, "/") + ex.path.decoded
+	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.Out.Host = ""
+	pr.SetXForwarded()
+	h := pr.Out.Header
+	h.Set(headerRequestID, ex.rec.RequestID)
+	if ex.decision.Org != "" {
+		h.Set(headerOrg, ex.decision.Org)
+	}
+	if ex.rec.User != "" {
+		h.Set(headerUser, ex.rec.User)
+	}
+	if ex.rec.Role != "" {
+		h.Set(headerRole, ex.rec.Role)
+	}
+}
+
+// modifyResponse decrypts or masks response fields on routes with field
+// actions, then writes the audit record. Any failure turns into an error
+// page through errorHandler: the app's body is never passed on unread.
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	ex := exchangeOf(resp.Request.Context())
+	if ex == nil || ex.plan == nil {
+		return nil
+	}
+	ex.rec.UpstreamStatus = resp.StatusCode
+	if !ex.plan.dec.Empty() {
+		if err := p.decryptResponse(resp, ex); err != nil {
+			return err
+		}
+	}
+	ex.rec.Decision = audit.DecisionAllow
+	ex.rec.Status = resp.StatusCode
+	return p.record(resp.Request.Context(), ex)
+}
+
+func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
+	if resp.Body == nil || resp.Body == http.NoBody || resp.ContentLength == 0 ||
+		resp.Request.Method == http.MethodHead || resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotModified {
+		return nil
+	}
+	gz, ok := contentEncoding(resp.Header)
+	if !ok {
+		return errUpstreamBody
+	}
+	body, err := readBody(resp.Body, gz, p.pol.File.Ingress.MaxBodyBytes)
+	resp.Body.Close()
+	switch {
+	case errors.Is(err, errTooLarge):
+		return errUpstreamLarge
+	case err != nil:
+		return errUpstreamBody
+	}
+	if len(body) > 0 {
+		if kind, _, err := mediaKind(resp.Header); err != nil || kind != bodyJSON {
+			return errUpstreamBody
+		}
+		route := ex.decision.Route
+		body, _, err = codec.RewriteJSON(body, ex.plan.dec, func(sel int, v jsontext.Value) ([]byte, error) {
+			return p.reveal(ex, route.DecryptResponse[sel].Text, v)
+		})
+		if err != nil {
+			var be *codec.BodyError
+			if errors.As(err, &be) {
+				return errUpstreamBody
+			}
+			return err
+		}
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	resp.ContentLength = int64(len(body))
+	resp.TransferEncoding = nil
+	resp.Header.Del("Content-Encoding")
+	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	return nil
+}
+
+// Reasons a value is masked, as audit records name them.
+const (
+	maskNotReader   = "the caller's role may not read it"
+	maskOtherOrg    = "token of another organization"
+	maskUndecodable = "token does not decrypt"
+	maskNotToken    = "value is not a phiguard token"
+)
+
+// reveal turns one selected response value into what the caller may see:
+// the plaintext for a reader, the mask for everyone else and for every
+// token that does not open.
+func (p *Proxy) reveal(ex *exchange, path string, v jsontext.Value) ([]byte, error) {
+	if v.Kind() == 'n' {
+		return v, nil // null holds nothing to protect
+	}
+	if !ex.decision.Reader {
+		ex.rec.AddField(audit.ActionMask, path, maskNotReader, 1)
+		return p.mask, nil
+	}
+	var s string
+	if v.Kind() == '"' {
+		u, err := jsontext.AppendUnquote(nil, v)
+		if err != nil {
+			return nil, err
+		}
+		s = string(u)
+	}
+	if !keys.LooksLikeToken(s) {
+		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
+		ex.rec.AddField(audit.ActionMask, path, maskNotToken, 1)
+		return p.mask, nil
+	}
+	pt, err := p.keys.Decrypt(ex.decision.Org, s)
+	switch {
+	case err == nil && jsontext.Value(pt).IsValid():
+		ex.rec.AddField(audit.ActionDecrypt, path, "", 1)
+		return pt, nil
+	case errors.Is(err, keys.ErrOrgMismatch):
+		ex.rec.AddField(audit.ActionMask, path, maskOtherOrg, 1)
+		return p.mask, nil
+	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
+		ex.rec.AddField(audit.ActionMask, path, maskUndecodable, 1)
+		return p.mask, nil
+	default:
+		return nil, p.keyFailure(err)
+	}
+}
+
+// errorHandler answers for a failed upstream call or a failed response
+// transform, with a JSON error and, for PHI routes, an audit record.
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	ex := exchangeOf(r.Context())
+	ref := classify(err)
+	if !errors.As(err, new(*refusal)) && !errors.Is(err, audit.ErrUnavailable) {
+		if errors.Is(err, context.Canceled) {
+			ref = refuseWith(499, "client_closed", audit.DecisionError, "the client went away")
+		} else {
+			p.log.Warn("upstream call failed", "request_id", ex.rec.RequestID, "err", err)
+			ref = errUpstream
+		}
+	}
+	p.refuse(w, r, ex, ref)
+}
+
+// refuse answers the client itself and records the refusal.
+func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, ex *exchange, err error) {
+	ref := classify(err)
+	if ref.status == http.StatusInternalServerError {
+		p.log.Error("request failed", "request_id", ex.rec.RequestID, "err", err)
+	}
+	ex.rec.Decision = ref.decision
+	ex.rec.Reason = ref.msg
+	ex.rec.Status = ref.status
+	if ref.decision == audit.DecisionDeny {
+		ex.rec.AddAction(audit.ActionDeny)
+	}
+	if ref != errAudit && !ex.audited {
+		if aerr := p.record(r.Context(), ex); aerr != nil {
+			ref = errAudit
+		}
+	}
+	if ref.status == 499 {
+		return
+	}
+	writeError(w, ref, ex.rec.RequestID)
+}
+
+func (p *Proxy) record(ctx context.Context, ex *exchange) error {
+	ex.audited = true
+	ex.rec.Time = p.now().UTC()
+	ex.rec.LatencyMS = float64(p.now().Sub(ex.start).Microseconds()) / 1000
+	return p.auditor.Record(ctx, &ex.rec)
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
+	}
+	return host
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// slogWriter sends ReverseProxy's own log lines to the structured logger.
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(b []byte) (int, error) {
+	w.log.Warn(strings.TrimSpace(string(b)))
+	return len(b), nil
+}
