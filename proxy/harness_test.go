@@ -222,7 +222,6 @@ func (h *harness) token(sub, org, role string) string {
 
 type reqOpt func(*http.Request)
 
-
 func header(k, v string) reqOpt { return func(r *http.Request) { r.Header.Add(k, v) } }
 
 // do sends a request through phiguard as the named user ("" for none).

@@ -253,7 +253,7 @@ func (p *Proxy) checkChannels(r *http.Request) error {
 	if r.Header.Get("Upgrade") != "" || headerHasToken(r.Header, "Connection", "upgrade") {
 		return badRequest("protocol upgrades are refused on routes that carry PHI")
 	}
-	if len(r.Trailer) > 0 {
+	if len(r.Trailer) > 0 || len(r.Header.Values("Trailer")) > 0 {
 		return badRequest("request trailers are refused on routes that carry PHI")
 	}
 	return nil
