@@ -1,0 +1,353 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/jwt"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+)
+
+type options struct {
+	bin    string
+	policy string
+	check  bool
+	out    io.Writer
+}
+
+const (
+	demoProxy = "127.0.0.1:8443"
+	demoApp   = "127.0.0.1:8080"
+	convID    = "cv_demo"
+	secret    = "Biopsy shows early melanoma; call Dr. Rivera"
+	caption   = "pathology report for J. Doe"
+)
+
+// demoUsers: name → org, role.
+var demoUsers = []struct{ name, org, role string }{
+	{"alice", "org_a", "agent"},   // a care agent of org_a
+	{"victor", "org_a", "viewer"}, // org_a staff who may not read PHI
+	{"bob", "org_b", "agent"},     // an agent of another clinic
+}
+
+type env struct {
+	dir, proxy, app string
+}
+
+// step is one demo action: printed as a curl line, and checked with -check.
+type step struct {
+	title  string
+	method string
+	direct bool // call the app directly, bypassing phiguard
+	path   string
+	user   string
+	body   string
+	shell  string // a shell command instead of a request
+	check  func(e env, status int, body []byte) error
+}
+
+func steps() []step {
+	msg := fmt.Sprintf(`{"body":%q,"attachments":[{"url":"https://files.example/r.pdf","caption":%q}]}`, secret, caption)
+	msgs := "/api/v1/conversations/" + convID + "/messages"
+	return []step{
+		{title: "Send a message with PHI through phiguard (as alice, an agent of org_a)", method: "POST", path: msgs, user: "alice", body: msg,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 201 && bytes.Contains(body, []byte(secret)), "want 201 echoing the plaintext, got %d %s", status, body)
+			}},
+		{title: "The app's store holds only ciphertext tokens", shell: "cat $D/store.json",
+			check: func(e env, _ int, _ []byte) error {
+				raw, err := os.ReadFile(filepath.Join(e.dir, "store.json"))
+				if err != nil {
+					return err
+				}
+				return want(!bytes.Contains(raw, []byte(secret)) && !bytes.Contains(raw, []byte(caption)) &&
+					bytes.Count(raw, []byte(`"ephi:v1:org_a:`)) == 2, "store.json does not hold exactly two org_a tokens and no plaintext:\n%s", raw)
+			}},
+		{title: "Read it back through phiguard: plaintext, JSON types intact", method: "GET", path: msgs, user: "alice",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(secret)) && bytes.Contains(body, []byte(caption)), "want 200 with the plaintext, got %d %s", status, body)
+			}},
+		{title: "Read it from the app directly: tokens only", method: "GET", path: msgs, direct: true,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte("ephi:v1:org_a:")) && !bytes.Contains(body, []byte(secret)), "want tokens, got %d %s", status, body)
+			}},
+		{title: "Another clinic's agent (bob, org_b) reads it through the app's IDOR bug: masked", method: "GET", path: msgs, user: "bob",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte("[protected]")) && !bytes.Contains(body, []byte(secret)), "want the mask, got %d %s", status, body)
+			}},
+		{title: "org_a staff without a reader role (victor, viewer): masked", method: "GET", path: msgs, user: "victor",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte("[protected]")) && !bytes.Contains(body, []byte(secret)), "want the mask, got %d %s", status, body)
+			}},
+		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte("personal access tokens are disabled")), "want 403 with the reason, got %d %s", status, body)
+			}},
+		{title: "Malformed JSON never reaches the app", method: "POST", path: msgs, user: "alice", body: `{"body":"unfinished`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 400, "want 400, got %d %s", status, body)
+			}},
+		{title: "No token, no PHI", method: "GET", path: msgs,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 401, "want 401, got %d %s", status, body)
+			}},
+		{title: "The audit trail: paths and counts, never values", shell: "cat $D/audit.jsonl",
+			check: func(e env, _ int, _ []byte) error {
+				raw, err := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
+				if err != nil {
+					return err
+				}
+				return want(!bytes.Contains(raw, []byte(secret)) && !bytes.Contains(raw, []byte(caption)) &&
+					bytes.Contains(raw, []byte(`"action":"mask"`)) && bytes.Contains(raw, []byte(`"decision":"deny"`)), "audit trail is missing records or holds PHI:\n%s", raw)
+			}},
+	}
+}
+
+func want(ok bool, format string, args ...any) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf(format, args...)
+}
+
+func runDemo(ctx context.Context, o options) error {
+	dir, err := os.MkdirTemp("", "phiguard-demo-")
+	if err != nil {
+		return err
+	}
+	e := env{dir: dir, proxy: demoProxy, app: demoApp}
+	if o.check {
+		if e.proxy, err = freeAddr(); err != nil {
+			return err
+		}
+		if e.app, err = freeAddr(); err != nil {
+			return err
+		}
+		defer os.RemoveAll(dir)
+	}
+	if err := prepare(ctx, o, e); err != nil {
+		return err
+	}
+	stopAll, err := start(ctx, o, e)
+	defer stopAll()
+	if err != nil {
+		return err
+	}
+	if o.check {
+		return checkSteps(ctx, o, e)
+	}
+	printSteps(o.out, e)
+	<-ctx.Done()
+	fmt.Fprintln(o.out, "\nstopping; the demo folder stays at", dir)
+	return nil
+}
+
+// prepare creates the keyring, the demo identities and the policy in e.dir.
+func prepare(ctx context.Context, o options, e env) error {
+	pg := filepath.Join(o.bin, "phiguard")
+	keyring := filepath.Join(e.dir, "keyring")
+	for _, args := range [][]string{
+		{"keys", "init", "-keyring", keyring},
+		{"keys", "create", "-keyring", keyring, "-org", "org_a"},
+		{"keys", "create", "-keyring", keyring, "-org", "org_b"},
+	} {
+		if out, err := exec.CommandContext(ctx, pg, args...).CombinedOutput(); err != nil {
+			return fmt.Errorf("phiguard %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+	}
+	if err := writeIdentities(e.dir); err != nil {
+		return err
+	}
+	pol, err := os.ReadFile(o.policy)
+	if err != nil {
+		return err
+	}
+	pol = bytes.Replace(pol, []byte(demoProxy), []byte(e.proxy), 1)
+	pol = bytes.Replace(pol, []byte(demoApp), []byte(e.app), 1)
+	return os.WriteFile(filepath.Join(e.dir, "policy.yaml"), pol, 0o600)
+}
+
+// writeIdentities makes an ES256 issuer: jwks.json, and a token file per demo user.
+func writeIdentities(dir string) error {
+	kh, err := keyset.NewHandle(jwt.ES256Template())
+	if err != nil {
+		return err
+	}
+	signer, err := jwt.NewSigner(kh)
+	if err != nil {
+		return err
+	}
+	pub, err := kh.Public()
+	if err != nil {
+		return err
+	}
+	jwks, err := jwt.JWKSetFromPublicKeysetHandle(pub)
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "jwks.json"), jwks, 0o644); err != nil {
+		return err
+	}
+	iss, aud := "https://auth.demo.example", "messaging-app"
+	exp := time.Now().Add(12 * time.Hour)
+	for _, u := range demoUsers {
+		raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &u.name, ExpiresAt: &exp,
+			CustomClaims: map[string]any{"org_id": u.org, "role": u.role}})
+		if err != nil {
+			return err
+		}
+		tok, err := signer.SignAndEncode(raw)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, u.name+".jwt"), []byte(tok), 0o600); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// start runs the app and phiguard, and waits until phiguard answers.
+func start(ctx context.Context, o options, e env) (func(), error) {
+	var procs []*exec.Cmd
+	stopAll := func() {
+		for _, p := range procs {
+			p.Process.Signal(os.Interrupt)
+			p.Wait()
+		}
+	}
+	logf, err := os.Create(filepath.Join(e.dir, "processes.log"))
+	if err != nil {
+		return stopAll, err
+	}
+	for _, args := range [][]string{
+		{filepath.Join(o.bin, "messaging-app"), "-listen", e.app, "-store", filepath.Join(e.dir, "store.json")},
+		{filepath.Join(o.bin, "phiguard"), "serve", "-config", filepath.Join(e.dir, "policy.yaml")},
+	} {
+		cmd := exec.Command(args[0], args[1:]...)
+		cmd.Stdout, cmd.Stderr = logf, logf
+		if err := cmd.Start(); err != nil {
+			return stopAll, err
+		}
+		procs = append(procs, cmd)
+	}
+	client := &http.Client{Timeout: time.Second}
+	for range 100 {
+		resp, err := client.Get("http://" + e.proxy + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return stopAll, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return stopAll, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	log, _ := os.ReadFile(logf.Name())
+	return stopAll, fmt.Errorf("phiguard did not become ready on %s (ports %s and %s must be free):\n%s", e.proxy, e.proxy, e.app, log)
+}
+
+func (s step) url(e env) string {
+	if s.direct {
+		return "http://" + e.app + s.path
+	}
+	return "http://" + e.proxy + s.path
+}
+
+func printSteps(w io.Writer, e env) {
+	fmt.Fprintf(w, "\nphiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
+	fmt.Fprintf(w, "Keyring, tokens, store and audit trail are in %s. Paste these lines into another shell:\n\n", e.dir)
+	fmt.Fprintf(w, "D=%s\n\n", e.dir)
+	for i, s := range steps() {
+		fmt.Fprintf(w, "# %d. %s\n", i+1, s.title)
+		if s.shell != "" {
+			fmt.Fprintln(w, s.shell)
+		} else {
+			fmt.Fprintf(w, "curl -s -X %s %s", s.method, s.url(e))
+			if s.user != "" {
+				fmt.Fprintf(w, ` -H "Authorization: Bearer $(cat $D/%s.jwt)"`, s.user)
+			}
+			if s.body != "" {
+				fmt.Fprintf(w, ` -H 'Content-Type: application/json' -d '%s'`, s.body)
+			}
+			fmt.Fprintln(w, "; echo")
+		}
+		fmt.Fprintln(w)
+	}
+	fmt.Fprintln(w, "Ctrl-C stops the demo.")
+}
+
+func checkSteps(ctx context.Context, o options, e env) error {
+	client := &http.Client{Timeout: 10 * time.Second}
+	var failed []string
+	for i, s := range steps() {
+		status, body := 0, []byte(nil)
+		if s.shell == "" {
+			var err error
+			status, body, err = send(ctx, client, e, s)
+			if err != nil {
+				return err
+			}
+		}
+		if err := s.check(e, status, body); err != nil {
+			failed = append(failed, fmt.Sprintf("step %d (%s): %v", i+1, s.title, err))
+			fmt.Fprintf(o.out, "FAIL %d. %s\n", i+1, s.title)
+			continue
+		}
+		fmt.Fprintf(o.out, "ok   %d. %s\n", i+1, s.title)
+	}
+	if len(failed) > 0 {
+		return errors.New(strings.Join(failed, "\n"))
+	}
+	return nil
+}
+
+func send(ctx context.Context, client *http.Client, e env, s step) (int, []byte, error) {
+	var body io.Reader
+	if s.body != "" {
+		body = strings.NewReader(s.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, s.method, s.url(e), body)
+	if err != nil {
+		return 0, nil, err
+	}
+	if s.body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.user != "" {
+		tok, err := os.ReadFile(filepath.Join(e.dir, s.user+".jwt"))
+		if err != nil {
+			return 0, nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+string(tok))
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
