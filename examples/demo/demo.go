@@ -268,8 +268,8 @@ func (s step) url(e env) string {
 }
 
 func printSteps(w io.Writer, e env) {
-	fmt.Fprintf(w, "\nphiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
-	fmt.Fprintf(w, "Keyring, tokens, store and audit trail are in %s. Paste these lines into another shell:\n\n", e.dir)
+	fmt.Fprintf(w, "\n# phiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
+	fmt.Fprintf(w, "# Keyring, tokens, store and audit trail are in %s.\n# Paste these lines into another shell:\n\n", e.dir)
 	fmt.Fprintf(w, "D=%s\n\n", e.dir)
 	for i, s := range steps() {
 		fmt.Fprintf(w, "# %d. %s\n", i+1, s.title)
@@ -287,7 +287,7 @@ func printSteps(w io.Writer, e env) {
 		}
 		fmt.Fprintln(w)
 	}
-	fmt.Fprintln(w, "Ctrl-C stops the demo.")
+	fmt.Fprintln(w, "# Ctrl-C here stops the demo.")
 }
 
 func checkSteps(ctx context.Context, o options, e env) error {
