@@ -54,17 +54,47 @@ type position struct{ line, col int }
 // position the decoder recorded for that path or one of its parents.
 type problems struct {
 	file string
-	pos  map[string]position
-	list []Problem
+	pos        map[string]position
+	list       []Problem
+	suppressed []string
 }
 
 func (ps *problems) at(line, col int, path, format string, args ...any) {
 	ps.list = append(ps.list, Problem{File: ps.file, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
 }
 
+// suppressDecoded marks the paths that have problems so far: later
+// (validation) problems about them, their parents or their children would
+// only echo the first.
+func (ps *problems) suppressDecoded() {
+	for _, p := range ps.list {
+		ps.suppressed = append(ps.suppressed, p.Path)
+	}
+}
+
+func (ps *problems) isSuppressed(path string) bool {
+	for _, s := range ps.suppressed {
+		if s == path || related(s, path) || related(path, s) {
+			return true
+		}
+	}
+	return false
+}
+
+// related reports whether child lies below parent in the key path.
+func related(parent, child string) bool {
+	if parent == "" {
+		return false
+	}
+	return strings.HasPrefix(child, parent) && len(child) > len(parent) && (child[len(parent)] == '.' || child[len(parent)] == '[')
+}
+
 // add records a problem at path, located at the path's own value if the
 // file had one, or else at the closest parent that it had.
 func (ps *problems) add(path, format string, args ...any) {
+	if ps.isSuppressed(path) {
+		return
+	}
 	p := ps.locate(path)
 	ps.at(p.line, p.col, path, format, args...)
 }

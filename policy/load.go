@@ -114,10 +114,9 @@ func Parse(name string, data []byte) (*Policy, error) {
 	}
 	var f File
 	(&decoder{ps: ps}).decode(root, "", reflect.ValueOf(&f).Elem())
-	if len(ps.list) > 0 {
-		// Types are wrong: validating half-decoded values would only add noise.
-		return nil, ps.err()
-	}
+	// Validation runs even after decode problems, so one run reports them
+	// all; it stays quiet about paths whose value could not be decoded.
+	ps.suppressDecoded()
 	p := &Policy{File: f}
 	p.compile(ps, filepath.Dir(name))
 	if err := ps.err(); err != nil {

@@ -157,4 +157,3 @@ func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Hand
 	}
 	return nil
 }
-
