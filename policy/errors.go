@@ -53,7 +53,7 @@ type position struct{ line, col int }
 // problems collects errors by key path and places each at the nearest
 // position the decoder recorded for that path or one of its parents.
 type problems struct {
-	file string
+	file       string
 	pos        map[string]position
 	list       []Problem
 	suppressed []string
