@@ -142,13 +142,19 @@ type harness struct {
 	auditAll *bytes.Buffer     // JSON lines, as a file sink would write them
 }
 
-func newHarness(t *testing.T, extraPolicy string) *harness {
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	return newHarnessWithPolicy(t, testPolicy)
+}
+
+// newHarnessWithPolicy runs phiguard with src, whose upstream is http://UPSTREAM.
+func newHarnessWithPolicy(t *testing.T, src string) *harness {
 	t.Helper()
 	h := &harness{t: t, app: &upstream{}, sink: &recordSink{}, logs: &bytes.Buffer{}, auditAll: &bytes.Buffer{}}
 	h.appSrv = httptest.NewServer(h.app)
 	t.Cleanup(h.appSrv.Close)
 
-	src := strings.Replace(testPolicy, "http://UPSTREAM", h.appSrv.URL, 1) + extraPolicy
+	src = strings.Replace(src, "http://UPSTREAM", h.appSrv.URL, 1)
 	pol, err := policy.Parse("policy.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)

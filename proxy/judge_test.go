@@ -52,7 +52,7 @@ func rawRequest(t *testing.T, h *harness, method, target, user string, body []by
 }
 
 func TestOneCanonicalPath(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	// Every spelling of the denied path is judged as the denied path.
 	for _, p := range []string{
 		"/api/v1/tokens", "/API/V1/TOKENS", "/api//v1/tokens", "/api/v1/./tokens", "/api/x/../v1/tokens",
@@ -89,7 +89,7 @@ func TestOneCanonicalPath(t *testing.T) {
 }
 
 func TestTheMethodJudgedIsTheMethodUsed(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	overrides := []string{
 		"X-HTTP-Method-Override: DELETE", "X-HTTP-Method: DELETE", "X-Method-Override: DELETE",
 		"X-Original-URL: /api/v1/tokens", "X-Rewrite-URL: /api/v1/tokens",
@@ -137,7 +137,7 @@ func TestTheMethodJudgedIsTheMethodUsed(t *testing.T) {
 }
 
 func TestABodyHasOneMeaning(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	deep := strings.Repeat(`{"a":`, 70) + `1` + strings.Repeat(`}`, 70)
 	for _, tc := range []struct{ name, body string }{
 		{"duplicate selected key", `{"body":"` + canary + `","body":"decoy"}`},
@@ -164,7 +164,7 @@ func TestABodyHasOneMeaning(t *testing.T) {
 }
 
 func TestTokensFromOutsideAreNeverTrusted(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	// A genuine token of org_a, as an insider could copy it from the database.
 	stolen, err := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
 	if err != nil {
@@ -186,7 +186,7 @@ func TestTokensFromOutsideAreNeverTrusted(t *testing.T) {
 }
 
 func TestNoUnreadChannels(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	for _, tc := range []struct {
 		name   string
 		extra  []string

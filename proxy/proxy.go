@@ -144,6 +144,8 @@ type exchange struct {
 	plan     *routePlan
 	rec      audit.Record
 	audited  bool
+	// decrypted: the response carries plaintext PHI.
+	decrypted bool
 }
 
 type exchangeKey struct{}
@@ -372,6 +374,10 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	ex.rec.Decision = audit.DecisionAllow
 	ex.rec.Status = resp.StatusCode
+	if ex.decrypted {
+		// Plaintext PHI: no shared or browser cache may keep it.
+		resp.Header.Set("Cache-Control", "no-store")
+	}
 	return p.record(resp.Request.Context(), ex)
 }
 
@@ -452,6 +458,7 @@ func (p *Proxy) reveal(ex *exchange, path string, v jsontext.Value) ([]byte, err
 	switch {
 	case err == nil && jsontext.Value(pt).IsValid():
 		ex.rec.AddField(audit.ActionDecrypt, path, "", 1)
+		ex.decrypted = true
 		return pt, nil
 	case errors.Is(err, keys.ErrOrgMismatch):
 		ex.rec.AddField(audit.ActionMask, path, maskOtherOrg, 1)

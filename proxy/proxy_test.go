@@ -17,7 +17,7 @@ const msgPath = "/api/v1/conversations/c1/messages"
 var message = []byte(`{"to":"+15550001111","body":"` + canary + ` rash is worse","attachments":[{"url":"u1","caption":"photo of ` + canary + `"},{"url":"u2"}],"count":1.50}`)
 
 func TestEncryptForwardDecrypt(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	resp, body := h.do("POST", msgPath, "alice", "application/json", message)
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -66,7 +66,7 @@ func TestEncryptForwardDecrypt(t *testing.T) {
 }
 
 func TestEveryJSONTypeRoundTrips(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	for _, v := range []string{`"s"`, `12.500`, `-3e-7`, `true`, `false`, `{"a":[1,"x",null],"b":{}}`, `[1,2,3]`, `""`} {
 		in := []byte(`{"body":` + v + `}`)
 		resp, out := h.do("POST", msgPath, "alice", "application/json", in)
@@ -98,7 +98,7 @@ func storeAs(t *testing.T, h *harness, org string, bodies ...string) {
 }
 
 func TestReadersAndMasks(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	storeAs(t, h, "org_a", `"`+canary+`"`)
 	for _, tc := range []struct {
 		user, want, reason string
@@ -125,7 +125,7 @@ func TestReadersAndMasks(t *testing.T) {
 }
 
 func TestTokenThatDoesNotDecryptIsMasked(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	tok, _ := h.keyring.Encrypt("org_a", []byte(`"x"`))
 	tampered := tok[:len(tok)-3] + "AAA"
 	h.app.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) {
@@ -152,7 +152,7 @@ func TestTokenThatDoesNotDecryptIsMasked(t *testing.T) {
 }
 
 func TestDenyRoute(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	resp, body := h.do("POST", "/api/v1/tokens", "alice", "application/json", []byte(`{}`))
 	h.wantRefused(resp, body, 403, 0)
 	if !strings.Contains(string(body), "personal access tokens are disabled") {
@@ -165,7 +165,7 @@ func TestDenyRoute(t *testing.T) {
 }
 
 func TestDefaultDenyAndOpenRoute(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	resp, body := h.do("GET", "/admin", "alice", "", nil)
 	h.wantRefused(resp, body, 403, 0)
 	resp, _ = h.do("GET", "/healthz", "", "", nil)
@@ -175,7 +175,7 @@ func TestDefaultDenyAndOpenRoute(t *testing.T) {
 }
 
 func TestAuthentication(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	for _, tc := range []struct {
 		name string
 		opt  reqOpt
@@ -201,7 +201,7 @@ func TestAuthentication(t *testing.T) {
 }
 
 func TestBadBodiesNeverReachTheApp(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	var bomb bytes.Buffer
 	zw := gzip.NewWriter(&bomb)
 	zw.Write([]byte(`{"body":"`))
@@ -237,7 +237,7 @@ func TestBadBodiesNeverReachTheApp(t *testing.T) {
 }
 
 func TestGzipRequestIsDecoded(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	var buf bytes.Buffer
 	zw := gzip.NewWriter(&buf)
 	zw.Write(message)
@@ -253,7 +253,7 @@ func TestGzipRequestIsDecoded(t *testing.T) {
 }
 
 func TestKeyFailureRefuses(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	resp, body := h.do("POST", msgPath, "nokey", "application/json", message)
 	h.wantRefused(resp, body, 503, 0)
 	// A token labelled with the caller's own org, whose keyset is missing.
@@ -270,7 +270,7 @@ func TestKeyFailureRefuses(t *testing.T) {
 }
 
 func TestAuditDownRefuses(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	storeAs(t, h, "org_a", `"`+canary+`"`)
 	h.sink.fail = true
 	resp, body := h.do("GET", msgPath, "alice", "", nil)
@@ -284,7 +284,7 @@ func TestAuditDownRefuses(t *testing.T) {
 }
 
 func TestUpstreamResponses(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	tok, _ := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
 	list := []byte(`{"data":[{"body":"` + tok + `"}]}`)
 	for _, tc := range []struct {
@@ -341,7 +341,7 @@ func TestUpstreamResponses(t *testing.T) {
 }
 
 func TestUpstreamDown(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	h.appSrv.Close()
 	resp, body := h.do("POST", msgPath, "alice", "application/json", message)
 	if resp.StatusCode != 502 || strings.Contains(string(body), canary) {
@@ -353,7 +353,7 @@ func TestUpstreamDown(t *testing.T) {
 }
 
 func TestFormWebhook(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	resp, body := h.do("POST", "/webhooks/sms/org_b", "", "application/x-www-form-urlencoded", []byte("From=%2B15550001111&Body="+canary+"+hurts"))
 	if resp.StatusCode != 201 {
 		t.Fatalf("status %d: %s", resp.StatusCode, body)
@@ -375,7 +375,7 @@ func TestFormWebhook(t *testing.T) {
 }
 
 func TestAuditRecordsAreJSONLines(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t)
 	h.do("POST", msgPath, "alice", "application/json", message)
 	h.do("POST", "/api/v1/tokens", "alice", "", nil)
 	lines := strings.Split(strings.TrimSpace(h.auditAll.String()), "\n")
@@ -387,5 +387,89 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.RequestID == "" || r.Time.IsZero() {
 			t.Errorf("bad audit line %s", l)
 		}
+	}
+}
+
+func TestDecryptedResponsesAreNotCached(t *testing.T) {
+	h := newHarness(t)
+	storeAs(t, h, "org_a", `"x"`)
+	resp, _ := h.do("GET", msgPath, "alice", "", nil)
+	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
+		t.Errorf("Cache-Control %q on a decrypted response, want no-store", cc)
+	}
+	resp, _ = h.do("GET", msgPath, "vic", "", nil)
+	if cc := resp.Header.Get("Cache-Control"); cc == "no-store" {
+		t.Errorf("masked-only response marked no-store; only plaintext needs it")
+	}
+}
+
+func TestNoRecordWithoutPHI(t *testing.T) {
+	h := newHarness(t)
+	resp, _ := h.do("GET", "/healthz", "", "", nil)
+	if resp.StatusCode != 201 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	if n := len(h.sink.all()); n != 0 {
+		t.Errorf("%d audit records for a request that touched no PHI", n)
+	}
+}
+
+func TestHygieneOnRoutesWithoutFieldActions(t *testing.T) {
+	h := newHarness(t)
+	code, body := rawRequest(t, h, "GET", "/x/../HEALTHZ", "", nil, "X-HTTP-Method-Override: DELETE", "X-Phiguard-Org: org_a", "X-Forwarded-For: 10.1.1.1")
+	if code != 201 {
+		t.Fatalf("%d %s", code, body)
+	}
+	got := h.app.last(t)
+	if got.rawPath != "/HEALTHZ" || got.header.Get("X-Http-Method-Override") != "" || got.header.Get("X-Phiguard-Org") != "" || got.header.Get("X-Forwarded-For") != "127.0.0.1" {
+		t.Errorf("the app got path %q headers %v", got.rawPath, got.header)
+	}
+	if code, _ := rawRequest(t, h, "GET", "/healthz%2F..%2Fadmin", "", nil); code != 400 {
+		t.Errorf("encoded slash on an open route: %d, want 400", code)
+	}
+}
+
+func TestOrgFromTrustedGatewayHeader(t *testing.T) {
+	extra := `  - name: gateway
+    match: {methods: [POST], path: /gw/notes}
+    org_from: {header: X-Tenant}
+    encrypt_request: ["$.note"]
+`
+	trusted := strings.Replace(testPolicy, "claims: {org: org_id, user: sub, role: role}", "claims: {org: org_id, user: sub, role: role}\n  trusted_gateways: [127.0.0.1/32, \"::1\"]", 1)
+	for _, tc := range []struct {
+		name, policyPrefix, tenant string
+		status                     int
+	}{
+		{"from a trusted peer", trusted, "org_a", 201},
+		{"naming another org than the token's", trusted, "org_b", 403},
+		{"without the header", trusted, "", 403},
+		{"from an untrusted peer", strings.Replace(trusted, "127.0.0.1/32", "10.0.0.0/8", 1), "org_a", 403},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessWithPolicy(t, tc.policyPrefix+extra)
+			var opts []reqOpt
+			if tc.tenant != "" {
+				opts = append(opts, header("X-Tenant", tc.tenant))
+			}
+			resp, body := h.do("POST", "/gw/notes", "alice", "application/json", []byte(`{"note":"`+canary+`"}`), opts...)
+			if tc.status != 201 {
+				h.wantRefused(resp, body, tc.status, 0)
+				return
+			}
+			if resp.StatusCode != 201 || !bytes.Contains(h.app.last(t).body, []byte("ephi:v1:org_a:")) {
+				t.Errorf("%d %s; the app got %s", resp.StatusCode, body, h.app.last(t).body)
+			}
+		})
+	}
+}
+
+func TestFirstMatchingRouteWins(t *testing.T) {
+	// The open health route is listed after a broader deny.
+	shadow := strings.Replace(testPolicy, "routes:\n", "routes:\n  - name: maintenance\n    match: {path: \"/**\", methods: [DELETE]}\n    deny: maintenance window\n", 1)
+	h := newHarnessWithPolicy(t, shadow)
+	resp, body := h.do("DELETE", msgPath, "alice", "", nil)
+	h.wantRefused(resp, body, 403, 0)
+	if !strings.Contains(string(body), "maintenance window") {
+		t.Errorf("the first route did not win: %s", body)
 	}
 }
