@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+
+	"github.com/phiguard/phiguard/policy"
 )
 
 // Headers phiguard sets for the app. Clients can never send them.
@@ -31,6 +33,13 @@ var strippedHeaders = []string{
 var methodOverrideParams = map[string]bool{
 	"_method": true, "__method": true, "_httpmethod": true, "x-http-method-override": true, "x-method-override": true,
 }
+
+// methodOverrideParam is the body field Rails, Laravel and Symfony read as
+// the method; phiguard refuses it in the bodies it parses.
+const methodOverrideParam = "_method"
+
+// methodOverrideField selects it at the top of a JSON body.
+var methodOverrideField = policy.Selector{Text: "$._method", Steps: []policy.Step{{Kind: policy.StepChild, Name: methodOverrideParam}}}
 
 // sanitizeHeaders strips override and identity headers and refuses a query
 // that overrides the method or has no single meaning.

@@ -126,6 +126,16 @@ func TestTheMethodJudgedIsTheMethodUsed(t *testing.T) {
 			t.Errorf("query %s: %d %s, want 400", q, code, body)
 		}
 	}
+	// So are override fields in the bodies phiguard reads.
+	for _, tc := range []struct{ ct, body string }{
+		{"application/json", `{"body":"x","_method":"DELETE"}`},
+		{"application/json", `{"_Method":"PUT","body":"x"}`},
+	} {
+		resp, body := h.do("POST", msgPath, "alice", tc.ct, []byte(tc.body))
+		h.wantRefused(resp, body, 400, hits)
+	}
+	resp, out := h.do("POST", "/webhooks/sms/org_a", "", "application/x-www-form-urlencoded", []byte("Body=hi&_method=DELETE"))
+	h.wantRefused(resp, out, 400, hits)
 	if h.app.hits() != hits {
 		t.Error("the app saw a request with a method override")
 	}

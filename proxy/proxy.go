@@ -102,7 +102,7 @@ func New(o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy: route %s has field actions but no keys were given", r.Name)
 		}
 		p.plans = append(p.plans, routePlan{
-			encJSON: codec.NewMatcher(r.EncryptRequest),
+			encJSON: codec.NewMatcher(r.EncryptRequest, methodOverrideField),
 			encForm: codec.HasForm(r.EncryptRequest),
 			dec:     codec.NewMatcher(r.DecryptResponse),
 		})
@@ -312,7 +312,7 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 			}
 			ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
 			return tok, nil
-		})
+		}, methodOverrideParam)
 	}
 	if err != nil {
 		return err

@@ -473,3 +473,14 @@ func TestFirstMatchingRouteWins(t *testing.T) {
 		t.Errorf("the first route did not win: %s", body)
 	}
 }
+
+func TestContentTypeSpellings(t *testing.T) {
+	h := newHarness(t)
+	for _, ct := range []string{"application/json", "Application/JSON", "application/json; charset=UTF-8", "application/json;charset=utf-8",
+		"application/fhir+json", "application/vnd.api+json; charset=utf-8"} {
+		resp, body := h.do("POST", msgPath, "alice", ct, message)
+		if resp.StatusCode != 201 || bytes.Contains(h.app.last(t).body, []byte(canary)) {
+			t.Errorf("%s: %d %s", ct, resp.StatusCode, body)
+		}
+	}
+}

@@ -13,6 +13,8 @@ var (
 	ErrMalformed = errors.New("malformed body")
 	// ErrAmbiguousKey: a key differs from a selected key only by letter case.
 	ErrAmbiguousKey = errors.New("ambiguous key")
+	// ErrRefusedKey: the body holds a key that overrides the request, such as _method.
+	ErrRefusedKey = errors.New("refused key")
 )
 
 // BodyError says what is wrong with a body and where, by path, never by value.

@@ -18,9 +18,10 @@ type FormEdit func(sel int, value string) (string, error)
 // returns; every other byte is copied unchanged. A body with a ';' (some
 // servers split on it), an invalid percent-escape or invalid UTF-8 has no
 // single meaning and is refused, as is a field name that differs from a
-// selected one only by letter case. counts[i] is how many values selector i
-// picked.
-func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit) ([]byte, []int, error) {
+// selected one only by letter case. A field named in refused, in any letter
+// case, refuses the body with ErrRefusedKey. counts[i] is how many values
+// selector i picked.
+func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit, refused ...string) ([]byte, []int, error) {
 	counts := make([]int, len(sels))
 	if bytes.IndexByte(src, ';') >= 0 {
 		return nil, nil, malformed("';' in a form body")
@@ -41,6 +42,11 @@ func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit) ([]byte, []i
 		val, err := url.QueryUnescape(string(rawVal))
 		if err != nil || !utf8.ValidString(val) {
 			return nil, nil, malformed("invalid value encoding in a form body")
+		}
+		for _, r := range refused {
+			if strings.EqualFold(key, r) {
+				return nil, nil, &BodyError{Kind: ErrRefusedKey, Reason: "the form holds " + r + ", which would override the request"}
+			}
 		}
 		sel := -1
 		for i, s := range sels {

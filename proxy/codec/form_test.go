@@ -103,3 +103,11 @@ func FuzzRewriteForm(f *testing.F) {
 		}
 	})
 }
+
+func TestRewriteFormRefusedField(t *testing.T) {
+	for _, in := range []string{"Body=x&_method=DELETE", "_METHOD=put", "%5Fmethod=put"} {
+		if _, _, err := RewriteForm([]byte(in), selectors(t, "form:Body"), upper, "_method"); !errors.Is(err, ErrRefusedKey) {
+			t.Errorf("%s: got %v, want ErrRefusedKey", in, err)
+		}
+	}
+}

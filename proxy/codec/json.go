@@ -18,14 +18,16 @@ const MaxDepth = 64
 // Matcher matches JSON paths against a set of selectors while a body is
 // walked. Build it once per route; it is safe for concurrent use.
 type Matcher struct {
-	sels  []policy.Selector // JSON selectors only, in policy order
-	idx   []int             // position of each in the list it was built from
+	sels  []policy.Selector // JSON selectors only, in policy order, then refused ones
+	idx   []int             // position of each in the list it was built from; -1 for refused
 	total int               // length of the list it was built from
 }
 
 // NewMatcher compiles the JSON selectors of sels; form selectors are skipped.
-// Edit callbacks and counts refer to positions in sels.
-func NewMatcher(sels []policy.Selector) *Matcher {
+// Edit callbacks and counts refer to positions in sels. A body in which a
+// refused selector (or a case variant of it) picks anything is refused
+// with ErrRefusedKey.
+func NewMatcher(sels []policy.Selector, refused ...policy.Selector) *Matcher {
 	m := &Matcher{total: len(sels)}
 	for i, s := range sels {
 		if !s.Form {
@@ -33,11 +35,22 @@ func NewMatcher(sels []policy.Selector) *Matcher {
 			m.idx = append(m.idx, i)
 		}
 	}
+	for _, s := range refused {
+		m.sels = append(m.sels, s)
+		m.idx = append(m.idx, -1)
+	}
 	return m
 }
 
-// Empty reports whether the matcher has no JSON selector.
-func (m *Matcher) Empty() bool { return len(m.sels) == 0 }
+// Empty reports whether the matcher selects nothing.
+func (m *Matcher) Empty() bool {
+	for _, i := range m.idx {
+		if i >= 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // Edit returns the replacement for a selected value: raw JSON text. sel is
 // the selector's position in the list the matcher was built from.
@@ -100,6 +113,9 @@ func (w *walker) value(d int) error {
 	live := false
 	for i, sel := range w.m.sels {
 		done := uint64(1) << len(sel.Steps)
+		if w.m.idx[i] < 0 && st[w.n+i]&done != 0 {
+			return &BodyError{Kind: ErrRefusedKey, Reason: "the body holds " + sel.Text + ", which would override the request"}
+		}
 		if st[i]&done != 0 {
 			return w.replace(i)
 		}

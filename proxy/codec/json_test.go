@@ -220,3 +220,23 @@ func BenchmarkRewriteJSON(b *testing.B) {
 		}
 	}
 }
+
+func TestRefusedKeys(t *testing.T) {
+	refused := selectors(t, "$._method")
+	m := NewMatcher(selectors(t, "$.body"), refused...)
+	if m.Empty() {
+		t.Fatal("a matcher with a selector reports Empty")
+	}
+	if !NewMatcher(nil, refused...).Empty() {
+		t.Error("a matcher with only refused selectors is not Empty")
+	}
+	for _, in := range []string{`{"body":"x","_method":"DELETE"}`, `{"_METHOD":"PUT"}`, `{"_Method":null}`} {
+		if _, _, err := RewriteJSON([]byte(in), m, mark); !errors.Is(err, ErrRefusedKey) {
+			t.Errorf("%s: got %v, want ErrRefusedKey", in, err)
+		}
+	}
+	out, counts, err := RewriteJSON([]byte(`{"body":"x","meta":{"_method":"kept"}}`), m, mark)
+	if err != nil || string(out) != `{"body":"S0:\"x\"","meta":{"_method":"kept"}}` || len(counts) != 1 || counts[0] != 1 {
+		t.Errorf("nested _method: %s %v %v", out, counts, err)
+	}
+}
