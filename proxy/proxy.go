@@ -317,11 +317,8 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	if err != nil {
 		return err
 	}
-	r.Body = io.NopCloser(bytes.NewReader(out))
-	r.ContentLength = int64(len(out))
+	r.Body, r.ContentLength = rewrittenBody(r.Header, out)
 	r.TransferEncoding = nil
-	r.Header.Del("Content-Encoding")
-	r.Header.Set("Content-Length", strconv.Itoa(len(out)))
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(out)), nil }
 	return nil
 }
@@ -414,12 +411,17 @@ func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
 			return err
 		}
 	}
-	resp.Body = io.NopCloser(bytes.NewReader(body))
-	resp.ContentLength = int64(len(body))
+	resp.Body, resp.ContentLength = rewrittenBody(resp.Header, body)
 	resp.TransferEncoding = nil
-	resp.Header.Del("Content-Encoding")
-	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	return nil
+}
+
+// rewrittenBody frames a body phiguard rewrote: decoded (no
+// Content-Encoding) and of a known length.
+func rewrittenBody(h http.Header, body []byte) (io.ReadCloser, int64) {
+	h.Del("Content-Encoding")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+	return io.NopCloser(bytes.NewReader(body)), int64(len(body))
 }
 
 // Reasons a value is masked, as audit records name them.
