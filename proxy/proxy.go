@@ -140,7 +140,6 @@ type exchange struct {
 	start    time.Time
 	path     canonicalPath
 	decision policy.Decision
-	caller   *identity.Caller
 	plan     *routePlan
 	rec      audit.Record
 	audited  bool
