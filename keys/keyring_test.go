@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 )
 
 // newTestKeyring creates a keyring folder with a master key and the given orgs.
@@ -277,5 +281,44 @@ func BenchmarkEncrypt(b *testing.B) {
 		if _, err := k.Encrypt("org_a", pt); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A keyset the token layout cannot carry (no Tink key-id prefix, or not
+// AES-GCM) is refused at load, not discovered on the first request.
+func TestOpenRefusesForeignKeysets(t *testing.T) {
+	for name, tmpl := range map[string]*tinkpb.KeyTemplate{
+		"raw prefix": aead.AES256GCMNoPrefixKeyTemplate(),
+		"chacha":     aead.ChaCha20Poly1305KeyTemplate(),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir, _ := newTestKeyring(t, "org_a")
+			p, _ := OpenLocal(dir)
+			h, err := keyset.NewHandle(tmpl)
+			if err != nil {
+				t.Fatal(err)
+			}
+			kek, _ := p.KeyEncryptionAEAD(context.Background(), "org_x")
+			var buf bytes.Buffer
+			if err := h.WriteWithAssociatedData(keyset.NewJSONWriter(&buf), kek, keysetAssociatedData("org_x")); err != nil {
+				t.Fatal(err)
+			}
+			os.MkdirAll(filepath.Join(dir, orgsDir), 0o700)
+			if err := os.WriteFile(orgPath(dir, "org_x"), buf.Bytes(), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Open(context.Background(), dir, p); err == nil || !strings.Contains(err.Error(), "org_x") {
+				t.Errorf("Open accepted a %s keyset: %v", name, err)
+			}
+		})
+	}
+}
+
+func TestOpenRefusesBadFileNames(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	os.WriteFile(filepath.Join(dir, orgsDir, "_bad.json"), []byte("{}"), 0o600)
+	p, _ := OpenLocal(dir)
+	if _, err := Open(context.Background(), dir, p); err == nil {
+		t.Error("Open accepted a keyset file whose name is not an org id")
 	}
 }

@@ -55,8 +55,6 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		d.structure(n, path, v)
 	case reflect.Slice:
 		d.sequence(n, path, v)
-	case reflect.Map:
-		d.mapping(n, path, v)
 	case reflect.String:
 		if s, ok := d.scalar(n, path, "!!str", "a string"); ok {
 			v.SetString(s)
@@ -184,36 +182,6 @@ func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
 		d.decode(item, fmt.Sprintf("%s[%d]", path, i), s.Index(i))
 	}
 	v.Set(s)
-}
-
-func (d *decoder) mapping(n *yaml.Node, path string, v reflect.Value) {
-	if n.Kind != yaml.MappingNode {
-		d.ps.add(path, "want a mapping, got %s", kindName(n))
-		return
-	}
-	if v.Type().Key().Kind() != reflect.String {
-		d.ps.add(path, "internal: map key must be a string")
-		return
-	}
-	m := reflect.MakeMapWithSize(v.Type(), len(n.Content)/2)
-	seen := make(map[string]int)
-	for i := 0; i+1 < len(n.Content); i += 2 {
-		k, val := n.Content[i], n.Content[i+1]
-		p := fmt.Sprintf("%s[%q]", path, k.Value)
-		if prev, dup := seen[k.Value]; dup {
-			d.ps.at(k.Line, k.Column, p, "duplicate key (first set on line %d)", prev)
-			continue
-		}
-		seen[k.Value] = k.Line
-		if k.Tag != "!!str" {
-			d.ps.at(k.Line, k.Column, p, "key must be a string")
-			continue
-		}
-		elem := reflect.New(v.Type().Elem()).Elem()
-		d.decode(val, p, elem)
-		m.SetMapIndex(reflect.ValueOf(k.Value).Convert(v.Type().Key()), elem)
-	}
-	v.Set(m)
 }
 
 // closest returns the candidate nearest to s by edit distance, if it is near.
