@@ -92,10 +92,6 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 		return nil, errTooLarge
 	}
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			return nil, errTooLarge
-		}
 		return nil, errReadBody
 	}
 	return buf.Bytes(), nil

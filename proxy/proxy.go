@@ -157,16 +157,17 @@ func exchangeOf(ctx context.Context) *exchange {
 // ServeHTTP runs the pipeline: request id → canonical request → match →
 // identify → decide → check channels → transform → forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	raw := requestPath(r)
 	ex := &exchange{start: p.now()}
 	ex.rec = audit.Record{
 		RequestID: newRequestID(),
 		ClientIP:  clientIP(r),
 		Method:    r.Method,
-		Path:      requestPath(r),
+		Path:      raw,
 	}
 	w.Header().Set("X-Request-Id", ex.rec.RequestID)
 
-	path, err := canonicalize(requestPath(r))
+	path, err := canonicalize(raw)
 	if err != nil {
 		p.refuse(w, r, ex, badRequest("%s: %v", errAmbiguousPath, err))
 		return
