@@ -1,32 +1,81 @@
 // Package identity verifies bearer JWTs against a JSON Web Key Set (Tink's
 // jwt package: RS, PS and ES algorithms, never "none") and reads the
 // caller's organization, user and role from configured claims.
+//
+// A token is accepted only when all of these hold:
+//
+//   - the signature verifies with a key of the set, and the token has an
+//     exp claim that has not passed (nbf, when present, has come), both
+//     within Config.ClockSkew; iss and aud match Config.Issuer and
+//     Config.Audience when those are set;
+//   - iat, when present, is not later than now + ClockSkew (a token issued
+//     in the future is refused; a token without iat is accepted);
+//   - when Config.MaxTokenLifetime is set, exp is no later than now +
+//     MaxTokenLifetime + ClockSkew and, when iat is present, exp - iat is at
+//     most MaxTokenLifetime;
+//   - the org claim (Config.OrgClaim) is a single string that is a valid
+//     organization id (see internal/orgid); a list, a number, an empty
+//     string or a missing claim is refused, never read as "no organization";
+//   - the user claim (Config.UserClaim) is a non-empty string of at most
+//     MaxUserLen bytes without control characters.
+//
+// The role claim (Config.RoleClaim) is optional: when it is missing or not
+// a string the caller has no role.
+//
+// Every error of Verify is safe to show a client: a refused token yields
+// ErrNoToken, ErrMalformed, ErrInvalidToken, or a *ClaimError (which wraps
+// ErrClaims) naming the claim and the problem. Error text never holds a
+// claim's value, which may be PHI or chosen by an attacker.
 package identity
 
 import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
+	"unicode"
 
+	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/tink-crypto/tink-go/v2/jwt"
 )
 
 // Config says how to verify tokens and where the caller's attributes are.
+// Its field comments are the reference for what Verify accepts.
 type Config struct {
-	// JWKSFile holds the issuer's public keys.
+	// JWKSFile holds the issuer's public keys (a JSON Web Key Set).
 	JWKSFile string
-	// Issuer and Audience, when set, must match the token.
+	// Issuer and Audience, when set, must match the token's iss and aud;
+	// when empty, those claims are not checked.
 	Issuer   string
 	Audience string
-	// ClockSkew tolerated on exp and nbf.
+	// ClockSkew is tolerated on exp, nbf and iat, and added to
+	// MaxTokenLifetime when exp is compared with now. At most 10m.
 	ClockSkew time.Duration
-	// Claim names for org, user and role.
-	OrgClaim, UserClaim, RoleClaim string
+	// MaxTokenLifetime, when positive, bounds how long a token may live: exp
+	// must be at most MaxTokenLifetime + ClockSkew from now, and, when the
+	// token has iat, exp - iat must be at most MaxTokenLifetime. 0 means no
+	// limit; negative is a configuration error.
+	MaxTokenLifetime time.Duration
+	// OrgClaim names the claim that carries the caller's organization; it
+	// is required, and every token must carry it as one string that is a
+	// valid organization id.
+	OrgClaim string
+	// UserClaim names the claim that carries the caller's user id; it is
+	// required, and every token must carry it as a non-empty string of at
+	// most MaxUserLen bytes without control characters. The registered
+	// claims sub, iss and jti may be named.
+	UserClaim string
+	// RoleClaim names the claim that carries the caller's role; optional.
+	// A token whose role claim is missing or not a string has no role.
+	RoleClaim string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// MaxUserLen is the longest user claim accepted, in bytes.
+const MaxUserLen = 256
 
 // Caller is what a verified token says about its bearer.
 type Caller struct {
@@ -38,6 +87,38 @@ var (
 	ErrNoToken      = errors.New("a bearer token is required")
 	ErrMalformed    = errors.New("the Authorization header is not a single bearer token")
 	ErrInvalidToken = errors.New("the bearer token is invalid or expired")
+	// ErrClaims is wrapped by every *ClaimError.
+	ErrClaims = errors.New("the token does not identify a single organization and user")
+)
+
+// ClaimError says which caller claim of a verified token is unusable and
+// why. It unwraps to ErrClaims. It never holds the claim's value.
+type ClaimError struct {
+	// Claim is the claim's name, e.g. "org_id".
+	Claim string
+	// Problem is one of "is missing", "is empty", "is not a string",
+	// "is a list: a token must name exactly one organization",
+	// "is not a valid organization id", "is too long",
+	// "holds control characters".
+	Problem string
+}
+
+func (e *ClaimError) Error() string {
+	return "the token's " + e.Claim + " claim " + e.Problem
+}
+
+// Unwrap returns ErrClaims.
+func (e *ClaimError) Unwrap() error { return ErrClaims }
+
+// Problems of a ClaimError.
+const (
+	problemMissing   = "is missing"
+	problemEmpty     = "is empty"
+	problemNotString = "is not a string"
+	problemList      = "is a list: a token must name exactly one organization"
+	problemBadOrg    = "is not a valid organization id"
+	problemTooLong   = "is too long"
+	problemControl   = "holds control characters"
 )
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
@@ -57,6 +138,9 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 
 // NewVerifierFromJWKS uses the key set jwks (JSON).
 func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
+	if err := checkConfig(cfg); err != nil {
+		return nil, err
+	}
 	h, err := jwt.JWKSetToPublicKeysetHandle(jwks)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", cfg.JWKSFile, err)
@@ -69,14 +153,34 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 		cfg.Now = time.Now
 	}
 	// Fail now, not on the first request, if the options are unusable.
-	if _, err := validator(cfg); err != nil {
+	if _, err := validator(cfg, cfg.Now()); err != nil {
 		return nil, err
 	}
 	return &Verifier{cfg: cfg, verifier: v}, nil
 }
 
-func validator(cfg Config) (*jwt.Validator, error) {
-	opts := &jwt.ValidatorOpts{ClockSkew: cfg.ClockSkew, FixedNow: cfg.Now(), IgnoreTypeHeader: true}
+// checkConfig refuses claim names and limits Verify could not apply.
+func checkConfig(cfg Config) error {
+	if cfg.OrgClaim == "" {
+		return errors.New("identity: the org claim name is empty")
+	}
+	if cfg.UserClaim == "" {
+		return errors.New("identity: the user claim name is empty")
+	}
+	for _, name := range []string{cfg.OrgClaim, cfg.UserClaim, cfg.RoleClaim} {
+		switch name {
+		case "aud", "exp", "nbf", "iat":
+			return fmt.Errorf("identity: claim %q cannot carry the caller's org, user or role", name)
+		}
+	}
+	if cfg.MaxTokenLifetime < 0 {
+		return fmt.Errorf("identity: max token lifetime %s is negative", cfg.MaxTokenLifetime)
+	}
+	return nil
+}
+
+func validator(cfg Config, now time.Time) (*jwt.Validator, error) {
+	opts := &jwt.ValidatorOpts{ClockSkew: cfg.ClockSkew, FixedNow: now, IgnoreTypeHeader: true}
 	if cfg.Issuer != "" {
 		opts.ExpectedIssuer = &cfg.Issuer
 	} else {
@@ -102,7 +206,8 @@ func (v *Verifier) Verify(authorization []string) (*Caller, error) {
 	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" || strings.ContainsAny(token, " \t") {
 		return nil, ErrMalformed
 	}
-	val, err := validator(v.cfg)
+	now := v.cfg.Now()
+	val, err := validator(v.cfg, now)
 	if err != nil {
 		return nil, err
 	}
@@ -110,15 +215,123 @@ func (v *Verifier) Verify(authorization []string) (*Caller, error) {
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
-	c := &Caller{}
-	c.Org, _ = claim(vj, v.cfg.OrgClaim)
-	c.User, _ = claim(vj, v.cfg.UserClaim)
-	c.Role, _ = claim(vj, v.cfg.RoleClaim)
-	return c, nil
+	if err := v.checkLifetime(vj, now); err != nil {
+		return nil, err
+	}
+	return v.caller(vj)
 }
 
-// claim reads a string claim, registered (sub, iss, jti) or custom.
-func claim(vj *jwt.VerifiedJWT, name string) (string, error) {
+// checkLifetime refuses a token issued in the future or, with
+// MaxTokenLifetime set, one that lives longer than allowed. Tink has
+// already checked exp and nbf. (Tink's ExpectIssuedInThePast is not used:
+// it refuses tokens without iat.)
+func (v *Verifier) checkLifetime(vj *jwt.VerifiedJWT, now time.Time) error {
+	skew, limit := v.cfg.ClockSkew, v.cfg.MaxTokenLifetime
+	var iat time.Time
+	hasIAT := vj.HasIssuedAt()
+	if hasIAT {
+		var err error
+		if iat, err = vj.IssuedAt(); err != nil {
+			return ErrInvalidToken
+		}
+		if iat.After(now.Add(skew)) {
+			return ErrInvalidToken
+		}
+	}
+	if limit == 0 {
+		return nil
+	}
+	exp, err := vj.ExpiresAt()
+	if err != nil {
+		return ErrInvalidToken
+	}
+	// exp.Sub saturates instead of overflowing; subtracting the skew
+	// rather than adding it to limit keeps a huge limit from wrapping.
+	if exp.Sub(now)-skew > limit {
+		return ErrInvalidToken
+	}
+	if hasIAT && exp.Sub(iat) > limit {
+		return ErrInvalidToken
+	}
+	return nil
+}
+
+// caller reads the org, then the user, then the role claim.
+func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
+	org, err := orgClaim(vj, v.cfg.OrgClaim)
+	if err != nil {
+		return nil, err
+	}
+	user, err := userClaim(vj, v.cfg.UserClaim)
+	if err != nil {
+		return nil, err
+	}
+	role, _ := optionalClaim(vj, v.cfg.RoleClaim)
+	return &Caller{Org: org, User: user, Role: role}, nil
+}
+
+// orgClaim reads the org claim: one string that is a valid org id.
+func orgClaim(vj *jwt.VerifiedJWT, name string) (string, error) {
+	s, problem := stringClaim(vj, name)
+	switch {
+	case problem == problemNotString && vj.HasArrayClaim(name):
+		problem = problemList
+	case problem == "" && orgid.Check(s) != nil:
+		problem = problemBadOrg
+	}
+	if problem != "" {
+		return "", &ClaimError{Claim: name, Problem: problem}
+	}
+	return s, nil
+}
+
+// userClaim reads the user claim: a short string without control characters.
+func userClaim(vj *jwt.VerifiedJWT, name string) (string, error) {
+	s, problem := stringClaim(vj, name)
+	switch {
+	case problem != "":
+	case len(s) > MaxUserLen:
+		problem = problemTooLong
+	case strings.ContainsFunc(s, unicode.IsControl):
+		problem = problemControl
+	}
+	if problem != "" {
+		return "", &ClaimError{Claim: name, Problem: problem}
+	}
+	return s, nil
+}
+
+// stringClaim reads a non-empty string claim, registered (sub, iss, jti)
+// or custom, or says what is wrong with it.
+func stringClaim(vj *jwt.VerifiedJWT, name string) (string, string) {
+	var present bool
+	switch name {
+	case "sub":
+		present = vj.HasSubject()
+	case "iss":
+		present = vj.HasIssuer()
+	case "jti":
+		present = vj.HasJWTID()
+	default:
+		present = slices.Contains(vj.CustomClaimNames(), name)
+	}
+	if !present {
+		return "", problemMissing
+	}
+	s, err := optionalClaim(vj, name)
+	if err != nil {
+		return "", problemNotString
+	}
+	if s == "" {
+		return "", problemEmpty
+	}
+	return s, ""
+}
+
+// optionalClaim reads a string claim, registered (sub, iss, jti) or
+// custom; it returns "" and an error when the claim is missing or not a
+// string, and "" and no error when name is empty.
+func optionalClaim(vj *jwt.VerifiedJWT, name string) (string, error) {
 	switch name {
 	case "":
 		return "", nil
@@ -128,9 +341,6 @@ func claim(vj *jwt.VerifiedJWT, name string) (string, error) {
 		return vj.Issuer()
 	case "jti":
 		return vj.JWTID()
-	}
-	if !vj.HasStringClaim(name) {
-		return "", nil
 	}
 	return vj.StringClaim(name)
 }

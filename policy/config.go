@@ -43,14 +43,34 @@ type Ingress struct {
 	Upstream string `yaml:"upstream"`
 	// UpstreamH2C speaks HTTP/2 without TLS (prior knowledge) to the app.
 	UpstreamH2C bool `yaml:"upstream_h2c"`
-	// MaxBodyBytes bounds a body phiguard reads on a route with field
-	// actions, after decompression. Default 10485760 (10 MiB).
+	// UpstreamProxy is an HTTP proxy URL to reach the app through. Default:
+	// none. The app is reached directly; HTTP_PROXY and kin in the
+	// environment are ignored, so bearer tokens and PHI never follow them.
+	UpstreamProxy string `yaml:"upstream_proxy"`
+	// MaxBodyBytes bounds a request body phiguard reads on a route with
+	// field actions, after decompression. Default 10485760 (10 MiB).
 	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxResponseBytes bounds a response body phiguard reads on a route
+	// that decrypts, after decompression. Encryption makes values longer,
+	// so a request whose encrypted body would exceed it is refused (413)
+	// before the app stores what phiguard could not return. Default four
+	// times max_body_bytes.
+	MaxResponseBytes int64 `yaml:"max_response_bytes"`
+	// MaxConcurrentRequests caps the requests in flight; past it, phiguard
+	// answers 503 at once. Memory for bodies is bounded by about
+	// max_concurrent_requests × (2 × max_body_bytes + max_response_bytes).
+	// Default 256.
+	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 	// TLS serves HTTPS (and HTTP/2) with this certificate. Without it the
 	// listener speaks plain HTTP/1.1 and HTTP/2 with prior knowledge (h2c).
 	TLS *TLS `yaml:"tls"`
 	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// ReadTimeout bounds reading a whole request, body included, so a slow
+	// client cannot pin a body buffer. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// IdleTimeout closes a keep-alive connection idle this long. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// UpstreamTimeout bounds waiting for the app's response headers. Default 60s.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 }
@@ -81,15 +101,23 @@ type JWT struct {
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must be among the token's aud claim.
 	Audience string `yaml:"audience"`
-	// ClockSkew tolerated on exp and nbf. Default 30s, at most 10m.
+	// ClockSkew tolerated on exp, nbf and iat. Default 30s, at most 10m.
 	ClockSkew time.Duration `yaml:"clock_skew"`
+	// MaxTokenLifetime, when set, refuses tokens that are valid for longer:
+	// exp more than this after iat, or after now. Default 0: no limit
+	// (a token whose iat lies in the future is refused either way).
+	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
 }
 
 // Claims names the JWT claims that carry the caller's attributes.
 type Claims struct {
-	// Org is the organization claim. Default "org_id".
+	// Org is the organization claim. Default "org_id". It must be one
+	// string naming a valid organization id; a token without it, or with a
+	// number or a list there, is refused on every route that needs a
+	// caller (403). One token acts for one organization.
 	Org string `yaml:"org"`
-	// User is the user claim. Default "sub".
+	// User is the user claim. Default "sub". It must be a non-empty
+	// string: no unique user id, no access (403).
 	User string `yaml:"user"`
 	// Role is the role claim, matched against a route's readers. Default "role".
 	Role string `yaml:"role"`
@@ -151,7 +179,10 @@ type RouteConfig struct {
 
 // Match selects requests by method and path.
 type Match struct {
-	// Methods the route takes; empty means every method. GET also takes HEAD.
+	// Methods the route takes; empty means every method. GET also takes
+	// HEAD. A request's method is matched and forwarded upper-cased
+	// ("post" is judged and sent as POST); a method other than GET, HEAD,
+	// POST, PUT, PATCH, DELETE and OPTIONS is refused (405) on every route.
 	Methods []string `yaml:"methods"`
 	// Path template: literal segments, {param} segments, and a trailing ** for
 	// any rest. Required.

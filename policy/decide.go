@@ -68,7 +68,19 @@ type Decision struct {
 	Reader bool
 }
 
-// Match finds the first route that takes method and path.
+// CanonicalMethod returns method as phiguard judges and forwards it:
+// upper-cased, since many servers match methods without regard to case.
+// ok is false for a method outside GET, HEAD, POST, PUT, PATCH, DELETE and
+// OPTIONS: such a request is refused rather than guessed at.
+func CanonicalMethod(method string) (canonical string, ok bool) {
+	if knownMethods[method] {
+		return method, true
+	}
+	up := strings.ToUpper(method)
+	return up, knownMethods[up]
+}
+
+// Match finds the first route that takes method (canonical) and path.
 func (p *Policy) Match(method, path string) (*Route, Params) {
 	segs := splitPath(path)
 	for _, r := range p.Routes {
@@ -119,11 +131,10 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 	if r.Deny != "" {
 		return d, refuse(ErrDenied, "%s", r.Deny)
 	}
-	if r.AuthRequired && req.Caller == nil {
-		if req.CallerErr != nil {
-			return d, refuse(ErrUnauthenticated, "%v", req.CallerErr)
+	if r.AuthRequired {
+		if err := checkCaller(req); err != nil {
+			return d, err
 		}
-		return d, refuse(ErrUnauthenticated, "a bearer token is required")
 	}
 	org, err := p.resolveOrg(r, params, req)
 	if err != nil {
@@ -135,6 +146,29 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 	}
 	d.Reader = r.Readers == nil || req.Caller != nil && r.Readers[req.Caller.Role]
 	return d, nil
+}
+
+// checkCaller refuses a request without a caller that names exactly one
+// valid organization and a user: tenancy and identity are never defaulted.
+func checkCaller(req Request) error {
+	c := req.Caller
+	if c == nil {
+		var ref *Refusal
+		switch {
+		case errors.As(req.CallerErr, &ref):
+			return ref
+		case req.CallerErr != nil:
+			return refuse(ErrUnauthenticated, "%v", req.CallerErr)
+		}
+		return refuse(ErrUnauthenticated, "a bearer token is required")
+	}
+	if orgid.Check(c.Org) != nil {
+		return refuse(ErrForbidden, "the token does not name exactly one valid organization")
+	}
+	if c.User == "" {
+		return refuse(ErrForbidden, "the token does not name the user")
+	}
+	return nil
 }
 
 func (p *Policy) resolveOrg(r *Route, params Params, req Request) (string, error) {
@@ -170,7 +204,7 @@ func (p *Policy) resolveOrg(r *Route, params Params, req Request) (string, error
 	if orgid.Check(org) != nil {
 		return "", refuse(ErrForbidden, "malformed organization id")
 	}
-	if req.Caller != nil && r.OrgFrom.Kind != OrgFromClaim && req.Caller.Org != "" && req.Caller.Org != org {
+	if req.Caller != nil && r.OrgFrom.Kind != OrgFromClaim && req.Caller.Org != org {
 		return "", refuse(ErrForbidden, "the request names an organization other than the caller's")
 	}
 	return org, nil

@@ -40,6 +40,8 @@ routes:
   - name: health
     match: {path: "/healthz"}
     auth: none
+  - name: profile
+    match: {methods: [GET], path: "/api/v1/profile"}
 `
 
 func mustParse(t *testing.T, src string) *Policy {
@@ -106,6 +108,9 @@ func TestDecide(t *testing.T) {
 	viewerA := &Caller{Org: "org_a", User: "u2", Role: "viewer"}
 	callerZ := &Caller{Org: "org_z", User: "u3", Role: "agent"}
 	noOrg := &Caller{User: "u4"}
+	noUser := &Caller{Org: "org_a", Role: "agent"}
+	badOrg := &Caller{Org: "org a", User: "u5", Role: "agent"}
+	claimErr := &Refusal{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
 	hdr := func(v string) func(string) string {
 		return func(name string) string {
 			if name == "X-Tenant" {
@@ -132,6 +137,16 @@ func TestDecide(t *testing.T) {
 		{"non-reader role", "GET", "/api/v1/conversations/1/messages", Request{Caller: viewerA}, nil, "org_a", false},
 		{"org not enrolled", "POST", "/api/v1/conversations/1/messages", Request{Caller: callerZ}, ErrForbidden, "", false},
 		{"no org claim", "POST", "/api/v1/conversations/1/messages", Request{Caller: noOrg}, ErrForbidden, "", false},
+		// Tenancy and identity are never defaulted, whatever the org source.
+		{"no org claim, path org", "PUT", "/orgs/org_b/notes", Request{Caller: noOrg}, ErrForbidden, "", false},
+		{"no org claim, header org", "POST", "/gw", Request{Caller: noOrg, Header: hdr("org_b"), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"no org claim, route without field actions", "GET", "/api/v1/profile", Request{Caller: noOrg}, ErrForbidden, "", false},
+		{"malformed org claim, path org", "PUT", "/orgs/org_a/notes", Request{Caller: badOrg}, ErrForbidden, "", false},
+		{"no user claim", "POST", "/api/v1/conversations/1/messages", Request{Caller: noUser}, ErrForbidden, "", false},
+		{"no user claim, path org", "PUT", "/orgs/org_a/notes", Request{Caller: noUser}, ErrForbidden, "", false},
+		{"no user claim, route without field actions", "GET", "/api/v1/profile", Request{Caller: noUser}, ErrForbidden, "", false},
+		{"unusable claims from the verifier", "PUT", "/orgs/org_a/notes", Request{CallerErr: claimErr}, ErrForbidden, "", false},
+		{"plain route, any enrolled-or-not org", "GET", "/api/v1/profile", Request{Caller: callerZ}, nil, "org_z", true},
 		{"webhook without auth", "POST", "/webhooks/sms/org_b", Request{}, nil, "org_b", true},
 		{"webhook bad org id", "POST", "/webhooks/sms/org%2Fx", Request{}, ErrForbidden, "", false},
 		{"webhook unenrolled org", "POST", "/webhooks/sms/org_z", Request{}, ErrForbidden, "", false},
@@ -160,6 +175,58 @@ func TestDecide(t *testing.T) {
 				t.Errorf("Decision org=%q reader=%v, want org=%q reader=%v", d.Org, d.Reader, tc.org, tc.reader)
 			}
 		})
+	}
+}
+
+func TestCanonicalMethod(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"GET", "GET", true}, {"get", "GET", true}, {"pOsT", "POST", true}, {"patch", "PATCH", true},
+		{"Head", "HEAD", true}, {"options", "OPTIONS", true}, {"delete", "DELETE", true}, {"put", "PUT", true},
+		{"TRACE", "TRACE", false}, {"connect", "CONNECT", false}, {"PROPFIND", "PROPFIND", false}, {"", "", false},
+	} {
+		got, ok := CanonicalMethod(tc.in)
+		if got != tc.want || ok != tc.ok {
+			t.Errorf("CanonicalMethod(%q) = %q, %v, want %q, %v", tc.in, got, ok, tc.want, tc.ok)
+		}
+	}
+}
+
+// TestFirstMatchWins: several routes take the same request; the earliest in
+// file order decides, whatever their kind.
+func TestFirstMatchWins(t *testing.T) {
+	p := mustParse(t, `version: 1
+ingress: {upstream: "http://127.0.0.1:8080"}
+identity: {jwt: {jwks: j.json}}
+keys: {keyring: k}
+orgs: [{id: org_a}]
+routes:
+  - name: one-message
+    match: {methods: [GET], path: "/api/v1/messages/{id}"}
+    decrypt_response: ["$.body"]
+  - name: any-message-method
+    match: {path: "/api/v1/messages/{id}"}
+    deny: writes are closed
+  - name: messages-tree
+    match: {path: "/api/v1/messages/**"}
+    encrypt_request: ["$.note"]
+  - name: everything
+    match: {path: "/**"}
+    auth: none
+`)
+	for _, tc := range []struct{ method, path, want string }{
+		{"GET", "/api/v1/messages/7", "one-message"},
+		{"HEAD", "/api/v1/messages/7", "one-message"},
+		{"PUT", "/api/v1/messages/7", "any-message-method"},
+		{"POST", "/api/v1/messages/7/notes", "messages-tree"},
+		{"GET", "/api/v1/other", "everything"},
+	} {
+		r, _ := p.Match(tc.method, tc.path)
+		if r == nil || r.Name != tc.want {
+			t.Errorf("Match(%s %s) = %v, want route %s", tc.method, tc.path, r, tc.want)
+		}
 	}
 }
 

@@ -26,9 +26,16 @@ const (
 	DefaultMask              = "[protected]"
 	DefaultReadHeaderTimeout = 10 * time.Second
 	DefaultUpstreamTimeout   = 60 * time.Second
-	DefaultClockSkew         = 30 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultMaxConcurrent     = 256
+	// DefaultResponseFactor: max_response_bytes defaults to this many
+	// times max_body_bytes, room for the growth of encrypted values.
+	DefaultResponseFactor = 4
+	DefaultClockSkew      = 30 * time.Second
 
-	maxBodyBytesLimit = 1 << 30
+	maxBodyBytesLimit  = 1 << 30
+	maxConcurrentLimit = 1 << 20
 )
 
 // Policy is a loaded, validated and compiled policy.
@@ -40,6 +47,8 @@ type Policy struct {
 	Routes []*Route
 	// Upstream is the parsed ingress.upstream.
 	Upstream *url.URL
+	// UpstreamProxy is the parsed ingress.upstream_proxy; nil: none.
+	UpstreamProxy *url.URL
 	// TrustedGateways are the parsed identity.trusted_gateways.
 	TrustedGateways []netip.Prefix
 
@@ -225,21 +234,46 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	case in.MaxBodyBytes < 0 || in.MaxBodyBytes > maxBodyBytesLimit:
 		ps.add("ingress.max_body_bytes", "want 1 to %d bytes, got %d", maxBodyBytesLimit, in.MaxBodyBytes)
 	}
+	switch {
+	case in.MaxResponseBytes == 0:
+		in.MaxResponseBytes = DefaultResponseFactor * in.MaxBodyBytes
+	case in.MaxResponseBytes < 0 || in.MaxResponseBytes > DefaultResponseFactor*maxBodyBytesLimit:
+		ps.add("ingress.max_response_bytes", "want 1 to %d bytes, got %d", DefaultResponseFactor*maxBodyBytesLimit, in.MaxResponseBytes)
+	case in.MaxResponseBytes < in.MaxBodyBytes:
+		ps.add("ingress.max_response_bytes", "%d is less than max_body_bytes (%d): an accepted body could not be returned", in.MaxResponseBytes, in.MaxBodyBytes)
+	}
+	switch {
+	case in.MaxConcurrentRequests == 0:
+		in.MaxConcurrentRequests = DefaultMaxConcurrent
+	case in.MaxConcurrentRequests < 0 || in.MaxConcurrentRequests > maxConcurrentLimit:
+		ps.add("ingress.max_concurrent_requests", "want 1 to %d, got %d", maxConcurrentLimit, in.MaxConcurrentRequests)
+	}
+	if in.UpstreamProxy != "" {
+		if u, err := url.Parse(in.UpstreamProxy); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			ps.add("ingress.upstream_proxy", "want an http:// or https:// proxy URL, got %q", in.UpstreamProxy)
+		} else {
+			p.UpstreamProxy = u
+		}
+	}
 	if in.TLS != nil {
 		if in.TLS.Cert == "" || in.TLS.Key == "" {
 			ps.add("ingress.tls", "tls needs both cert and key")
 		}
 		in.TLS.Cert, in.TLS.Key = resolve(dir, in.TLS.Cert), resolve(dir, in.TLS.Key)
 	}
-	if in.ReadHeaderTimeout == 0 {
-		in.ReadHeaderTimeout = DefaultReadHeaderTimeout
-	} else if in.ReadHeaderTimeout < 0 {
-		ps.add("ingress.read_header_timeout", "must be positive")
-	}
-	if in.UpstreamTimeout == 0 {
-		in.UpstreamTimeout = DefaultUpstreamTimeout
-	} else if in.UpstreamTimeout < 0 {
-		ps.add("ingress.upstream_timeout", "must be positive")
+	defaultDuration(ps, "ingress.read_header_timeout", &in.ReadHeaderTimeout, DefaultReadHeaderTimeout)
+	defaultDuration(ps, "ingress.upstream_timeout", &in.UpstreamTimeout, DefaultUpstreamTimeout)
+	defaultDuration(ps, "ingress.read_timeout", &in.ReadTimeout, DefaultReadTimeout)
+	defaultDuration(ps, "ingress.idle_timeout", &in.IdleTimeout, DefaultIdleTimeout)
+}
+
+// defaultDuration fills an unset duration with def and refuses a negative one.
+func defaultDuration(ps *problems, path string, d *time.Duration, def time.Duration) {
+	switch {
+	case *d == 0:
+		*d = def
+	case *d < 0:
+		ps.add(path, "must be positive")
 	}
 }
 
@@ -258,6 +292,9 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 			id.JWT.ClockSkew = DefaultClockSkew
 		case id.JWT.ClockSkew < 0 || id.JWT.ClockSkew > 10*time.Minute:
 			ps.add("identity.jwt.clock_skew", "want 0s to 10m, got %s", id.JWT.ClockSkew)
+		}
+		if id.JWT.MaxTokenLifetime < 0 {
+			ps.add("identity.jwt.max_token_lifetime", "must be positive (or left out for no limit)")
 		}
 	}
 	if id.Claims.Org == "" {
