@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"mime"
+	"net"
 	"net/http"
 	"strings"
 )
@@ -19,30 +20,60 @@ const (
 
 var errUnsupportedMedia = errors.New("unsupported media")
 
-// mediaKind reads a Content-Type: JSON (application/json or any +json) or
-// form (application/x-www-form-urlencoded), with a UTF-8 charset if any.
+// requestMediaKind reads a request's Content-Type strictly: only media
+// types whose meaning is the plain JSON or form document the selectors
+// address are read. JSON is application/json, JSON Merge Patch
+// (application/merge-patch+json: the same document, null for removal),
+// FHIR resources (application/fhir+json), HAL (application/hal+json) and
+// vendor types (application/vnd.*+json). Other +json types have a grammar
+// of their own: JSON Patch (RFC 6902) is a list of operations whose values
+// selectors cannot reach, JSON-LD renames keys through @context, and so on;
+// they are refused, as is every other type.
+func requestMediaKind(h http.Header) (bodyKind, string, error) {
+	kind, mt, why, err := parseMediaType(h)
+	if err != nil || kind == bodyForm || plainJSONTypes[mt] || strings.HasPrefix(mt, "application/vnd.") && strings.HasSuffix(mt, "+json") {
+		return kind, why, err
+	}
+	if mt == "application/json-patch+json" {
+		return 0, "JSON Patch (application/json-patch+json) is refused on routes that carry PHI: its values cannot be selected; send the object, or a JSON Merge Patch (application/merge-patch+json)", errUnsupportedMedia
+	}
+	return 0, "this +json media type has a grammar of its own; routes that carry PHI read application/json, merge-patch+json, fhir+json, hal+json, vnd.*+json and forms", errUnsupportedMedia
+}
+
+// plainJSONTypes are read as the JSON document they are.
+var plainJSONTypes = map[string]bool{
+	"application/json": true, "application/merge-patch+json": true, "application/fhir+json": true, "application/hal+json": true,
+}
+
+// mediaKind reads a response's Content-Type: JSON (application/json or any
+// +json) or form, with a UTF-8 charset if any.
 func mediaKind(h http.Header) (bodyKind, string, error) {
+	kind, _, why, err := parseMediaType(h)
+	return kind, why, err
+}
+
+func parseMediaType(h http.Header) (bodyKind, string, string, error) {
 	values := h.Values("Content-Type")
 	if len(values) != 1 {
 		if len(values) == 0 {
-			return 0, "a body needs a Content-Type", errUnsupportedMedia
+			return 0, "", "a body needs a Content-Type", errUnsupportedMedia
 		}
-		return 0, "more than one Content-Type", errUnsupportedMedia
+		return 0, "", "more than one Content-Type", errUnsupportedMedia
 	}
 	mt, params, err := mime.ParseMediaType(values[0])
 	if err != nil {
-		return 0, "unreadable Content-Type", errUnsupportedMedia
+		return 0, "", "unreadable Content-Type", errUnsupportedMedia
 	}
 	if cs, ok := params["charset"]; ok && !strings.EqualFold(cs, "utf-8") {
-		return 0, "only the UTF-8 charset is read", errUnsupportedMedia
+		return 0, mt, "only the UTF-8 charset is read", errUnsupportedMedia
 	}
 	switch {
 	case mt == "application/json" || strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
-		return bodyJSON, "", nil
+		return bodyJSON, mt, "", nil
 	case mt == "application/x-www-form-urlencoded":
-		return bodyForm, "", nil
+		return bodyForm, mt, "", nil
 	}
-	return 0, "this route reads only JSON and form bodies", errUnsupportedMedia
+	return 0, mt, "this route reads only JSON and form bodies", errUnsupportedMedia
 }
 
 // contentEncoding reads a Content-Encoding: "" (none), or gzip.
@@ -90,6 +121,10 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
 	if n > limit {
 		return nil, errTooLarge
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return nil, errReadTimeout
 	}
 	if err != nil {
 		return nil, errReadBody

@@ -32,13 +32,20 @@ func badRequest(format string, args ...any) *refusal {
 }
 
 var (
-	errTooLarge      = refuseWith(http.StatusRequestEntityTooLarge, "body_too_large", audit.DecisionDeny, "the body is larger than this route accepts")
-	errKeys          = refuseWith(http.StatusServiceUnavailable, "keys_unavailable", audit.DecisionError, "encryption keys are unavailable; nothing was forwarded")
-	errAudit         = refuseWith(http.StatusServiceUnavailable, "audit_unavailable", audit.DecisionError, "the audit trail is unavailable; the request was refused")
-	errUpstream      = refuseWith(http.StatusBadGateway, "upstream_unavailable", audit.DecisionError, "the upstream app did not answer")
-	errUpstreamBody  = refuseWith(http.StatusBadGateway, "upstream_unreadable", audit.DecisionError, "the upstream app answered with a body phiguard could not read; it was not passed on")
-	errUpstreamLarge = refuseWith(http.StatusBadGateway, "upstream_too_large", audit.DecisionError, "the upstream app answered with a body larger than this route accepts; it was not passed on")
+	errBusy           = refuseWith(http.StatusServiceUnavailable, "over_capacity", audit.DecisionError, "phiguard is at its limit of concurrent requests; retry shortly")
+	errMethod         = refuseWith(http.StatusMethodNotAllowed, "method_not_allowed", audit.DecisionDeny, "the method is not one of "+allowedMethods)
+	errTooLargeSealed = refuseWith(http.StatusRequestEntityTooLarge, "body_too_large", audit.DecisionDeny, "encrypted, the body would be larger than phiguard can return (ingress.max_response_bytes); nothing was forwarded")
+	errReadTimeout    = refuseWith(http.StatusRequestTimeout, "body_timeout", audit.DecisionDeny, "the request body did not arrive in time")
+	errTooLarge       = refuseWith(http.StatusRequestEntityTooLarge, "body_too_large", audit.DecisionDeny, "the body is larger than this route accepts")
+	errKeys           = refuseWith(http.StatusServiceUnavailable, "keys_unavailable", audit.DecisionError, "encryption keys are unavailable; nothing was forwarded")
+	errAudit          = refuseWith(http.StatusServiceUnavailable, "audit_unavailable", audit.DecisionError, "the audit trail is unavailable; the request was refused")
+	errUpstream       = refuseWith(http.StatusBadGateway, "upstream_unavailable", audit.DecisionError, "the upstream app did not answer")
+	errUpstreamBody   = refuseWith(http.StatusBadGateway, "upstream_unreadable", audit.DecisionError, "the upstream app answered with a body phiguard could not read; it was not passed on")
+	errUpstreamLarge  = refuseWith(http.StatusBadGateway, "upstream_too_large", audit.DecisionError, "the upstream app answered with a body larger than this route accepts; it was not passed on")
 )
+
+// allowedMethods are the methods phiguard judges (policy.CanonicalMethod).
+const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
 // classify maps any error of the pipeline to what the client is told.
 // Internal error text never reaches the client.
@@ -92,8 +99,15 @@ func writeError(w http.ResponseWriter, r *refusal, requestID string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	if r.status == http.StatusUnauthorized {
+	switch r.status {
+	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="phiguard"`)
+	case http.StatusMethodNotAllowed:
+		h.Set("Allow", allowedMethods)
+	case http.StatusServiceUnavailable:
+		if r == errBusy {
+			h.Set("Retry-After", "1")
+		}
 	}
 	w.WriteHeader(r.status)
 	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Status: r.status, Code: r.code, Message: r.msg, RequestID: requestID}})

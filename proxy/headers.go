@@ -70,3 +70,30 @@ func sanitizeHeaders(r *http.Request) error {
 	}
 	return nil
 }
+
+// cacheHeaders tell a shared cache (a CDN, a reverse proxy, a service
+// worker's fetch layer) to keep a response. Many CDNs obey their own
+// header over Cache-Control, so each is removed from a response that may
+// carry plaintext PHI.
+var cacheHeaders = []string{
+	"Cdn-Cache-Control", "Surrogate-Control", "Edge-Control", "X-Accel-Expires",
+	"Cloudflare-Cdn-Cache-Control", "Vercel-Cdn-Cache-Control", "Fastly-Surrogate-Control",
+	"Surrogate-Key", "Cache-Tag", "Expires", "Age", "Etag", "Last-Modified",
+}
+
+// forbidCaching makes sure no cache, shared or private, keeps a response:
+// every caching directive of the app is dropped (including any
+// *-Cache-Control a CDN reads), and no-store is set.
+func forbidCaching(h http.Header) {
+	for _, k := range cacheHeaders {
+		h.Del(k)
+	}
+	for k := range h {
+		if strings.HasSuffix(k, "-Cache-Control") || strings.HasSuffix(k, "-Surrogate-Control") {
+			delete(h, k)
+		}
+	}
+	h.Set("Cache-Control", "no-store, private, max-age=0")
+	h.Set("Pragma", "no-cache")
+	h.Set("Expires", "0")
+}

@@ -71,6 +71,8 @@ type Proxy struct {
 	rp       *httputil.ReverseProxy
 	plans    []routePlan // by route index
 	mask     []byte      // JSON string of the policy's mask
+	// slots holds one token per request in flight (max_concurrent_requests).
+	slots chan struct{}
 }
 
 // routePlan is what a route needs at request time, compiled once.
@@ -78,6 +80,8 @@ type routePlan struct {
 	encJSON *codec.Matcher
 	encForm bool
 	dec     *codec.Matcher
+	// decrypts: the route's responses may carry plaintext PHI.
+	decrypts bool
 }
 
 // New builds the pipeline for a policy.
@@ -85,7 +89,8 @@ func New(o Options) (*Proxy, error) {
 	if o.Policy == nil || o.Auditor == nil {
 		return nil, errors.New("proxy: Policy and Auditor are required")
 	}
-	p := &Proxy{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now}
+	p := &Proxy{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now,
+		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1))}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -102,14 +107,15 @@ func New(o Options) (*Proxy, error) {
 			return nil, fmt.Errorf("proxy: route %s has field actions but no keys were given", r.Name)
 		}
 		p.plans = append(p.plans, routePlan{
-			encJSON: codec.NewMatcher(r.EncryptRequest, methodOverrideField),
-			encForm: codec.HasForm(r.EncryptRequest),
-			dec:     codec.NewMatcher(r.DecryptResponse),
+			encJSON:  codec.NewRequestMatcher(r.EncryptRequest, methodOverrideField),
+			encForm:  codec.HasForm(r.EncryptRequest),
+			dec:      codec.NewMatcher(r.DecryptResponse),
+			decrypts: len(r.DecryptResponse) > 0,
 		})
 	}
 	tr := o.Transport
 	if tr == nil {
-		tr = NewTransport(o.Policy.File.Ingress)
+		tr = NewTransport(o.Policy)
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
@@ -121,10 +127,18 @@ func New(o Options) (*Proxy, error) {
 	return p, nil
 }
 
-// NewTransport reaches the app as the ingress settings say: HTTP/1.1, or
-// HTTP/2 with prior knowledge when upstream_h2c is set.
-func NewTransport(in policy.Ingress) *http.Transport {
+// NewTransport reaches the app as the policy's ingress settings say:
+// HTTP/1.1, or HTTP/2 with prior knowledge when upstream_h2c is set;
+// directly, or through upstream_proxy when the policy names one. Proxy
+// settings in the environment are never used: bearer tokens and PHI
+// would follow them.
+func NewTransport(pol *policy.Policy) *http.Transport {
+	in := pol.File.Ingress
 	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = nil
+	if pol.UpstreamProxy != nil {
+		t.Proxy = http.ProxyURL(pol.UpstreamProxy)
+	}
 	t.DisableCompression = true // phiguard asks for and decodes encodings itself
 	t.ResponseHeaderTimeout = in.UpstreamTimeout
 	if in.UpstreamH2C {
@@ -154,8 +168,8 @@ func exchangeOf(ctx context.Context) *exchange {
 	return ex
 }
 
-// ServeHTTP runs the pipeline: request id → canonical request → match →
-// identify → decide → check channels → transform → forward.
+// ServeHTTP runs the pipeline: request id → capacity → canonical request
+// → match → identify → decide → check channels → transform → forward.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	raw := requestPath(r)
 	ex := &exchange{start: p.now()}
@@ -167,6 +181,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Request-Id", ex.rec.RequestID)
 
+	select {
+	case p.slots <- struct{}{}:
+		defer func() { <-p.slots }()
+	default:
+		p.refuse(w, r, ex, errBusy)
+		return
+	}
 	path, err := canonicalize(raw)
 	if err != nil {
 		p.refuse(w, r, ex, badRequest("%s: %v", errAmbiguousPath, err))
@@ -174,6 +195,13 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.path = path
 	ex.rec.Path = path.decoded
+	method, ok := policy.CanonicalMethod(r.Method)
+	if !ok {
+		p.refuse(w, r, ex, errMethod)
+		return
+	}
+	// The method judged is the method forwarded.
+	r.Method, ex.rec.Method = method, method
 	if err := sanitizeHeaders(r); err != nil {
 		p.refuse(w, r, ex, err)
 		return
@@ -227,6 +255,10 @@ func (p *Proxy) identify(r *http.Request) (*policy.Caller, error) {
 		return nil, errors.New("no identity provider is configured")
 	}
 	c, err := p.verifier.Verify(r.Header.Values("Authorization"))
+	if errors.Is(err, identity.ErrClaims) {
+		// A genuine token that does not name one organization and a user.
+		return nil, &policy.Refusal{Kind: policy.ErrForbidden, Reason: err.Error()}
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -261,13 +293,16 @@ func (p *Proxy) checkChannels(r *http.Request) error {
 	return nil
 }
 
-// encryptRequest replaces the selected request fields with tokens.
+// encryptRequest reads the request body of a route with field actions,
+// judges it (one meaning, no override fields, no planted tokens) and
+// replaces the selected fields with tokens. A route that only decrypts
+// still has its request body judged.
 func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	route := ex.decision.Route
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
-	kind, why, err := mediaKind(r.Header)
+	kind, why, err := requestMediaKind(r.Header)
 	if err != nil {
 		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "%s", why)
 	}
@@ -275,52 +310,67 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	if !ok {
 		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_encoding", audit.DecisionDeny, "only gzip or no Content-Encoding is read")
 	}
-	if len(route.EncryptRequest) == 0 {
-		return nil // the route reads only responses; the body passes as sent
+	if len(route.EncryptRequest) > 0 {
+		switch {
+		case kind == bodyJSON && ex.plan.encJSON.Empty():
+			return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes form bodies")
+		case kind == bodyForm && !ex.plan.encForm:
+			return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes JSON bodies")
+		}
 	}
-	switch {
-	case kind == bodyJSON && ex.plan.encJSON.Empty():
-		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes form bodies")
-	case kind == bodyForm && !ex.plan.encForm:
-		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes JSON bodies")
-	}
-	body, err := readBody(r.Body, gz, p.pol.File.Ingress.MaxBodyBytes)
+	in := p.pol.File.Ingress
+	body, err := readBody(r.Body, gz, in.MaxBodyBytes)
 	r.Body.Close()
 	if err != nil {
 		return err
 	}
-	org := ex.decision.Org
 	var out []byte
 	if kind == bodyJSON {
-		out, _, err = codec.RewriteJSON(body, ex.plan.encJSON, func(sel int, v jsontext.Value) ([]byte, error) {
-			tok, err := p.keys.Encrypt(org, v)
-			if err != nil {
-				return nil, p.keyFailure(err)
-			}
-			ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-			return jsontext.AppendQuote(nil, tok)
-		})
+		out, err = p.sealJSON(body, ex)
 	} else {
-		out, _, err = codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
-			pt, err := jsontext.AppendQuote(nil, v)
-			if err != nil {
-				return "", err
-			}
-			tok, err := p.keys.Encrypt(org, pt)
-			if err != nil {
-				return "", p.keyFailure(err)
-			}
-			ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-			return tok, nil
-		}, methodOverrideParam)
+		out, err = p.sealForm(body, ex)
 	}
 	if err != nil {
 		return err
+	}
+	if int64(len(out)) > in.MaxResponseBytes {
+		// The app would store what phiguard could never hand back.
+		return errTooLargeSealed
 	}
 	r.Body, r.ContentLength = rewrittenBody(r.Header, out)
 	r.TransferEncoding = nil
 	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(out)), nil }
 	return nil
+}
+
+func (p *Proxy) sealJSON(body []byte, ex *exchange) ([]byte, error) {
+	route, org := ex.decision.Route, ex.decision.Org
+	out, _, err := codec.RewriteJSON(body, ex.plan.encJSON, func(sel int, v jsontext.Value) ([]byte, error) {
+		tok, err := p.keys.Encrypt(org, v)
+		if err != nil {
+			return nil, p.keyFailure(err)
+		}
+		ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		return jsontext.AppendQuote(nil, tok)
+	})
+	return out, err
+}
+
+func (p *Proxy) sealForm(body []byte, ex *exchange) ([]byte, error) {
+	route, org := ex.decision.Route, ex.decision.Org
+	out, _, err := codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
+		pt, err := jsontext.AppendQuote(nil, v)
+		if err != nil {
+			return "", err
+		}
+		tok, err := p.keys.Encrypt(org, pt)
+		if err != nil {
+			return "", p.keyFailure(err)
+		}
+		ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		return tok, nil
+	}, methodOverrideParam)
+	return out, err
 }
 
 // keyFailure logs a key error (never a value) and returns the 503 refusal.
@@ -371,9 +421,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	ex.rec.Decision = audit.DecisionAllow
 	ex.rec.Status = resp.StatusCode
-	if ex.decrypted {
-		// Plaintext PHI: no shared or browser cache may keep it.
-		resp.Header.Set("Cache-Control", "no-store")
+	if ex.plan.decrypts {
+		// Plaintext PHI, now or on the next call: no cache may keep it.
+		forbidCaching(resp.Header)
 	}
 	return p.record(resp.Request.Context(), ex)
 }
@@ -387,7 +437,7 @@ func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
 	if !ok {
 		return errUpstreamBody
 	}
-	body, err := readBody(resp.Body, gz, p.pol.File.Ingress.MaxBodyBytes)
+	body, err := readBody(resp.Body, gz, p.pol.File.Ingress.MaxResponseBytes)
 	resp.Body.Close()
 	switch {
 	case errors.Is(err, errTooLarge):

@@ -314,7 +314,7 @@ func TestUpstreamResponses(t *testing.T) {
 		}, 502},
 		{"too large", func(w http.ResponseWriter) {
 			w.Header().Set("Content-Type", "application/json")
-			w.Write([]byte(`{"data":[],"pad":"` + strings.Repeat("x", 5000) + `"}`))
+			w.Write([]byte(`{"data":[],"pad":"` + strings.Repeat("x", 4*4096+1) + `"}`))
 		}, 502},
 		{"empty 204", func(w http.ResponseWriter) { w.WriteHeader(204) }, 204},
 	} {
@@ -390,16 +390,47 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 	}
 }
 
-func TestDecryptedResponsesAreNotCached(t *testing.T) {
+// TestNoCacheKeepsPHI: the app's caching directives, including the
+// CDN-specific ones that CDNs obey over Cache-Control, never reach a
+// client or cache on a route that decrypts.
+func TestNoCacheKeepsPHI(t *testing.T) {
 	h := newHarness(t)
-	storeAs(t, h, "org_a", `"x"`)
-	resp, _ := h.do("GET", msgPath, "alice", "", nil)
-	if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
-		t.Errorf("Cache-Control %q on a decrypted response, want no-store", cc)
+	tok, err := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
+	if err != nil {
+		t.Fatal(err)
 	}
-	resp, _ = h.do("GET", msgPath, "vic", "", nil)
-	if cc := resp.Header.Get("Cache-Control"); cc == "no-store" {
-		t.Errorf("masked-only response marked no-store; only plaintext needs it")
+	appHeaders := map[string]string{
+		"Cache-Control": "public, max-age=3600", "CDN-Cache-Control": "max-age=86400", "Surrogate-Control": "max-age=86400",
+		"Cloudflare-CDN-Cache-Control": "max-age=600", "Vercel-CDN-Cache-Control": "max-age=600", "Edge-Control": "cache-maxage=1h",
+		"X-Accel-Expires": "3600", "Expires": "Thu, 01 Dec 2099 16:00:00 GMT", "ETag": `"v1"`, "Last-Modified": "Tue, 01 Dec 2026 06:00:00 GMT",
+		"Age": "10", "Surrogate-Key": "conv-c1", "Acme-Cache-Control": "max-age=60",
+	}
+	h.app.answer = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
+		for k, v := range appHeaders {
+			w.Header().Set(k, v)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"data":[{"body":"` + tok + `"}]}`))
+	}
+	for _, user := range []string{"alice", "vic"} { // plaintext, then the mask
+		resp, body := h.do("GET", msgPath, user, "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", user, resp.StatusCode, body)
+		}
+		if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "no-store") || strings.Contains(cc, "public") {
+			t.Errorf("%s: Cache-Control %q, want no-store only", user, cc)
+		}
+		for k := range appHeaders {
+			if k == "Cache-Control" || k == "Expires" {
+				continue
+			}
+			if v := resp.Header.Get(k); v != "" {
+				t.Errorf("%s: the app's %s: %s reached the client", user, k, v)
+			}
+		}
+		if e := resp.Header.Get("Expires"); e != "0" {
+			t.Errorf("%s: Expires %q, want 0", user, e)
+		}
 	}
 }
 

@@ -15,6 +15,8 @@ var (
 	ErrAmbiguousKey = errors.New("ambiguous key")
 	// ErrRefusedKey: the body holds a key that overrides the request, such as _method.
 	ErrRefusedKey = errors.New("refused key")
+	// ErrPatchDocument: the body is a JSON Patch document.
+	ErrPatchDocument = errors.New("patch document")
 )
 
 // BodyError says what is wrong with a body and where, by path, never by value.

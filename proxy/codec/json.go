@@ -21,6 +21,8 @@ type Matcher struct {
 	sels  []policy.Selector // JSON selectors only, in policy order, then refused ones
 	idx   []int             // position of each in the list it was built from; -1 for refused
 	total int               // length of the list it was built from
+	// request: the body comes from a client (see NewRequestMatcher).
+	request bool
 }
 
 // NewMatcher compiles the JSON selectors of sels; form selectors are skipped.
@@ -39,6 +41,21 @@ func NewMatcher(sels []policy.Selector, refused ...policy.Selector) *Matcher {
 		m.sels = append(m.sels, s)
 		m.idx = append(m.idx, -1)
 	}
+	return m
+}
+
+// NewRequestMatcher is NewMatcher for request bodies, which are judged
+// more strictly than the app's responses. Besides what NewMatcher refuses:
+//   - a key, or a string value no selector picks, that holds token-like
+//     text (HasTokenMarker), escapes decoded: only phiguard writes tokens,
+//     and a planted one could be stored where a read route decrypts it
+//     (ErrPlantedToken). Selected values are sealed whatever they hold;
+//   - a top-level array of objects with "op" and "path" members (any
+//     letter case): a JSON Patch document (RFC 6902) whose values
+//     selectors cannot address, whatever its Content-Type (ErrPatchDocument).
+func NewRequestMatcher(sels []policy.Selector, refused ...policy.Selector) *Matcher {
+	m := NewMatcher(sels, refused...)
+	m.request = true
 	return m
 }
 
@@ -87,15 +104,16 @@ func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, e
 }
 
 type walker struct {
-	m      *Matcher
-	src    []byte
-	dec    *jsontext.Decoder
-	edit   Edit
-	n      int
-	states []uint64 // per depth: n exact state sets, then n case-folded ones
-	out    []byte
-	last   int // src[:last] has been handled
-	counts []int
+	m         *Matcher
+	rootArray bool // the body is an array (request bodies: patch documents)
+	src       []byte
+	dec       *jsontext.Decoder
+	edit      Edit
+	n         int
+	states    []uint64 // per depth: n exact state sets, then n case-folded ones
+	out       []byte
+	last      int // src[:last] has been handled
+	counts    []int
 }
 
 // frame returns the state sets of depth d, growing the slab as needed.
@@ -126,6 +144,9 @@ func (w *walker) value(d int) error {
 			live = true
 		}
 	}
+	if w.m.request && w.dec.PeekKind() == '"' {
+		return w.checkString()
+	}
 	tok, err := w.dec.ReadToken()
 	if err != nil {
 		return jsonErr(err)
@@ -135,6 +156,7 @@ func (w *walker) value(d int) error {
 		if d+1 > MaxDepth {
 			return malformed("nesting deeper than %d levels", MaxDepth)
 		}
+		var op, path bool
 		for {
 			if w.dec.PeekKind() == '}' {
 				break
@@ -143,7 +165,20 @@ func (w *walker) value(d int) error {
 			if err != nil {
 				return jsonErr(err)
 			}
-			w.advance(d, live, name.String(), true)
+			key := name.String()
+			if w.m.request {
+				if HasTokenMarker(key) {
+					return PlantedToken("a JSON key")
+				}
+				if d == 1 && w.rootArray {
+					op = op || strings.EqualFold(key, "op")
+					path = path || strings.EqualFold(key, "path")
+					if op && path {
+						return &BodyError{Kind: ErrPatchDocument, Reason: "the body is a JSON Patch document (an array of operations); its values cannot be selected, so it is refused. Send the object, or a JSON Merge Patch"}
+					}
+				}
+			}
+			w.advance(d, live, key, true)
 			if err := w.value(d + 1); err != nil {
 				return err
 			}
@@ -154,6 +189,7 @@ func (w *walker) value(d int) error {
 		if d+1 > MaxDepth {
 			return malformed("nesting deeper than %d levels", MaxDepth)
 		}
+		w.rootArray = w.rootArray || d == 0
 		for w.dec.PeekKind() != ']' {
 			if w.dec.PeekKind() == 0 {
 				_, err := w.dec.ReadToken()
@@ -166,6 +202,25 @@ func (w *walker) value(d int) error {
 		}
 		_, err = w.dec.ReadToken()
 		return jsonErr(err)
+	}
+	return nil
+}
+
+// checkString reads a string value no selector picks from a request body
+// and refuses it if it holds token-like text, escapes decoded.
+func (w *walker) checkString() error {
+	v, err := w.dec.ReadValue()
+	if err != nil {
+		return jsonErr(err)
+	}
+	raw := []byte(v)
+	if bytes.IndexByte(raw, '\\') >= 0 {
+		if raw, err = jsontext.AppendUnquote(nil, v); err != nil {
+			return jsonErr(err)
+		}
+	}
+	if HasTokenMarker(raw) {
+		return PlantedToken("a JSON value that phiguard does not encrypt")
 	}
 	return nil
 }

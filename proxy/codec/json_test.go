@@ -240,3 +240,77 @@ func TestRefusedKeys(t *testing.T) {
 		t.Errorf("nested _method: %s %v %v", out, counts, err)
 	}
 }
+
+func TestRequestMatcherRefusesPlantedTokens(t *testing.T) {
+	const tok = "ephi:v1:org_a:0badc0de:CANARYPHIx"
+	m := NewRequestMatcher(selectors(t, "$.body", "$.att[*].caption"))
+	for _, tc := range []struct{ name, in string }{
+		{"unselected top-level value", `{"body":"x","note":"` + tok + `"}`},
+		{"unselected nested value", `{"meta":{"a":[1,{"b":"` + tok + `"}]}}`},
+		{"inside a longer string", `{"note":"see ` + tok + ` here"}`},
+		{"upper-case prefix", `{"note":"EPHI:V1:ORG_A"}`},
+		{"escaped letter", `{"note":"\u0065phi:v1:org_a:0badc0de:AA"}`},
+		{"escaped colon", `{"note":"ephi\u003av1:org_a"}`},
+		{"percent-encoded colon", `{"note":"ephi%3Av1%3Aorg_a"}`},
+		{"backslash escape spelled out", `{"note":"ephi\\u003av1"}`},
+		{"HTML entity colon", `{"note":"ephi&#58;v1"}`},
+		{"as a key", `{"meta":{"` + tok + `":1}}`},
+		{"as an escaped key", `{"\u0065phi:v1:x":1}`},
+		{"element of an unselected array", `{"tags":["` + tok + `"]}`},
+		{"root string", `"` + tok + `"`},
+		{"beside a selected array element", `{"att":[{"caption":"c","url":"` + tok + `"}]}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := RewriteJSON([]byte(tc.in), m, mark)
+			if !errors.Is(err, ErrPlantedToken) {
+				t.Fatalf("got %v, want ErrPlantedToken", err)
+			}
+			if strings.Contains(err.Error(), "CANARYPHI") || strings.Contains(err.Error(), "org_a") {
+				t.Errorf("the error names the value: %v", err)
+			}
+		})
+	}
+	// A token in a selected value is sealed again, not refused; ordinary
+	// text that merely contains the letters passes.
+	for _, in := range []string{
+		`{"body":"` + tok + `"}`,
+		`{"att":[{"caption":"` + tok + `"}]}`,
+		`{"note":"Ephippium, zephir; ephi without a colon"}`,
+	} {
+		if _, _, err := RewriteJSON([]byte(in), m, mark); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+	// Response bodies are the app's own: no such check there.
+	if _, _, err := RewriteJSON([]byte(`{"note":"`+tok+`"}`), NewMatcher(selectors(t, "$.body")), mark); err != nil {
+		t.Errorf("response matcher refused a token: %v", err)
+	}
+}
+
+func TestRequestMatcherRefusesPatchDocuments(t *testing.T) {
+	m := NewRequestMatcher(selectors(t, "$.body"))
+	for _, in := range []string{
+		`[{"op":"replace","path":"/body","value":"CANARY"}]`,
+		`[{"path":"/body","op":"add","value":{"x":1}}]`,
+		`[{"OP":"add","Path":"/body","value":"v"}]`,
+		`[{"op":"test","path":"/x","value":1},{"op":"copy","from":"/note","path":"/body"}]`,
+		`[1,{"op":"remove","path":"/body"}]`,
+	} {
+		if _, _, err := RewriteJSON([]byte(in), m, mark); !errors.Is(err, ErrPatchDocument) {
+			t.Errorf("%s: got %v, want ErrPatchDocument", in, err)
+		}
+	}
+	// Arrays that are not operations, and op/path deeper down, are data.
+	for _, in := range []string{
+		`[{"body":"x"},{"op":"only"}]`,
+		`{"ops":[{"op":"replace","path":"/body"}]}`,
+		`[[{"op":"a","path":"/b"}]]`,
+	} {
+		if _, _, err := RewriteJSON([]byte(in), m, mark); err != nil {
+			t.Errorf("%s: %v", in, err)
+		}
+	}
+	if _, _, err := RewriteJSON([]byte(`[{"op":"replace","path":"/body"}]`), NewMatcher(selectors(t, "$.body")), mark); err != nil {
+		t.Errorf("response matcher refused an array: %v", err)
+	}
+}
