@@ -32,6 +32,7 @@ fuzz:
 	$(GO) test ./policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
 
 # The demo app behind phiguard, with copy-paste curl lines. Ctrl-C stops it.
 demo: build

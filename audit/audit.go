@@ -151,8 +151,11 @@ type Auditor struct {
 
 // NewAuditor writes to sinks. With failClosed, Record reports a sink's
 // failure so the caller refuses the request; without it, the failure is
-// logged and the request goes on.
+// logged and the request goes on. A nil log discards messages.
 func NewAuditor(log *slog.Logger, failClosed bool, sinks ...Sink) *Auditor {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	return &Auditor{sinks: sinks, failClosed: failClosed, log: log}
 }
 

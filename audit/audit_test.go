@@ -100,3 +100,15 @@ func TestAuditorFailClosed(t *testing.T) {
 		t.Errorf("fail-open auditor returned %v", err)
 	}
 }
+
+// TestAuditorWithoutLogger: a nil logger is a valid choice, not a panic on
+// the first sink failure.
+func TestAuditorWithoutLogger(t *testing.T) {
+	for _, failClosed := range []bool{true, false} {
+		a := NewAuditor(nil, failClosed, failingSink{})
+		err := a.Record(context.Background(), sample())
+		if failClosed != errors.Is(err, ErrUnavailable) {
+			t.Errorf("failClosed=%v: got %v", failClosed, err)
+		}
+	}
+}
