@@ -3,9 +3,11 @@ package proxy
 import (
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/proxy/codec"
 )
 
 // Headers phiguard sets for the app. Clients can never send them.
@@ -63,9 +65,12 @@ func sanitizeHeaders(r *http.Request) error {
 	if err != nil {
 		return badRequest("malformed query string")
 	}
-	for k := range vals {
+	for k, vs := range vals {
 		if methodOverrideParams[strings.ToLower(k)] {
 			return badRequest("method override parameters are refused")
+		}
+		if codec.HasTokenMarker(k) || slices.ContainsFunc(vs, codec.HasTokenMarker[string]) {
+			return codec.PlantedToken("the query string")
 		}
 	}
 	return nil
