@@ -58,7 +58,7 @@ type Ingress struct {
 	MaxResponseBytes int64 `yaml:"max_response_bytes"`
 	// MaxConcurrentRequests caps the requests in flight; past it, phiguard
 	// answers 503 at once. Memory for bodies is bounded by about
-	// max_concurrent_requests × (2 × max_body_bytes + max_response_bytes).
+	// max_concurrent_requests × 2 × (max_body_bytes + max_response_bytes).
 	// Default 256.
 	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
 	// TLS serves HTTPS (and HTTP/2) with this certificate. Without it the
