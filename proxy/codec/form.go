@@ -3,6 +3,7 @@ package codec
 import (
 	"bytes"
 	"net/url"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -15,12 +16,44 @@ type FormEdit func(sel int, value string) (string, error)
 
 // RewriteForm rewrites an application/x-www-form-urlencoded body: every
 // value of a field that a form: selector names is replaced by what edit
-// returns; every other byte is copied unchanged. A body with a ';' (some
-// servers split on it), an invalid percent-escape or invalid UTF-8 has no
-// single meaning and is refused, as is a field name that differs from a
-// selected one only by letter case. A field named in refused, in any letter
-// case, refuses the body with ErrRefusedKey. counts[i] is how many values
-// selector i picked.
+// returns (the field name is kept exactly as sent); every other byte is
+// copied unchanged. counts[i] is how many values selector i picked.
+//
+// A field name is matched by what an app may read it as, not only as sent.
+// Its readings are the percent-decoded name itself and, with t the name cut
+// at its first NUL (PHP stops there) and trimmed of leading and trailing
+// ASCII whitespace (space, \t, \n, \v, \f, \r; PHP drops leading spaces),
+// for each s of t, t without its leading '[', ']' and '.' characters, and t
+// without a leading '!':
+//
+//   - s, and each prefix of s that ends in ']' ("a[b][]" is read under "a[b]");
+//   - the base: s up to its first '[' or ']' (PHP, Rack and qs read "Body[]",
+//     "Body[0]" and "Body[x][y]" as nested under "Body"; Rack 2 and qs read
+//     "[Body]" as "Body");
+//   - the base up to its first '.' (qs with allowDots and Spring read
+//     "Body.x" under "Body");
+//   - the base with every ' ' and '.' replaced by '_' (PHP reads "Bo.dy" and
+//     "Bo dy" as "Bo_dy");
+//
+// and PHP's own reading of the name cut at NUL: leading spaces dropped, ' '
+// and '.' replaced by '_' up to the first '[' and the name cut there, or,
+// when no ']' follows that '[', the '[' replaced by '_' too and the rest kept
+// as is or with ' ', '.' and '[' replaced by '_' (so "Bo[dy" reads as
+// "Bo_dy" and "Bo_dy " as "Bo_dy_"). The '!' variant is Spring's
+// default-value prefix: "!Body" sets Body when Body is absent.
+//
+// A field is selector i's when one of its readings equals the selector's
+// name exactly (the first such selector when several do). A field with no
+// such reading but one equal to a selected name ignoring letter case
+// refuses the body with ErrAmbiguousKey; a field with a reading equal to a
+// name in refused, in any letter case, refuses it with ErrRefusedKey.
+//
+// Only phiguard writes tokens: a field name, or the value of a field that
+// is not selected, that may spell one (HasTokenMarker, after decoding)
+// refuses the body with ErrPlantedToken. A selected value may hold one: it
+// is sealed again. A body with a ';' (some servers split on it), an invalid
+// percent-escape or invalid UTF-8 has no single meaning and is refused with
+// ErrMalformed. No refusal's text holds a value from the body.
 func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit, refused ...string) ([]byte, []int, error) {
 	counts := make([]int, len(sels))
 	if bytes.IndexByte(src, ';') >= 0 {
@@ -43,23 +76,12 @@ func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit, refused ...s
 		if err != nil || !utf8.ValidString(val) {
 			return nil, nil, malformed("invalid value encoding in a form body")
 		}
-		for _, r := range refused {
-			if strings.EqualFold(key, r) {
-				return nil, nil, &BodyError{Kind: ErrRefusedKey, Reason: "the form holds " + r + ", which would override the request"}
-			}
+		sel, err := formSelector(formNameReadings(key), sels, refused)
+		if err != nil {
+			return nil, nil, err
 		}
-		sel := -1
-		for i, s := range sels {
-			if !s.Form {
-				continue
-			}
-			if key == s.FormName {
-				sel = i
-				break
-			}
-			if strings.EqualFold(key, s.FormName) {
-				return nil, nil, &BodyError{Kind: ErrAmbiguousKey, Reason: "a form field differs from the selected " + s.Text + " only by letter case"}
-			}
+		if HasTokenMarker(key) || sel < 0 && HasTokenMarker(val) {
+			return nil, nil, PlantedToken("a form field")
 		}
 		if sel < 0 {
 			out = append(out, pair...)
@@ -75,6 +97,35 @@ func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit, refused ...s
 		out = append(out, url.QueryEscape(repl)...)
 	}
 	return out, counts, nil
+}
+
+// formSelector returns the index of the first form selector that one of a
+// field's readings names, or -1; it refuses a field that a reading ties to
+// a refused name, or to a selected name only by letter case.
+func formSelector(readings []string, sels []policy.Selector, refused []string) (int, error) {
+	for _, r := range refused {
+		for _, k := range readings {
+			if strings.EqualFold(k, r) {
+				return -1, &BodyError{Kind: ErrRefusedKey, Reason: "the form holds " + r + ", which would override the request"}
+			}
+		}
+	}
+	for i, s := range sels {
+		if s.Form && slices.Contains(readings, s.FormName) {
+			return i, nil
+		}
+	}
+	for _, s := range sels {
+		if !s.Form {
+			continue
+		}
+		for _, k := range readings {
+			if strings.EqualFold(k, s.FormName) {
+				return -1, &BodyError{Kind: ErrAmbiguousKey, Reason: "a form field differs from the selected " + s.Text + " only by letter case"}
+			}
+		}
+	}
+	return -1, nil
 }
 
 // HasForm reports whether sels has a form: selector.

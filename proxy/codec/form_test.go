@@ -3,6 +3,7 @@ package codec
 import (
 	"errors"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -64,13 +65,17 @@ func TestRewriteFormRefuses(t *testing.T) {
 }
 
 // FuzzRewriteForm: with no form selector the body comes back unchanged; with
-// one, every value of the field parses back as the edit's output and every
-// other field keeps its values.
+// some, every field that a reading ties to a selected name comes back
+// sealed (as many as counted), and every other field keeps its values.
 func FuzzRewriteForm(f *testing.F) {
-	for _, s := range []string{"Body=hi&To=%2B1555", "a=1&&b", "Body=a&Body=b", "B%6Fdy=x", "x=%zz", "a=1;b=2", ""} {
+	for _, s := range []string{
+		"Body=hi&To=%2B1555", "a=1&&b", "Body=a&Body=b", "B%6Fdy=x", "x=%zz", "a=1;b=2", "",
+		"Body[]=x", "Body%5B0%5D=x", "+Body=x", "Body%00j=x", "Body.x=x", "Bo.dy=x", "Bo%5Bdy=x",
+		"%5BBody%5D=x", "!Body=x", "To=ephi:v1", "body[]=x",
+	} {
 		f.Add(s)
 	}
-	sels := selectors(f, "form:Body")
+	sels := selectors(f, "form:Body", "form:Bo_dy")
 	f.Fuzz(func(t *testing.T, in string) {
 		out, _, err := RewriteForm([]byte(in), nil, upper)
 		if err == nil && string(out) != in {
@@ -85,16 +90,39 @@ func FuzzRewriteForm(f *testing.F) {
 		if err1 != nil || err2 != nil {
 			t.Fatalf("accepted %q (%v) → %q (%v)", in, err1, out, err2)
 		}
-		if len(after["Body"]) != counts[0] || len(before["Body"]) != counts[0] {
-			t.Fatalf("%q: %d Body values before, %d after, counted %d", in, len(before["Body"]), len(after["Body"]), counts[0])
+		selected := func(name string) bool {
+			rs := formNameReadings(name)
+			return slices.Contains(rs, "Body") || slices.Contains(rs, "Bo_dy")
 		}
-		for _, v := range after["Body"] {
-			if v != "T" {
-				t.Fatalf("%q: Body kept value %q", in, v)
+		sealed := 0
+		for _, pair := range strings.Split(string(out), "&") {
+			if pair == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(pair, "=")
+			name, err1 := url.QueryUnescape(k)
+			val, err2 := url.QueryUnescape(v)
+			if err1 != nil || err2 != nil {
+				t.Fatalf("%q: output pair %q does not decode", in, pair)
+			}
+			// Independent of formNameReadings: what PHP, Rack and qs nest
+			// under Body must never be left as sent.
+			head, _, _ := strings.Cut(name, "\x00")
+			head = strings.TrimLeft(strings.Trim(head, asciiSpace), "[].")
+			rest, isBody := strings.CutPrefix(head, "Body")
+			isBody = isBody && (rest == "" || strings.ContainsAny(rest[:1], "[]."))
+			if selected(name) || isBody {
+				if val != "T" {
+					t.Fatalf("%q: field %q (read as a selected name) left unsealed", in, name)
+				}
+				sealed++
 			}
 		}
+		if sealed != counts[0]+counts[1] {
+			t.Fatalf("%q: %d fields sealed, counted %v", in, sealed, counts)
+		}
 		for k, vs := range before {
-			if k == "Body" {
+			if selected(k) {
 				continue
 			}
 			if strings.Join(after[k], "\x00") != strings.Join(vs, "\x00") {
@@ -108,6 +136,156 @@ func TestRewriteFormRefusedField(t *testing.T) {
 	for _, in := range []string{"Body=x&_method=DELETE", "_METHOD=put", "%5Fmethod=put"} {
 		if _, _, err := RewriteForm([]byte(in), selectors(t, "form:Body"), upper, "_method"); !errors.Is(err, ErrRefusedKey) {
 			t.Errorf("%s: got %v, want ErrRefusedKey", in, err)
+		}
+	}
+}
+
+// canary stands for PHI in a value: no refusal may repeat it.
+const canary = "CANARY-PHI-form"
+
+func TestRewriteFormNameReadings(t *testing.T) {
+	sels := selectors(t, "$.ignored", "form:Body", "form:Bo_dy", "form:msg[body]")
+	sealed := "=%3C" + strings.ToUpper(canary) + "%3E"
+	for _, tc := range []struct {
+		name, key string
+		sel       int
+	}{
+		{"empty brackets", "Body[]", 1},
+		{"index", "Body[0]", 1},
+		{"key", "Body[x]", 1},
+		{"nested keys", "Body[x][y]", 1},
+		{"escaped brackets", "Body%5B%5D", 1},
+		{"unclosed bracket", "Body[", 1},
+		{"closing bracket", "Body]x", 1},
+		{"leading plus", "+Body", 1},
+		{"leading spaces", "%20%20Body", 1},
+		{"trailing space", "Body%20", 1},
+		{"leading tab", "%09Body", 1},
+		{"trailing CRLF", "Body%0D%0A", 1},
+		{"cut at NUL", "Body%00junk", 1},
+		{"NUL then brackets", "Body%00[x]", 1},
+		{"dot", "Body.x", 1},
+		{"spaces and brackets", "+Body[]+", 1},
+		{"leading brackets (Rack 2, qs)", "%5BBody%5D", 1},
+		{"leading dot (qs allowDots)", ".Body", 1},
+		{"default prefix (Spring)", "!Body", 1},
+		{"exact", "Bo_dy", 2},
+		{"PHP dot", "Bo.dy", 2},
+		{"PHP space", "Bo+dy", 2},
+		{"PHP escaped dot", "Bo%2Edy", 2},
+		{"PHP unclosed bracket", "Bo%5Bdy", 2},
+		{"PHP dot and brackets", "+Bo.dy[x]", 2},
+		{"nested selector", "msg[body]", 3},
+		{"under a nested selector", "msg[body][]", 3},
+		{"after a nested selector", "msg[body]x", 3},
+		{"nested selector padded", "+msg[body]%00", 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := tc.key + "=" + canary + "&To=x"
+			out, counts, err := RewriteForm([]byte(in), sels, upper)
+			if err != nil {
+				t.Fatalf("got %v, want %s sealed", err, tc.key)
+			}
+			if want := tc.key + sealed + "&To=x"; string(out) != want {
+				t.Errorf("got %s, want %s", out, want)
+			}
+			want := make([]int, len(sels))
+			want[tc.sel] = 1
+			if !slices.Equal(counts, want) {
+				t.Errorf("got counts %v, want %v", counts, want)
+			}
+		})
+	}
+	// Names that no parser reads as a selected one pass as sent.
+	for _, in := range []string{"x[Body]=v", "Bodyx=v", "xBody=v", "B_dy=v", "Bo-dy=v", "msg[other]=v", "msg=v", "Body_x=v"} {
+		out, counts, err := RewriteForm([]byte(in), sels, upper)
+		if err != nil || string(out) != in || slices.ContainsFunc(counts, func(n int) bool { return n > 0 }) {
+			t.Errorf("%s: got %s %v %v, want it unchanged", in, out, counts, err)
+		}
+	}
+}
+
+func TestRewriteFormNameFirstSelector(t *testing.T) {
+	for _, tc := range []struct {
+		sels []string
+		want []int
+	}{
+		{[]string{"form:Body", "form:Body.x"}, []int{1, 0}},
+		{[]string{"form:Body.x", "form:Body"}, []int{1, 0}},
+	} {
+		t.Run(strings.Join(tc.sels, ","), func(t *testing.T) {
+			_, counts, err := RewriteForm([]byte("Body.x=v"), selectors(t, tc.sels...), upper)
+			if err != nil || !slices.Equal(counts, tc.want) {
+				t.Errorf("got %v %v, want %v", counts, err, tc.want)
+			}
+		})
+	}
+}
+
+func TestRewriteFormNameRefusals(t *testing.T) {
+	sels := selectors(t, "form:Body")
+	for _, tc := range []struct {
+		name, key string
+		want      error
+	}{
+		{"case and brackets", "body[]", ErrAmbiguousKey},
+		{"case and space", "+BODY", ErrAmbiguousKey},
+		{"case and dot", "BODY.x", ErrAmbiguousKey},
+		{"case and NUL", "bOdY%00x", ErrAmbiguousKey},
+		{"case and leading brackets", "%5Bbody%5D", ErrAmbiguousKey},
+		{"_method with brackets", "_method[]", ErrRefusedKey},
+		{"_method after a space", "+_method", ErrRefusedKey},
+		{"_METHOD cut at NUL", "_METHOD%00x", ErrRefusedKey},
+		{"_method with a dot", "_method.x", ErrRefusedKey},
+		{"_method in leading brackets", "%5B_method%5D", ErrRefusedKey},
+		{"_method PHP-mangled", "+.method", ErrRefusedKey},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			in := "To=x&" + tc.key + "=" + canary
+			out, _, err := RewriteForm([]byte(in), sels, upper, "_method")
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v (out %q), want %v", err, out, tc.want)
+			}
+			if strings.Contains(err.Error(), "CANARY") {
+				t.Errorf("the error names the value: %v", err)
+			}
+		})
+	}
+}
+
+func TestRewriteFormPlantedTokens(t *testing.T) {
+	sels := selectors(t, "form:Body")
+	for _, tc := range []struct{ name, in string }{
+		{"token value", "To=ephi:v1:org_a:00000001:AAAA"},
+		{"token value escaped", "To=ephi%3Av1%3Aorg_a%3A00000001%3A" + canary},
+		{"upper-case prefix", "To=EPHI:" + canary},
+		{"percent escape spelled out", "To=ephi%253A" + canary},
+		{"inside a longer value", "To=see+ephi:v1:" + canary + "+here"},
+		{"beside a selected field", "Body=x&To=ephi:v1:" + canary},
+		{"token name", "ephi:v1:org_a:00000001:AAAA=" + canary},
+		{"escaped token name", "EPHI%3Ax=" + canary},
+		{"token in a selected name", "Body[ephi:v1]=" + canary},
+		{"token in a name read as selected", "+Body%00ephi:v1=" + canary},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _, err := RewriteForm([]byte(tc.in), sels, upper)
+			if !errors.Is(err, ErrPlantedToken) {
+				t.Fatalf("got %v (out %q), want ErrPlantedToken", err, out)
+			}
+			if strings.Contains(err.Error(), "CANARY") || strings.Contains(err.Error(), "org_a") {
+				t.Errorf("the error names the value: %v", err)
+			}
+		})
+	}
+	// A token in a selected value is sealed again; ordinary text passes.
+	for _, tc := range []struct{ in, want string }{
+		{"Body=ephi:v1:org_a:00000001:AAAA", "Body=%3CEPHI%3AV1%3AORG_A%3A00000001%3AAAAA%3E"},
+		{"Body[]=EPHI%253A", "Body[]=%3CEPHI%253A%3E"},
+		{"To=ephippium+zephir&Body=x", "To=ephippium+zephir&Body=%3CX%3E"},
+	} {
+		out, _, err := RewriteForm([]byte(tc.in), sels, upper)
+		if err != nil || string(out) != tc.want {
+			t.Errorf("%s: got %s %v, want %s", tc.in, out, err, tc.want)
 		}
 	}
 }

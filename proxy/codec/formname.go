@@ -1,0 +1,79 @@
+package codec
+
+import (
+	"slices"
+	"strings"
+)
+
+// asciiSpace is the whitespace trimmed around a form field name.
+const asciiSpace = " \t\n\v\f\r"
+
+var (
+	// phpBase is how PHP rewrites a variable name before its first '['.
+	phpBase = strings.NewReplacer(" ", "_", ".", "_")
+	// phpRest is how PHP 8 rewrites what follows an unclosed '['.
+	phpRest = strings.NewReplacer(" ", "_", ".", "_", "[", "_")
+)
+
+// formNameReadings returns the distinct, non-empty names that common form
+// parsers (PHP, Rack, qs, Spring) may read the decoded field name as, the
+// name itself first. RewriteForm's doc lists them; in short, with t the
+// name cut at its first NUL and trimmed of ASCII whitespace, for each s of
+// t, t without its leading '[', ']' and '.', and t without a leading '!':
+// s, each prefix of s that ends in ']', the base (s up to its first '[' or
+// ']'), the base up to its first '.', and the base with ' ' and '.' read as
+// '_'; then PHP's own reading of the cut name (see phpNames).
+func formNameReadings(name string) []string {
+	rs := make([]string, 0, 8)
+	add := func(s string) {
+		if s != "" && !slices.Contains(rs, s) {
+			rs = append(rs, s)
+		}
+	}
+	add(name)
+	name, _, _ = strings.Cut(name, "\x00")
+	t := strings.Trim(name, asciiSpace)
+	for _, s := range [...]string{t, strings.TrimLeft(t, "[]."), strings.TrimPrefix(t, "!")} {
+		add(s)
+		if i := strings.IndexByte(s, '['); i >= 0 {
+			for j := i; j < len(s); j++ {
+				if s[j] == ']' {
+					add(s[:j+1])
+				}
+			}
+		}
+		base := s
+		if i := strings.IndexAny(s, "[]"); i >= 0 {
+			base = s[:i]
+		}
+		add(base)
+		if i := strings.IndexByte(base, '.'); i >= 0 {
+			add(base[:i])
+		}
+		add(phpBase.Replace(base))
+	}
+	older, newer := phpNames(name)
+	add(older)
+	add(newer)
+	return rs
+}
+
+// phpNames returns the top-level name PHP gives a (NUL-free) field name:
+// leading spaces dropped, ' ' and '.' read as '_' up to the first '[', and
+// the name cut there; but when no ']' follows that '[', the '[' is read as
+// '_' and the rest kept, as is (older PHP) or with ' ', '.' and '[' read as
+// '_' (PHP 8). So "Bo[dy" is read as "Bo_dy" and "Bo_dy " as "Bo_dy_".
+func phpNames(name string) (older, newer string) {
+	name = strings.TrimLeft(name, " ")
+	i := strings.IndexByte(name, '[')
+	if i < 0 {
+		m := phpBase.Replace(name)
+		return m, m
+	}
+	head := phpBase.Replace(name[:i])
+	rest := name[i+1:]
+	if strings.IndexByte(rest, ']') >= 0 {
+		return head, head
+	}
+	return head + "_" + rest, head + "_" + phpRest.Replace(rest)
+}
