@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy/codec"
@@ -122,7 +122,7 @@ func New(o Options) (*Proxy, error) {
 		Transport:      tr,
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
-		ErrorLog:       log.New(slogWriter{p.log}, "", 0),
+		ErrorLog:       liblog.New(p.log, "net/http/httputil"),
 	}
 	return p, nil
 }
@@ -592,12 +592,4 @@ func headerHasToken(h http.Header, name, token string) bool {
 		}
 	}
 	return false
-}
-
-// slogWriter sends ReverseProxy's own log lines to the structured logger.
-type slogWriter struct{ log *slog.Logger }
-
-func (w slogWriter) Write(b []byte) (int, error) {
-	w.log.Warn(strings.TrimSpace(string(b)))
-	return len(b), nil
 }

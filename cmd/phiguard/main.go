@@ -7,9 +7,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/phiguard/phiguard/internal/liblog"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -76,6 +80,23 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprint(stderr, usage)
 	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}
+
+// routeStdLog sends the process-wide standard logger, through which
+// net/http's Transport reports an unsolicited response with its first bytes,
+// to logger with every value withheld (see liblog), and returns a function
+// that restores the previous output, flags and prefix. It is the one place
+// phiguard touches global state; calls must not overlap.
+func routeStdLog(logger *slog.Logger) (restore func()) {
+	out, flags, prefix := log.Writer(), log.Flags(), log.Prefix()
+	log.SetOutput(liblog.Writer(logger, "go-stdlib"))
+	log.SetFlags(0)
+	log.SetPrefix("")
+	return func() {
+		log.SetOutput(out)
+		log.SetFlags(flags)
+		log.SetPrefix(prefix)
+	}
 }
 
 func newFlags(name string, stderr io.Writer) *flag.FlagSet {

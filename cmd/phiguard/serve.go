@@ -13,6 +13,7 @@ import (
 
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy"
@@ -28,6 +29,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return usageError{"serve needs -config FILE"}
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
+	defer routeStdLog(log)()
 	pol, err := policy.Load(*config)
 	if err != nil {
 		return err
@@ -94,7 +96,7 @@ func build(ctx context.Context, pol *policy.Policy, stdout, stderr io.Writer, lo
 	}
 	if id := pol.File.Identity; id != nil && id.JWT != nil {
 		v, err := identity.NewVerifier(identity.Config{
-			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew,
+			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
 			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role,
 		})
 		if err != nil {
@@ -117,9 +119,10 @@ func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Hand
 	srv := &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: in.ReadHeaderTimeout,
-		IdleTimeout:       2 * time.Minute,
+		ReadTimeout:       in.ReadTimeout,
+		IdleTimeout:       in.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          liblog.New(log, "net/http server"),
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
