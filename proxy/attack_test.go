@@ -228,15 +228,17 @@ func TestFormNamesFrameworksRead(t *testing.T) {
 		"Body[]", "Body[0]", "Body[x][y]", "Body%5B%5D", "+Body", "%20Body", "Body%20", "%09Body", "Body%00junk", "Body.x",
 	} {
 		t.Run(name, func(t *testing.T) {
-			hits := h.app.hits()
 			resp, body := h.do("POST", "/webhooks/sms/org_a", "", "application/x-www-form-urlencoded", []byte("From=%2B1555&"+name+"="+canary))
-			if resp.StatusCode == 201 {
-				if got := h.app.last(t).body; bytes.Contains(got, []byte(canary)) {
-					t.Errorf("the app got plaintext: %s", got)
-				}
-				return
+			if resp.StatusCode != 201 {
+				t.Fatalf("%d %s, want the field encrypted and forwarded", resp.StatusCode, body)
 			}
-			h.wantRefused(resp, body, 400, hits)
+			if got := h.app.last(t).body; bytes.Contains(got, []byte(canary)) {
+				t.Errorf("the app got plaintext: %s", got)
+			}
+			rec := h.sink.lastRecord(t)
+			if len(rec.Fields) != 1 || rec.Fields[0].Action != "encrypt" || rec.Fields[0].Path != "form:Body" || rec.Fields[0].Count != 1 {
+				t.Errorf("audit fields %+v, want one encrypt of form:Body", rec.Fields)
+			}
 		})
 	}
 	// Names a framework reads as the method override are refused, however spelled.
@@ -244,6 +246,7 @@ func TestFormNamesFrameworksRead(t *testing.T) {
 		hits := h.app.hits()
 		resp, body := h.do("POST", "/webhooks/sms/org_a", "", "application/x-www-form-urlencoded", []byte("Body=hi&"+name+"=DELETE"))
 		h.wantRefused(resp, body, 400, hits)
+		h.wantAudited(400, "_method")
 	}
 }
 

@@ -495,13 +495,20 @@ func TestOrgFromTrustedGatewayHeader(t *testing.T) {
 }
 
 func TestFirstMatchingRouteWins(t *testing.T) {
-	// The open health route is listed after a broader deny.
-	shadow := strings.Replace(testPolicy, "routes:\n", "routes:\n  - name: maintenance\n    match: {path: \"/**\", methods: [DELETE]}\n    deny: maintenance window\n", 1)
+	// A broad deny listed first takes requests that send-message, listed
+	// later, would also take: the first match decides.
+	shadow := strings.Replace(testPolicy, "routes:\n", "routes:\n  - name: maintenance\n    match: {path: \"/api/v1/conversations/**\", methods: [POST, DELETE]}\n    deny: maintenance window\n", 1)
 	h := newHarnessWithPolicy(t, shadow)
-	resp, body := h.do("DELETE", msgPath, "alice", "", nil)
-	h.wantRefused(resp, body, 403, 0)
-	if !strings.Contains(string(body), "maintenance window") {
-		t.Errorf("the first route did not win: %s", body)
+	for _, m := range []string{"POST", "DELETE"} {
+		resp, body := h.do(m, msgPath, "alice", "application/json", message)
+		h.wantRefused(resp, body, 403, 0)
+		if !strings.Contains(string(body), "maintenance window") {
+			t.Errorf("%s: the first route did not win: %s", m, body)
+		}
+	}
+	// Requests only a later route takes still reach it.
+	if resp, body := h.do("GET", "/healthz", "", "", nil); resp.StatusCode != 201 {
+		t.Errorf("health: %d %s", resp.StatusCode, body)
 	}
 }
 
