@@ -11,7 +11,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -214,16 +213,7 @@ func newHarnessWithPolicy(t *testing.T, src string) *harness {
 }
 
 func (h *harness) token(sub, org, role string) string {
-	exp := time.Now().Add(time.Hour)
-	raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Subject: &sub, ExpiresAt: &exp, CustomClaims: map[string]any{"org_id": org, "role": role}})
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	tok, err := h.signer.SignAndEncode(raw)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	return tok
+	return h.tokenWith(&sub, map[string]any{"org_id": org, "role": role})
 }
 
 type reqOpt func(*http.Request)
