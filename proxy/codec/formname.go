@@ -24,6 +24,9 @@ var (
 // ']'), the base up to its first '.', and the base with ' ' and '.' read as
 // '_'; then PHP's own reading of the cut name (see phpNames).
 func formNameReadings(name string) []string {
+	if name != "" && strings.IndexAny(name, "\x00 \t\n\v\f\r[].!") < 0 {
+		return []string{name} // nothing for a parser to read differently
+	}
 	rs := make([]string, 0, 8)
 	add := func(s string) {
 		if s != "" && !slices.Contains(rs, s) {
