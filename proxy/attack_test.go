@@ -271,6 +271,8 @@ func TestPlantedTokensAreRefused(t *testing.T) {
 		{"query string", "POST", msgPath + "?draft=" + stolen, "application/json", `{"body":"hi"}`},
 		{"query string, percent-encoded", "POST", msgPath + "?draft=ephi%3Av1%3Aorg_a", "application/json", `{"body":"hi"}`},
 		{"query string on an open route", "GET", "/healthz?x=" + stolen, "", ""},
+		{"path segment", "GET", "/api/v1/conversations/" + stolen + "/messages", "", ""},
+		{"path segment, percent-encoded", "GET", "/api/v1/conversations/ephi%3Av1%3Aorg_a/messages", "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			hits := h.app.hits()

@@ -195,6 +195,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ex.path = path
 	ex.rec.Path = path.decoded
+	if codec.HasTokenMarker(path.decoded) {
+		p.refuse(w, r, ex, codec.PlantedToken("the path"))
+		return
+	}
 	method, ok := policy.CanonicalMethod(r.Method)
 	if !ok {
 		p.refuse(w, r, ex, errMethod)
