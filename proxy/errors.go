@@ -1,10 +1,14 @@
 package proxy
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/keys"
@@ -76,6 +80,37 @@ func classify(err error) *refusal {
 		return errKeys
 	}
 	return refuseWith(http.StatusInternalServerError, "internal", audit.DecisionError, "internal error; nothing was forwarded")
+}
+
+// errorKind names what went wrong with err for the operational log,
+// without its text: a transport error can quote the app's bytes (a
+// malformed status line, a raw header line), and those may be PHI.
+func errorKind(err error) string {
+	var ne net.Error
+	var op *net.OpError
+	var dns *net.DNSError
+	switch {
+	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
+		return "timeout"
+	case errors.Is(err, context.Canceled):
+		return "canceled"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "connection refused"
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "connection closed by the app"
+	case errors.As(err, &dns):
+		return "name resolution failed"
+	case errors.As(err, &op):
+		return "network error during " + op.Op
+	}
+	// The innermost error's type says where it came from; its text stays out.
+	for {
+		next := errors.Unwrap(err)
+		if next == nil {
+			return fmt.Sprintf("%T", err)
+		}
+		err = next
+	}
 }
 
 type errorBody struct {

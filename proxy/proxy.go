@@ -536,7 +536,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 		if errors.Is(err, context.Canceled) {
 			ref = refuseWith(499, "client_closed", audit.DecisionError, "the client went away")
 		} else {
-			p.log.Warn("upstream call failed", "request_id", ex.rec.RequestID, "err", err)
+			p.log.Warn("upstream call failed", "request_id", ex.rec.RequestID, "err_kind", errorKind(err))
 			ref = errUpstream
 		}
 	}
@@ -547,7 +547,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, ex *exchange, err error) {
 	ref := classify(err)
 	if ref.status == http.StatusInternalServerError {
-		p.log.Error("request failed", "request_id", ex.rec.RequestID, "err", err)
+		p.log.Error("request failed", "request_id", ex.rec.RequestID, "err_kind", errorKind(err))
 	}
 	ex.rec.Decision = ref.decision
 	ex.rec.Reason = ref.msg
