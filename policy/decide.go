@@ -51,8 +51,8 @@ type Request struct {
 	// CallerErr says why there is no caller, when a token was presented
 	// but failed verification. Its text must be safe to show.
 	CallerErr error
-	// Header returns a request header value.
-	Header func(name string) string
+	// Header returns every value of a request header.
+	Header func(name string) []string
 	// FromTrustedGateway: the peer is in identity.trusted_gateways.
 	FromTrustedGateway bool
 }
@@ -194,8 +194,18 @@ func (p *Policy) resolveOrg(r *Route, params Params, req Request) (string, error
 		if !req.FromTrustedGateway {
 			return "", refuse(ErrForbidden, "the organization header is accepted only from a trusted gateway")
 		}
+		var values []string
 		if req.Header != nil {
-			org = req.Header(r.OrgFrom.Name)
+			values = req.Header(r.OrgFrom.Name)
+		}
+		switch len(values) {
+		case 0:
+			return "", refuse(ErrForbidden, "the %s header is required", r.OrgFrom.Name)
+		case 1:
+			org = values[0]
+		default:
+			// Apps differ on which value they read: the first, the last, all joined.
+			return "", refuse(ErrForbidden, "the %s header appears more than once", r.OrgFrom.Name)
 		}
 		if org == "" {
 			return "", refuse(ErrForbidden, "the %s header is required", r.OrgFrom.Name)

@@ -111,12 +111,12 @@ func TestDecide(t *testing.T) {
 	noUser := &Caller{Org: "org_a", Role: "agent"}
 	badOrg := &Caller{Org: "org a", User: "u5", Role: "agent"}
 	claimErr := &Refusal{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
-	hdr := func(v string) func(string) string {
-		return func(name string) string {
+	hdr := func(v ...string) func(string) []string {
+		return func(name string) []string {
 			if name == "X-Tenant" {
 				return v
 			}
-			return ""
+			return nil
 		}
 	}
 	for _, tc := range []struct {
@@ -155,7 +155,11 @@ func TestDecide(t *testing.T) {
 		{"header from untrusted peer", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_a")}, ErrForbidden, "", false},
 		{"header from gateway", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_a"), FromTrustedGateway: true}, nil, "org_a", true},
 		{"header names another org", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_b"), FromTrustedGateway: true}, ErrForbidden, "", false},
-		{"header missing", "POST", "/gw", Request{Caller: agentA, Header: hdr(""), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"header empty", "POST", "/gw", Request{Caller: agentA, Header: hdr(""), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"header missing", "POST", "/gw", Request{Caller: agentA, Header: hdr(), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"header twice, same org", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_a", "org_a"), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"header twice, another org last", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_a", "org_b"), FromTrustedGateway: true}, ErrForbidden, "", false},
+		{"header listing two orgs", "POST", "/gw", Request{Caller: agentA, Header: hdr("org_a, org_b"), FromTrustedGateway: true}, ErrForbidden, "", false},
 		{"open route", "GET", "/healthz", Request{}, nil, "", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -218,7 +218,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	req := policy.Request{
 		Method:             r.Method,
 		Path:               path.decoded,
-		Header:             r.Header.Get,
+		Header:             r.Header.Values,
 		FromTrustedGateway: p.fromTrustedGateway(r),
 	}
 	if p.pol.NeedsCaller(route) {

@@ -474,13 +474,17 @@ func TestOrgFromTrustedGatewayHeader(t *testing.T) {
 		{"from a trusted peer", trusted, "org_a", 201},
 		{"naming another org than the token's", trusted, "org_b", 403},
 		{"without the header", trusted, "", 403},
+		{"the header twice, another org last", trusted, "org_a|org_b", 403},
+		{"the header twice, the same org", trusted, "org_a|org_a", 403},
 		{"from an untrusted peer", strings.Replace(trusted, "127.0.0.1/32", "10.0.0.0/8", 1), "org_a", 403},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarnessWithPolicy(t, tc.policyPrefix+extra)
 			var opts []reqOpt
 			if tc.tenant != "" {
-				opts = append(opts, header("X-Tenant", tc.tenant))
+				for _, v := range strings.Split(tc.tenant, "|") {
+					opts = append(opts, header("X-Tenant", v))
+				}
 			}
 			resp, body := h.do("POST", "/gw/notes", "alice", "application/json", []byte(`{"note":"`+canary+`"}`), opts...)
 			if tc.status != 201 {
