@@ -35,12 +35,17 @@ type FormEdit func(sel int, value string) (string, error)
 //   - the base with every ' ' and '.' replaced by '_' (PHP reads "Bo.dy" and
 //     "Bo dy" as "Bo_dy");
 //
-// and PHP's own reading of the name cut at NUL: leading spaces dropped, ' '
+// PHP's own reading of the name cut at NUL: leading spaces dropped, ' '
 // and '.' replaced by '_' up to the first '[' and the name cut there, or,
 // when no ']' follows that '[', the '[' replaced by '_' too and the rest kept
 // as is or with ' ', '.' and '[' replaced by '_' (so "Bo[dy" reads as
-// "Bo_dy" and "Bo_dy " as "Bo_dy_"). The '!' variant is Spring's
-// default-value prefix: "!Body" sets Body when Body is absent.
+// "Bo_dy" and "Bo_dy " as "Bo_dy_"); and, in bracket notation, every
+// prefix of the key path Rack 2 and qs nest the name under, where '[', ']'
+// and '.' separate keys and empty keys vanish ("msg[body", "[msg][body]",
+// "msg[[body]]" and "msg.body" are all read under "msg[body]"). The '!'
+// variant is Spring's default-value prefix: "!Body" sets Body when Body is
+// absent. A selector's name is compared as written and in bracket notation
+// (form:msg.body names the field msg[body] too).
 //
 // A field is selector i's when one of its readings equals the selector's
 // name exactly (the first such selector when several do). A field with no
@@ -111,7 +116,7 @@ func formSelector(readings []string, sels []policy.Selector, refused []string) (
 		}
 	}
 	for i, s := range sels {
-		if s.Form && slices.Contains(readings, s.FormName) {
+		if s.Form && (slices.Contains(readings, s.FormName) || slices.Contains(readings, canonicalFormName(s.FormName))) {
 			return i, nil
 		}
 	}
@@ -119,8 +124,9 @@ func formSelector(readings []string, sels []policy.Selector, refused []string) (
 		if !s.Form {
 			continue
 		}
+		canon := canonicalFormName(s.FormName)
 		for _, k := range readings {
-			if strings.EqualFold(k, s.FormName) {
+			if strings.EqualFold(k, s.FormName) || strings.EqualFold(k, canon) {
 				return -1, &BodyError{Kind: ErrAmbiguousKey, Reason: "a form field differs from the selected " + s.Text + " only by letter case"}
 			}
 		}

@@ -179,6 +179,13 @@ func TestRewriteFormNameReadings(t *testing.T) {
 		{"under a nested selector", "msg[body][]", 3},
 		{"after a nested selector", "msg[body]x", 3},
 		{"nested selector padded", "+msg[body]%00", 3},
+		{"nested, unclosed (Rack 2)", "msg%5Bbody", 3},
+		{"nested, closing bracket only (Rack 2)", "msg%5Dbody", 3},
+		{"nested, leading bracket (Rack 2, qs)", "%5Bmsg%5D%5Bbody%5D", 3},
+		{"nested, stray bracket (Rack 2)", "msg%5D%5Bbody%5D", 3},
+		{"nested, doubled brackets (Rack 2)", "msg%5B%5Bbody%5D%5D", 3},
+		{"nested, dotted (qs allowDots)", "msg.body", 3},
+		{"nested, dotted then index", "msg.body[0]", 3},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := tc.key + "=" + canary + "&To=x"
@@ -197,7 +204,7 @@ func TestRewriteFormNameReadings(t *testing.T) {
 		})
 	}
 	// Names that no parser reads as a selected one pass as sent.
-	for _, in := range []string{"x[Body]=v", "Bodyx=v", "xBody=v", "B_dy=v", "Bo-dy=v", "msg[other]=v", "msg=v", "Body_x=v"} {
+	for _, in := range []string{"x[Body]=v", "Bodyx=v", "xBody=v", "B_dy=v", "Bo-dy=v", "msg[other]=v", "msg=v", "Body_x=v", "x[msg][body]=v", "msgbody=v", "msg[bod]y=v"} {
 		out, counts, err := RewriteForm([]byte(in), sels, upper)
 		if err != nil || string(out) != in || slices.ContainsFunc(counts, func(n int) bool { return n > 0 }) {
 			t.Errorf("%s: got %s %v %v, want it unchanged", in, out, counts, err)
@@ -287,5 +294,20 @@ func TestRewriteFormPlantedTokens(t *testing.T) {
 		if err != nil || string(out) != tc.want {
 			t.Errorf("%s: got %s %v, want %s", tc.in, out, err, tc.want)
 		}
+	}
+}
+
+// TestRewriteFormDottedSelector: a selector written with dots names the
+// same field as its bracket spelling.
+func TestRewriteFormDottedSelector(t *testing.T) {
+	sels := selectors(t, "form:msg.body")
+	for _, key := range []string{"msg.body", "msg[body]", "msg%5Bbody%5D%5B%5D", "%5Bmsg%5D.body"} {
+		out, counts, err := RewriteForm([]byte(key+"=secret"), sels, upper)
+		if err != nil || counts[0] != 1 || string(out) != key+"=%3CSECRET%3E" {
+			t.Errorf("%s: got %s %v %v, want the value sealed", key, out, counts, err)
+		}
+	}
+	if _, _, err := RewriteForm([]byte("MSG[body]=x"), sels, upper); !errors.Is(err, ErrAmbiguousKey) {
+		t.Errorf("case variant of a dotted selector: got %v, want ErrAmbiguousKey", err)
 	}
 }

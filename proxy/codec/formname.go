@@ -22,7 +22,9 @@ var (
 // t, t without its leading '[', ']' and '.', and t without a leading '!':
 // s, each prefix of s that ends in ']', the base (s up to its first '[' or
 // ']'), the base up to its first '.', and the base with ' ' and '.' read as
-// '_'; then PHP's own reading of the cut name (see phpNames).
+// '_'; then PHP's own reading of the cut name (see phpNames); then, in
+// bracket notation, every prefix of the key path Rack 2 and qs read (see
+// formPath) from t and from t without a leading '!'.
 func formNameReadings(name string) []string {
 	if name != "" && strings.IndexAny(name, "\x00 \t\n\v\f\r[].!") < 0 {
 		return []string{name} // nothing for a parser to read differently
@@ -58,7 +60,45 @@ func formNameReadings(name string) []string {
 	older, newer := phpNames(name)
 	add(older)
 	add(newer)
+	for _, s := range [...]string{t, strings.TrimPrefix(t, "!")} {
+		segs := formPath(s)
+		for i := 1; i <= len(segs); i++ {
+			add(bracketName(segs[:i]))
+		}
+	}
 	return rs
+}
+
+// formPath splits a name into the keys Rack 2 and qs nest it under: '[',
+// ']' and '.' separate keys, and empty keys vanish, so "msg[body",
+// "msg]body", "[msg][body]", "msg[[body]]" and "msg.body" are all the path
+// msg → body.
+func formPath(name string) []string {
+	return strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == ']' || r == '.' })
+}
+
+// bracketName writes a path in bracket notation: "msg[body]".
+func bracketName(segs []string) string {
+	var b strings.Builder
+	for i, s := range segs {
+		if i == 0 {
+			b.WriteString(s)
+			continue
+		}
+		b.WriteByte('[')
+		b.WriteString(s)
+		b.WriteByte(']')
+	}
+	return b.String()
+}
+
+// canonicalFormName is a selector's form name in bracket notation, so that
+// form:msg.body and form:msg[body] name the same field.
+func canonicalFormName(name string) string {
+	if !strings.ContainsAny(name, "[].") {
+		return name
+	}
+	return bracketName(formPath(name))
 }
 
 // phpNames returns the top-level name PHP gives a (NUL-free) field name:
