@@ -295,3 +295,27 @@ func TestPlantedTokensAreRefused(t *testing.T) {
 		t.Errorf("selected token: %d %s; the app got %s", resp.StatusCode, out, h.app.last(t).body)
 	}
 }
+
+// TestSelectedNamesInTheQuery: frameworks that merge the query into the
+// body's parameters would store "?body=…" as the field the route encrypts.
+func TestSelectedNamesInTheQuery(t *testing.T) {
+	h := newAttackHarness(t)
+	for _, tc := range []struct{ path, ct, body string }{
+		{msgPath + "?body=" + canary, "application/json", `{"attachments":[]}`},
+		{msgPath + "?BODY=" + canary, "application/json", `{"attachments":[]}`},
+		{msgPath + "?body%5B%5D=" + canary, "application/json", `{"attachments":[]}`},
+		{msgPath + "?attachments[0][caption]=" + canary, "application/json", `{"body":"x"}`},
+		{"/webhooks/sms/org_a?Body=" + canary, "application/x-www-form-urlencoded", "From=x"},
+		{"/webhooks/sms/org_a?+Body=" + canary, "application/x-www-form-urlencoded", "From=x"},
+		{"/orgs/org_a/notes?note=" + canary, "application/json", `{}`},
+	} {
+		hits := h.app.hits()
+		resp, body := h.do("POST", tc.path, "alice", tc.ct, []byte(tc.body))
+		h.wantRefused(resp, body, 400, hits)
+		h.wantAudited(400, "query parameter names a field")
+	}
+	// Other parameters pass.
+	if resp, body := h.do("POST", msgPath+"?draft=1&page=2", "alice", "application/json", message); resp.StatusCode != 201 {
+		t.Errorf("unrelated query: %d %s", resp.StatusCode, body)
+	}
+}

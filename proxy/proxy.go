@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -243,6 +244,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(w, r, ex, err)
 			return
 		}
+		if err := checkQuery(r, route); err != nil {
+			p.refuse(w, r, ex, err)
+			return
+		}
 		if err := p.encryptRequest(r, ex); err != nil {
 			p.refuse(w, r, ex, err)
 			return
@@ -293,6 +298,25 @@ func (p *Proxy) checkChannels(r *http.Request) error {
 	}
 	if len(r.Trailer) > 0 || len(r.Header.Values("Trailer")) > 0 {
 		return badRequest("request trailers are refused on routes that carry PHI")
+	}
+	return nil
+}
+
+// checkQuery refuses a query parameter the app could read as a field the
+// route encrypts: many frameworks merge the query into the body's
+// parameters, so it would be stored in plaintext.
+func checkQuery(r *http.Request, route *policy.Route) error {
+	if r.URL.RawQuery == "" || len(route.EncryptRequest) == 0 {
+		return nil
+	}
+	vals, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return badRequest("malformed query string")
+	}
+	for name := range vals {
+		if codec.QueryNameSelected(name, route.EncryptRequest) {
+			return badRequest("a query parameter names a field this route encrypts; send it in the body")
+		}
 	}
 	return nil
 }

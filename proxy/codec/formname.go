@@ -3,6 +3,8 @@ package codec
 import (
 	"slices"
 	"strings"
+
+	"github.com/phiguard/phiguard/policy"
 )
 
 // asciiSpace is the whitespace trimmed around a form field name.
@@ -119,4 +121,45 @@ func phpNames(name string) (older, newer string) {
 		return head, head
 	}
 	return head + "_" + rest, head + "_" + phpRest.Replace(rest)
+}
+
+// QueryNameSelected reports whether a query parameter called name (decoded)
+// could be read by the app as a value one of sels protects. Rails, Laravel,
+// Spring and ASP.NET merge the query into the same parameters as the body,
+// so "?body=…" reaches the code that reads the body's "body". The match is
+// wide on purpose, letter case ignored: a form name is compared through
+// its readings (see RewriteForm); a JSON selector's first key ($.body,
+// $.msg.body) is compared with the first key of the name's path, a
+// descendant key ($..body) with every key of it, and a selector that starts
+// with a wildcard ($.*, $[*]) takes every name.
+func QueryNameSelected(name string, sels []policy.Selector) bool {
+	readings := formNameReadings(name)
+	for _, s := range sels {
+		if s.Form {
+			canon := canonicalFormName(s.FormName)
+			for _, k := range readings {
+				if strings.EqualFold(k, s.FormName) || strings.EqualFold(k, canon) {
+					return true
+				}
+			}
+			continue
+		}
+		if len(s.Steps) == 0 {
+			continue
+		}
+		first := s.Steps[0]
+		if first.Kind == policy.StepAny {
+			return true
+		}
+		for _, k := range readings {
+			path := formPath(k)
+			if first.Kind == policy.StepChild && len(path) > 0 && strings.EqualFold(path[0], first.Name) {
+				return true
+			}
+			if first.Kind == policy.StepDescendant && slices.ContainsFunc(path, func(seg string) bool { return strings.EqualFold(seg, first.Name) }) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -3,6 +3,8 @@ package codec
 import (
 	"slices"
 	"testing"
+
+	"github.com/phiguard/phiguard/policy"
 )
 
 func TestFormNameReadings(t *testing.T) {
@@ -46,5 +48,48 @@ func TestFormNameReadings(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestQueryNameSelected(t *testing.T) {
+	for _, tc := range []struct {
+		sels []string
+		name string
+		want bool
+	}{
+		{[]string{"$.body"}, "body", true},
+		{[]string{"$.body"}, "Body", true},
+		{[]string{"$.body"}, "body[]", true},
+		{[]string{"$.body"}, " body", true},
+		{[]string{"$.body"}, "body.x", true},
+		{[]string{"$.body"}, "page", false},
+		{[]string{"$.body"}, "x[body]", false},
+		{[]string{"$.msg.body"}, "msg[body]", true},
+		{[]string{"$.msg.body"}, "msg", true},
+		{[]string{"$.attachments[*].caption"}, "attachments[0][caption]", true},
+		{[]string{"$..note"}, "x[note]", true},
+		{[]string{"$..note"}, "a.b.NOTE", true},
+		{[]string{"$..note"}, "notes", false},
+		{[]string{"$.*"}, "anything", true},
+		{[]string{"$[*].body"}, "anything", true},
+		{[]string{"form:Body"}, "Body", true},
+		{[]string{"form:Body"}, "Body[]", true},
+		{[]string{"form:Body"}, "BODY", true},
+		{[]string{"form:Body"}, "From", false},
+		{[]string{"form:msg[body]"}, "msg.body", true},
+		{[]string{"form:msg[body]"}, "msg", false},
+		{[]string{"form:Body", "$.note"}, "note", true},
+	} {
+		var sels []policy.Selector
+		for _, text := range tc.sels {
+			s, err := policy.ParseSelector(text)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sels = append(sels, s)
+		}
+		if got := QueryNameSelected(tc.name, sels); got != tc.want {
+			t.Errorf("QueryNameSelected(%q, %v) = %v, want %v", tc.name, tc.sels, got, tc.want)
+		}
 	}
 }
