@@ -33,6 +33,7 @@ fuzz:
 	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
 	$(GO) test ./proxy -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
+	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzHasTokenMarker -fuzztime $(FUZZTIME)
 
 # The demo app behind phiguard, with copy-paste curl lines. Ctrl-C stops it.
 demo: build
