@@ -28,6 +28,7 @@ const (
 	DefaultUpstreamTimeout   = 60 * time.Second
 	DefaultReadTimeout       = 30 * time.Second
 	DefaultIdleTimeout       = 2 * time.Minute
+	DefaultWriteTimeout      = 2 * time.Minute
 	DefaultMaxConcurrent     = 256
 	// DefaultResponseFactor: max_response_bytes defaults to this many
 	// times max_body_bytes, room for the growth of encrypted values.
@@ -265,6 +266,10 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	defaultDuration(ps, "ingress.upstream_timeout", &in.UpstreamTimeout, DefaultUpstreamTimeout)
 	defaultDuration(ps, "ingress.read_timeout", &in.ReadTimeout, DefaultReadTimeout)
 	defaultDuration(ps, "ingress.idle_timeout", &in.IdleTimeout, DefaultIdleTimeout)
+	defaultDuration(ps, "ingress.write_timeout", &in.WriteTimeout, DefaultWriteTimeout)
+	if in.WriteTimeout > 0 && in.UpstreamTimeout > 0 && in.WriteTimeout <= in.UpstreamTimeout {
+		ps.add("ingress.write_timeout", "%s does not exceed upstream_timeout (%s): answers would be cut before the app could give them", in.WriteTimeout, in.UpstreamTimeout)
+	}
 }
 
 // defaultDuration fills an unset duration with def and refuses a negative one.

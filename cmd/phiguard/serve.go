@@ -120,6 +120,7 @@ func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Hand
 		Handler:           h,
 		ReadHeaderTimeout: in.ReadHeaderTimeout,
 		ReadTimeout:       in.ReadTimeout,
+		WriteTimeout:      in.WriteTimeout,
 		IdleTimeout:       in.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          liblog.New(log, "net/http server"),
