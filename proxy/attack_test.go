@@ -314,6 +314,11 @@ func TestSelectedNamesInTheQuery(t *testing.T) {
 		h.wantRefused(resp, body, 400, hits)
 		h.wantAudited(400, "query parameter names a field")
 	}
+	// A name nesting past what any parser reads is refused, not read.
+	hits := h.app.hits()
+	resp, body := h.do("POST", msgPath+"?a"+strings.Repeat(".a", 65)+"=1", "alice", "application/json", message)
+	h.wantRefused(resp, body, 400, hits)
+	h.wantAudited(400, "nests deeper")
 	// Other parameters pass.
 	if resp, body := h.do("POST", msgPath+"?draft=1&page=2", "alice", "application/json", message); resp.StatusCode != 201 {
 		t.Errorf("unrelated query: %d %s", resp.StatusCode, body)

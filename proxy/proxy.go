@@ -314,6 +314,9 @@ func checkQuery(r *http.Request, route *policy.Route) error {
 		return badRequest("malformed query string")
 	}
 	for name := range vals {
+		if codec.FormNameTooDeep(name) {
+			return badRequest("a query parameter name nests deeper than %d levels", codec.MaxFormNameNesting)
+		}
 		if codec.QueryNameSelected(name, route.EncryptRequest) {
 			return badRequest("a query parameter names a field this route encrypts; send it in the body")
 		}

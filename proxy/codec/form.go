@@ -81,6 +81,9 @@ func RewriteForm(src []byte, sels []policy.Selector, edit FormEdit, refused ...s
 		if err != nil || !utf8.ValidString(val) {
 			return nil, nil, malformed("invalid value encoding in a form body")
 		}
+		if FormNameTooDeep(key) {
+			return nil, nil, malformed("a form field name nests deeper than %d levels", MaxFormNameNesting)
+		}
 		sel, err := formSelector(formNameReadings(key), sels, refused)
 		if err != nil {
 			return nil, nil, err

@@ -311,3 +311,59 @@ func TestRewriteFormDottedSelector(t *testing.T) {
 		t.Errorf("case variant of a dotted selector: got %v, want ErrAmbiguousKey", err)
 	}
 }
+
+// TestRewriteFormNestedReadings: PHP mangles only the top-level name and
+// keeps the nested keys; Spring strips quotes around map keys.
+func TestRewriteFormNestedReadings(t *testing.T) {
+	sels := selectors(t, "form:patient_note[text]", "form:msg[body]")
+	for _, tc := range []struct {
+		key string
+		sel int
+	}{
+		{"patient.note[text]", 0},
+		{"patient+note[text]", 0},
+		{"+patient.note[text][]", 0},
+		{"msg['body']", 1},
+		{`msg["body"]`, 1},
+		{"msg%5B%27body%27%5D", 1},
+	} {
+		out, counts, err := RewriteForm([]byte(tc.key+"=secret"), sels, upper)
+		if err != nil || counts[tc.sel] != 1 || !strings.HasSuffix(string(out), "=%3CSECRET%3E") {
+			t.Errorf("%s: got %s %v %v, want the value sealed", tc.key, out, counts, err)
+		}
+	}
+}
+
+// TestRewriteFormNestingLimit: a name nesting deeper than any parser reads
+// is refused, not read (its readings would cost time with every level).
+func TestRewriteFormNestingLimit(t *testing.T) {
+	sels := selectors(t, "form:Body")
+	ok := "a" + strings.Repeat("[a]", MaxFormNameNesting/2) + "=1"
+	if _, _, err := RewriteForm([]byte(ok), sels, upper); err != nil {
+		t.Errorf("%d separators: %v", MaxFormNameNesting, err)
+	}
+	for _, deep := range []string{
+		"a" + strings.Repeat(".a", MaxFormNameNesting+1) + "=1",
+		"Body" + strings.Repeat("[", MaxFormNameNesting+1) + "=" + canary,
+		strings.Repeat("%5B%5D", 40) + "=1",
+	} {
+		_, _, err := RewriteForm([]byte(deep), sels, upper)
+		if !errors.Is(err, ErrMalformed) || strings.Contains(err.Error(), canary) {
+			t.Errorf("%.20s…: got %v, want ErrMalformed", deep, err)
+		}
+	}
+}
+
+// BenchmarkRewriteFormLongName: one long field name at the nesting limit;
+// reading it stays linear in its length.
+func BenchmarkRewriteFormLongName(b *testing.B) {
+	sels := selectors(b, "form:Body", "form:msg[body]")
+	seg := strings.Repeat("a", 16<<10)
+	in := []byte(seg + strings.Repeat("."+seg, MaxFormNameNesting) + "=1")
+	b.SetBytes(int64(len(in)))
+	for b.Loop() {
+		if _, _, err := RewriteForm(in, sels, upper); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

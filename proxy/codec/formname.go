@@ -27,8 +27,11 @@ var (
 // '_'; then PHP's own reading of the cut name (see phpNames); then, in
 // bracket notation, every prefix of the key path Rack 2 and qs read (see
 // formPath) from t and from t without a leading '!'.
+//
+// Callers refuse a name that FormNameTooDeep reports before asking; for
+// one, only the name itself is returned.
 func formNameReadings(name string) []string {
-	if name != "" && strings.IndexAny(name, "\x00 \t\n\v\f\r[].!") < 0 {
+	if name != "" && strings.IndexAny(name, "\x00 \t\n\v\f\r[].!") < 0 || FormNameTooDeep(name) {
 		return []string{name} // nothing for a parser to read differently
 	}
 	rs := make([]string, 0, 8)
@@ -62,36 +65,80 @@ func formNameReadings(name string) []string {
 	older, newer := phpNames(name)
 	add(older)
 	add(newer)
-	for _, s := range [...]string{t, strings.TrimPrefix(t, "!")} {
-		segs := formPath(s)
-		for i := 1; i <= len(segs); i++ {
-			add(bracketName(segs[:i]))
+	for _, s := range [...]string{t, strings.TrimPrefix(t, "!"), phpFullName(name)} {
+		canon, ends := bracketPath(formPath(s))
+		for _, end := range ends {
+			add(canon[:end])
 		}
 	}
 	return rs
+}
+
+// MaxFormNameNesting is the most '[', ']' and '.' a form or query name may
+// hold. Parsers stop nesting well before it (PHP's max_input_nesting_level
+// is 64, Rack's limit 32 to 100, qs's depth 5); past it a name is refused,
+// which also keeps reading a name linear in its length.
+const MaxFormNameNesting = 64
+
+// FormNameTooDeep reports whether a decoded name holds more separators than
+// MaxFormNameNesting.
+func FormNameTooDeep(name string) bool {
+	n := 0
+	for i := 0; i < len(name); i++ {
+		switch name[i] {
+		case '[', ']', '.':
+			if n++; n > MaxFormNameNesting {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// phpFullName is PHP's reading of a whole name, nested keys kept: leading
+// spaces dropped and ' ' and '.' read as '_' before the first '[' ("patient
+// note[text]" is patient_note → text).
+func phpFullName(name string) string {
+	name = strings.TrimLeft(name, " ")
+	i := strings.IndexByte(name, '[')
+	if i < 0 {
+		return phpBase.Replace(name)
+	}
+	return phpBase.Replace(name[:i]) + name[i:]
+}
+
+// bracketPath writes a key path in bracket notation ("msg[body][0]") and
+// returns where each of its prefixes ends, so every prefix is a substring.
+func bracketPath(segs []string) (string, []int) {
+	var b strings.Builder
+	ends := make([]int, 0, len(segs))
+	for i, s := range segs {
+		if i > 0 {
+			b.WriteByte('[')
+		}
+		b.WriteString(s)
+		if i > 0 {
+			b.WriteByte(']')
+		}
+		ends = append(ends, b.Len())
+	}
+	return b.String(), ends
 }
 
 // formPath splits a name into the keys Rack 2 and qs nest it under: '[',
 // ']' and '.' separate keys, and empty keys vanish, so "msg[body",
 // "msg]body", "[msg][body]", "msg[[body]]" and "msg.body" are all the path
 // msg → body.
+// A key wrapped in quotes is read without them, as Spring reads map keys
+// (msg['body'] is msg → body).
 func formPath(name string) []string {
-	return strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == ']' || r == '.' })
-}
-
-// bracketName writes a path in bracket notation: "msg[body]".
-func bracketName(segs []string) string {
-	var b strings.Builder
-	for i, s := range segs {
-		if i == 0 {
-			b.WriteString(s)
-			continue
+	segs := strings.FieldsFunc(name, func(r rune) bool { return r == '[' || r == ']' || r == '.' })
+	for i, seg := range segs {
+		if len(seg) >= 2 && (seg[0] == '\'' || seg[0] == '"') && seg[len(seg)-1] == seg[0] {
+			segs[i] = seg[1 : len(seg)-1]
 		}
-		b.WriteByte('[')
-		b.WriteString(s)
-		b.WriteByte(']')
 	}
-	return b.String()
+	return segs
 }
 
 // canonicalFormName is a selector's form name in bracket notation, so that
@@ -100,7 +147,8 @@ func canonicalFormName(name string) string {
 	if !strings.ContainsAny(name, "[].") {
 		return name
 	}
-	return bracketName(formPath(name))
+	canon, _ := bracketPath(formPath(name))
+	return canon
 }
 
 // phpNames returns the top-level name PHP gives a (NUL-free) field name:
