@@ -16,8 +16,10 @@ var ErrPlantedToken = errors.New("phiguard token in a request")
 // for &#58;). It is deliberately wider than the token grammar: an app may
 // trim, unescape or re-case what it stores. So the same test is also made
 // on s with its escapes decoded, up to three times over (percent-escapes,
-// \uXXXX and \xXX, and HTML character references): "%65phi%3a" and
-// "\u0065phi:" count too.
+// %uXXXX, \uXXXX and \xXX, and HTML character references): "%65phi%3a"
+// and "\u0065phi:" count too. "ephi" inside a word ("Stephi:") does not
+// count: a token begins where its value begins, and an app that trims
+// stores what follows white space or punctuation, not a word's tail.
 func HasTokenMarker[T string | []byte](s T) bool {
 	if hasMarker(s) {
 		return true
@@ -41,6 +43,9 @@ func HasTokenMarker[T string | []byte](s T) bool {
 
 func hasMarker[T string | []byte](s T) bool {
 	for i := 0; i+4 < len(s); i++ {
+		if i > 0 && isAlnum(s[i-1]) {
+			continue // inside a word ("Stephi: …"); a token starts its value
+		}
 		if s[i]|0x20 != 'e' || s[i+1]|0x20 != 'p' || s[i+2]|0x20 != 'h' || s[i+3]|0x20 != 'i' {
 			continue
 		}
@@ -50,6 +55,10 @@ func hasMarker[T string | []byte](s T) bool {
 		}
 	}
 	return false
+}
+
+func isAlnum(c byte) bool {
+	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9'
 }
 
 func hasEscape[T string | []byte](s T) bool {
@@ -63,14 +72,19 @@ func hasEscape[T string | []byte](s T) bool {
 }
 
 // unescapeLoose decodes, in one pass, the escapes an app or a library may
-// undo before storing a value: %XX, \uXXXX and \xXX (ASCII only), &#NN;,
-// &#xHH; and &colon;. Anything else is copied as it is.
+// undo before storing a value: %XX, %uXXXX, \uXXXX and \xXX (ASCII
+// only), &#NN; and &#xHH; (any number of leading zeros) and &colon;.
+// Anything else is copied as it is.
 func unescapeLoose(s string) string {
 	var b strings.Builder
 	b.Grow(len(s))
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		switch {
+		case c == '%' && i+5 < len(s) && s[i+1]|0x20 == 'u' && s[i+2] == '0' && s[i+3] == '0' && isHexDigit(s[i+4]) && isHexDigit(s[i+5]):
+			b.WriteByte(hexVal(s[i+4])<<4 | hexVal(s[i+5])) // %uXXXX: JavaScript's unescape, classic ASP.NET
+			i += 5
+			continue
 		case c == '%' && i+2 < len(s) && isHexDigit(s[i+1]) && isHexDigit(s[i+2]):
 			b.WriteByte(hexVal(s[i+1])<<4 | hexVal(s[i+2]))
 			i += 2
@@ -108,6 +122,9 @@ func charRef(s string) (byte, int) {
 	if s[2]|0x20 == 'x' {
 		i, base = 3, 16
 	}
+	for i < len(s) && s[i] == '0' {
+		i++ // HTML allows any number of leading zeros
+	}
 	start := i
 	for i < len(s) && i < start+6 {
 		c := s[i]
@@ -118,7 +135,7 @@ func charRef(s string) (byte, int) {
 		i++
 	}
 	// The ';' is optional in HTML for numeric references.
-	if i == start || v >= 0x80 {
+	if i == 2 || i == 3 && base == 16 || v >= 0x80 {
 		return 0, 0
 	}
 	if i < len(s) && s[i] == ';' {

@@ -21,6 +21,13 @@ func TestHasTokenMarker(t *testing.T) {
 		{"&#x65phi&colon;v1", true},
 		{"%2565phi%253A", true}, // encoded twice
 		{"%252565phi%25253A", true},
+		{"&#0000101;phi:v1", true},
+		{"&#x0000065;phi:v1", true},
+		{"%u0065phi%u003av1", true},
+		{"Hi,ephi:v1", true},
+		{"(ephi:v1)", true},
+		{"Stephi: call me", false},
+		{"Stephi&#39;s phone", false},
 		{"ephippium", false},
 		{"zephir and ephi without a colon", false},
 		{"100% ephi-like", false},
@@ -38,8 +45,8 @@ func TestHasTokenMarker(t *testing.T) {
 	}
 }
 
-// FuzzHasTokenMarker: whatever the input, a string that holds a marker in
-// plain text is reported, and so is its percent-encoded form.
+// FuzzHasTokenMarker: whatever surrounds it, a marker that starts a word is
+// reported, in plain text and percent-encoded.
 func FuzzHasTokenMarker(f *testing.F) {
 	f.Add("ephi:v1", "x")
 	f.Add("%65phi%3a", "")
@@ -47,10 +54,10 @@ func FuzzHasTokenMarker(f *testing.F) {
 		if HasTokenMarker(a) != HasTokenMarker([]byte(a)) {
 			t.Fatalf("string and bytes disagree on %q", a)
 		}
-		if !HasTokenMarker(a + "ephi:" + b) {
-			t.Fatalf("plain marker missed in %q", a+"ephi:"+b)
+		if !HasTokenMarker(a + " ephi:" + b) {
+			t.Fatalf("plain marker missed in %q", a+" ephi:"+b)
 		}
-		if !HasTokenMarker(a + "%65%70%68%69%3A" + b) {
+		if !HasTokenMarker(a + " %65%70%68%69%3A" + b) {
 			t.Fatalf("percent-encoded marker missed")
 		}
 	})
