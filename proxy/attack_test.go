@@ -324,3 +324,30 @@ func TestSelectedNamesInTheQuery(t *testing.T) {
 		t.Errorf("unrelated query: %d %s", resp.StatusCode, body)
 	}
 }
+
+// TestUnderscoreSpellingsOfGuardedHeaders: CGI-style servers read
+// X_Tenant as X-Tenant; an underscore spelling of a header phiguard judges
+// or sets never reaches the app.
+func TestUnderscoreSpellingsOfGuardedHeaders(t *testing.T) {
+	gw := strings.Replace(testPolicy, "claims: {org: org_id, user: sub, role: role}", "claims: {org: org_id, user: sub, role: role}\n  trusted_gateways: [127.0.0.1/32]", 1) +
+		"  - name: gateway\n    match: {methods: [POST], path: /gw/notes}\n    org_from: {header: X-Tenant}\n    encrypt_request: [\"$.note\"]\n"
+	h := newHarnessWithPolicy(t, gw)
+	sneaky := []string{"X_Tenant: org_b", "x_tenant: org_b", "X_Phiguard_Org: org_b", "X_PHIGUARD_ROLE: admin", "X_Forwarded_For: 10.9.9.9",
+		"X_HTTP_Method_Override: DELETE", "X_Original_URL: /api/v1/tokens", "X_Real_IP: 10.9.9.9"}
+	code, body := rawRequest(t, h, "POST", "/gw/notes", "alice", []byte(`{"note":"`+canary+`"}`), append(sneaky, "X-Tenant: org_a", "X_Custom_Trace: kept")...)
+	if code != 201 {
+		t.Fatalf("%d %s", code, body)
+	}
+	got := h.app.last(t).header
+	for k := range got {
+		if strings.Contains(k, "_") && k != "X_custom_trace" {
+			t.Errorf("the app received %s: %v", k, got[k])
+		}
+	}
+	if got.Get("X_custom_trace") != "kept" {
+		t.Errorf("an unrelated underscore header was dropped: %v", got)
+	}
+	if got.Get("X-Phiguard-Org") != "org_a" || got.Get("X-Tenant") != "org_a" {
+		t.Errorf("org headers %v", got)
+	}
+}

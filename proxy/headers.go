@@ -43,15 +43,40 @@ const methodOverrideParam = "_method"
 // methodOverrideField selects it at the top of a JSON body.
 var methodOverrideField = policy.Selector{Text: "$._method", Steps: []policy.Step{{Kind: policy.StepChild, Name: methodOverrideParam}}}
 
+// guardedHeaders returns the headers phiguard judges or sets: the
+// stripped ones, and the org headers the policy's routes read.
+func guardedHeaders(pol *policy.Policy) map[string]bool {
+	g := make(map[string]bool, len(strippedHeaders)+4)
+	for _, h := range strippedHeaders {
+		g[h] = true
+	}
+	for _, r := range pol.Routes {
+		if r.OrgFrom.Kind == policy.OrgFromHeader {
+			g[r.OrgFrom.Name] = true
+		}
+	}
+	return g
+}
+
 // sanitizeHeaders strips override and identity headers and refuses a query
-// that overrides the method or has no single meaning.
-func sanitizeHeaders(r *http.Request) error {
+// that overrides the method or has no single meaning. A header spelled
+// with '_' where a guarded one has '-' (X_Phiguard_Org, X_Forwarded_For,
+// X_Tenant) is stripped too: CGI-style servers (PHP, WSGI, some Rack
+// servers) read both spellings as one HTTP_X_… variable.
+func sanitizeHeaders(r *http.Request, guarded map[string]bool) error {
 	for _, h := range strippedHeaders {
 		r.Header.Del(h)
 	}
 	for k := range r.Header {
 		if strings.HasPrefix(k, headerPrefix) {
 			delete(r.Header, k)
+			continue
+		}
+		if strings.IndexByte(k, '_') >= 0 {
+			dashed := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
+			if guarded[dashed] || strings.HasPrefix(dashed, headerPrefix) {
+				delete(r.Header, k)
+			}
 		}
 	}
 	q := r.URL.RawQuery

@@ -74,6 +74,8 @@ type Proxy struct {
 	mask     []byte      // JSON string of the policy's mask
 	// slots holds one token per request in flight (max_concurrent_requests).
 	slots chan struct{}
+	// guarded are the headers phiguard judges or sets (guardedHeaders).
+	guarded map[string]bool
 }
 
 // routePlan is what a route needs at request time, compiled once.
@@ -91,7 +93,7 @@ func New(o Options) (*Proxy, error) {
 		return nil, errors.New("proxy: Policy and Auditor are required")
 	}
 	p := &Proxy{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now,
-		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1))}
+		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -207,7 +209,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// The method judged is the method forwarded.
 	r.Method, ex.rec.Method = method, method
-	if err := sanitizeHeaders(r); err != nil {
+	if err := sanitizeHeaders(r, p.guarded); err != nil {
 		p.refuse(w, r, ex, err)
 		return
 	}
