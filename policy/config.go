@@ -74,9 +74,10 @@ type Ingress struct {
 	// UpstreamTimeout bounds waiting for the app's response headers. Default 60s.
 	UpstreamTimeout time.Duration `yaml:"upstream_timeout"`
 	// WriteTimeout bounds a whole exchange from the end of the request's
-	// headers to the last byte of the response, so a client that stops
-	// reading cannot hold one of max_concurrent_requests for ever. It must
-	// exceed upstream_timeout. Default 2m.
+	// headers to the last byte of the response (uploads and downloads
+	// included), so a client that stops reading cannot hold one of
+	// max_concurrent_requests for ever. It must exceed read_timeout +
+	// upstream_timeout. Default 2m.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 }
 

@@ -267,8 +267,8 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	defaultDuration(ps, "ingress.read_timeout", &in.ReadTimeout, DefaultReadTimeout)
 	defaultDuration(ps, "ingress.idle_timeout", &in.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(ps, "ingress.write_timeout", &in.WriteTimeout, DefaultWriteTimeout)
-	if in.WriteTimeout > 0 && in.UpstreamTimeout > 0 && in.WriteTimeout <= in.UpstreamTimeout {
-		ps.add("ingress.write_timeout", "%s does not exceed upstream_timeout (%s): answers would be cut before the app could give them", in.WriteTimeout, in.UpstreamTimeout)
+	if in.WriteTimeout > 0 && in.UpstreamTimeout > 0 && in.ReadTimeout > 0 && in.WriteTimeout <= in.ReadTimeout+in.UpstreamTimeout {
+		ps.add("ingress.write_timeout", "%s does not exceed read_timeout + upstream_timeout (%s): an answer could be cut after the app has acted", in.WriteTimeout, in.ReadTimeout+in.UpstreamTimeout)
 	}
 }
 

@@ -109,7 +109,7 @@ func TestClientThatStopsReadingFreesItsSlot(t *testing.T) {
 	go app.Serve(appLn)
 	t.Cleanup(func() { app.Close() })
 	addr, _ := startServe(t, `version: 1
-ingress: {listen: "127.0.0.1:0", upstream: "http://`+appLn.Addr().String()+`", max_concurrent_requests: 1, upstream_timeout: 2s, write_timeout: 3s}
+ingress: {listen: "127.0.0.1:0", upstream: "http://`+appLn.Addr().String()+`", max_concurrent_requests: 1, read_timeout: 1s, upstream_timeout: 1s, write_timeout: 3s}
 audit: {sinks: [{type: stdout}]}
 default: allow
 routes: [{name: ping, match: {path: /ping}, auth: none}]
