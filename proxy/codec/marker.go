@@ -21,11 +21,9 @@ var ErrPlantedToken = errors.New("phiguard token in a request")
 // count: a token begins where its value begins, and an app that trims
 // stores what follows white space or punctuation, not a word's tail.
 func HasTokenMarker[T string | []byte](s T) bool {
-	if hasMarker(s) {
-		return true
-	}
-	if !hasEscape(s) {
-		return false
+	found, escaped := scanMarker(s)
+	if found || !escaped {
+		return found
 	}
 	d := string(s)
 	for range 3 {
@@ -33,7 +31,7 @@ func HasTokenMarker[T string | []byte](s T) bool {
 		if next == d {
 			return false
 		}
-		if hasMarker(next) {
+		if found, _ := scanMarker(next); found {
 			return true
 		}
 		d = next
@@ -41,34 +39,27 @@ func HasTokenMarker[T string | []byte](s T) bool {
 	return false
 }
 
-func hasMarker[T string | []byte](s T) bool {
-	for i := 0; i+4 < len(s); i++ {
-		if i > 0 && isAlnum(s[i-1]) {
-			continue // inside a word ("Stephi: …"); a token starts its value
-		}
-		if s[i]|0x20 != 'e' || s[i+1]|0x20 != 'p' || s[i+2]|0x20 != 'h' || s[i+3]|0x20 != 'i' {
-			continue
-		}
-		switch s[i+4] {
-		case ':', '%', '\\', '&':
-			return true
+// scanMarker looks for a marker in one pass, and reports whether s holds a
+// character that may start an escape.
+func scanMarker[T string | []byte](s T) (found, escaped bool) {
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '%', '\\', '&':
+			escaped = true
+		case 'e', 'E':
+			if i+4 < len(s) && s[i+1]|0x20 == 'p' && s[i+2]|0x20 == 'h' && s[i+3]|0x20 == 'i' && (i == 0 || !isAlnum(s[i-1])) {
+				switch s[i+4] {
+				case ':', '%', '\\', '&':
+					return true, true
+				}
+			}
 		}
 	}
-	return false
+	return false, escaped
 }
 
 func isAlnum(c byte) bool {
 	return 'a' <= c|0x20 && c|0x20 <= 'z' || '0' <= c && c <= '9'
-}
-
-func hasEscape[T string | []byte](s T) bool {
-	for i := 0; i < len(s); i++ {
-		switch s[i] {
-		case '%', '\\', '&':
-			return true
-		}
-	}
-	return false
 }
 
 // unescapeLoose decodes, in one pass, the escapes an app or a library may
