@@ -26,6 +26,30 @@ func (echoTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		Body: io.NopCloser(bytes.NewReader(body)), ContentLength: int64(len(body)), Request: r}, nil
 }
 
+// newBareProxy is the test policy's pipeline with org_a's keys, a fixed
+// caller and the given transport in place of the app.
+func newBareProxy(tb testing.TB, log *slog.Logger, tr http.RoundTripper) *Proxy {
+	tb.Helper()
+	pol, err := policy.Parse("p.yaml", []byte(strings.Replace(testPolicy, "http://UPSTREAM", "http://app.invalid", 1)))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	dir := tb.TempDir()
+	keys.InitLocal(dir)
+	lp, _ := keys.OpenLocal(dir)
+	keys.CreateOrg(context.Background(), dir, "org_a", lp)
+	kr, err := keys.Open(context.Background(), dir, lp)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	aud := audit.NewAuditor(log, true, audit.NewWriterSink("discard", io.Discard))
+	p, err := New(Options{Policy: pol, Keys: kr, Verifier: fixedVerifier{}, Auditor: aud, Log: log, Transport: tr})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return p
+}
+
 type fixedVerifier struct{}
 
 func (fixedVerifier) Verify([]string) (*identity.Caller, error) {
@@ -36,23 +60,7 @@ func (fixedVerifier) Verify([]string) (*identity.Caller, error) {
 // canonical path, decision, encryption of two fields, the forward, the
 // decryption of the echo and the audit record.
 func BenchmarkPipeline(b *testing.B) {
-	pol, err := policy.Parse("p.yaml", []byte(strings.Replace(testPolicy, "http://UPSTREAM", "http://app.invalid", 1)))
-	if err != nil {
-		b.Fatal(err)
-	}
-	dir := b.TempDir()
-	keys.InitLocal(dir)
-	lp, _ := keys.OpenLocal(dir)
-	keys.CreateOrg(context.Background(), dir, "org_a", lp)
-	kr, err := keys.Open(context.Background(), dir, lp)
-	if err != nil {
-		b.Fatal(err)
-	}
-	aud := audit.NewAuditor(slog.New(slog.DiscardHandler), true, audit.NewWriterSink("discard", io.Discard))
-	p, err := New(Options{Policy: pol, Keys: kr, Verifier: fixedVerifier{}, Auditor: aud, Transport: echoTransport{}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := newBareProxy(b, slog.New(slog.DiscardHandler), echoTransport{})
 	b.ReportAllocs()
 	for b.Loop() {
 		r := httptest.NewRequest("POST", msgPath, bytes.NewReader(message))

@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +12,6 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
-
-	"github.com/phiguard/phiguard/audit"
-	"github.com/phiguard/phiguard/keys"
-	"github.com/phiguard/phiguard/policy"
 )
 
 type failingTransport struct{ err error }
@@ -27,18 +22,6 @@ func (f failingTransport) RoundTrip(*http.Request) (*http.Response, error) { ret
 // the app sent (a body read as a status line, a raw header line); the
 // operational log names the kind of failure, never that text.
 func TestUpstreamErrorsAreLoggedWithoutText(t *testing.T) {
-	pol, err := policy.Parse("p.yaml", []byte(strings.Replace(testPolicy, "http://UPSTREAM", "http://app.invalid", 1)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	keys.InitLocal(dir)
-	lp, _ := keys.OpenLocal(dir)
-	keys.CreateOrg(context.Background(), dir, "org_a", lp)
-	kr, err := keys.Open(context.Background(), dir, lp)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name string
 		err  error
@@ -52,12 +35,7 @@ func TestUpstreamErrorsAreLoggedWithoutText(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var logs bytes.Buffer
-			log := slog.New(slog.NewJSONHandler(&logs, nil))
-			aud := audit.NewAuditor(log, true, audit.NewWriterSink("discard", io.Discard))
-			p, err := New(Options{Policy: pol, Keys: kr, Verifier: fixedVerifier{}, Auditor: aud, Log: log, Transport: failingTransport{tc.err}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			p := newBareProxy(t, slog.New(slog.NewJSONHandler(&logs, nil)), failingTransport{tc.err})
 			r := httptest.NewRequest("POST", msgPath, bytes.NewReader(message))
 			r.Header.Set("Content-Type", "application/json")
 			w := httptest.NewRecorder()

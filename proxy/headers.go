@@ -62,8 +62,9 @@ func guardedHeaders(pol *policy.Policy) map[string]bool {
 // that overrides the method or has no single meaning. A header spelled
 // with '_' where a guarded one has '-' (X_Phiguard_Org, X_Forwarded_For,
 // X_Tenant) is stripped too: CGI-style servers (PHP, WSGI, some Rack
-// servers) read both spellings as one HTTP_X_… variable.
-func sanitizeHeaders(r *http.Request, guarded map[string]bool) error {
+// servers) read both spellings as one HTTP_X_… variable. It returns the
+// parsed query (nil when there is none) for the later checks.
+func sanitizeHeaders(r *http.Request, guarded map[string]bool) (url.Values, error) {
 	for _, h := range strippedHeaders {
 		r.Header.Del(h)
 	}
@@ -81,24 +82,24 @@ func sanitizeHeaders(r *http.Request, guarded map[string]bool) error {
 	}
 	q := r.URL.RawQuery
 	if q == "" {
-		return nil
+		return nil, nil
 	}
 	if strings.Contains(q, ";") {
-		return badRequest("';' in the query string is ambiguous; encode it as %%3B")
+		return nil, badRequest("';' in the query string is ambiguous; encode it as %%3B")
 	}
 	vals, err := url.ParseQuery(q)
 	if err != nil {
-		return badRequest("malformed query string")
+		return nil, badRequest("malformed query string")
 	}
 	for k, vs := range vals {
 		if methodOverrideParams[strings.ToLower(k)] {
-			return badRequest("method override parameters are refused")
+			return nil, badRequest("method override parameters are refused")
 		}
 		if codec.HasTokenMarker(k) || slices.ContainsFunc(vs, codec.HasTokenMarker[string]) {
-			return codec.PlantedToken("the query string")
+			return nil, codec.PlantedToken("the query string")
 		}
 	}
-	return nil
+	return vals, nil
 }
 
 // cacheHeaders tell a shared cache (a CDN, a reverse proxy, a service
