@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 )
 
@@ -95,9 +96,11 @@ func contentEncoding(h http.Header) (gzipped bool, ok bool) {
 
 // readBody reads all of body, decoding gzip when asked, and fails with
 // errTooLarge past limit bytes, before or after decompression: a small
-// gzip bomb is refused as surely as a large body.
-func readBody(body io.Reader, gzipped bool, limit int64) ([]byte, error) {
-	raw, err := readLimited(body, limit)
+// gzip bomb is refused as surely as a large body. size is the declared
+// length (-1 when unknown): the buffer is sized for it up to limit, so a
+// body of known length is read without regrowing.
+func readBody(body io.Reader, size int64, gzipped bool, limit int64) ([]byte, error) {
+	raw, err := readLimited(body, size, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -109,27 +112,47 @@ func readBody(body io.Reader, gzipped bool, limit int64) ([]byte, error) {
 		return nil, errBadGzip
 	}
 	defer zr.Close()
-	out, err := readLimited(zr, limit)
+	out, err := readLimited(zr, -1, limit)
 	if errors.Is(err, errReadBody) {
 		return nil, errBadGzip
 	}
 	return out, err
 }
 
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if n > limit {
+func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
 		return nil, errTooLarge
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return nil, errReadTimeout
+	// A body of declared length is read into one buffer of that length
+	// plus a byte, to see EOF; one of unknown length starts small and grows.
+	c := int64(512)
+	if size >= 0 {
+		c = size + 1
 	}
-	if err != nil {
-		return nil, errReadBody
+	buf := make([]byte, 0, min(c, limit+1))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				return nil, errTooLarge
+			}
+			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, errTooLarge
+		}
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, errReadTimeout
+			}
+			return nil, errReadBody
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 var (

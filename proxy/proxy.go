@@ -126,6 +126,7 @@ func New(o Options) (*Proxy, error) {
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
 		ErrorLog:       liblog.New(p.log, "net/http/httputil"),
+		BufferPool:     copyBuffers{},
 	}
 	return p, nil
 }
@@ -143,6 +144,10 @@ func NewTransport(pol *policy.Policy) *http.Transport {
 		t.Proxy = http.ProxyURL(pol.UpstreamProxy)
 	}
 	t.DisableCompression = true // phiguard asks for and decodes encodings itself
+	// Keep a connection per request in flight: Go's default of 2 idle
+	// connections per host turns a busy sidecar into a connection churner.
+	t.MaxIdleConns = in.UpstreamMaxIdleConns
+	t.MaxIdleConnsPerHost = in.UpstreamMaxIdleConns
 	t.ResponseHeaderTimeout = in.UpstreamTimeout
 	if in.UpstreamH2C {
 		t.Protocols = new(http.Protocols)
@@ -349,7 +354,7 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 		}
 	}
 	in := p.pol.File.Ingress
-	body, err := readBody(r.Body, gz, in.MaxBodyBytes)
+	body, err := readBody(r.Body, r.ContentLength, gz, in.MaxBodyBytes)
 	r.Body.Close()
 	if err != nil {
 		return err
@@ -467,7 +472,7 @@ func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
 	if !ok {
 		return errUpstreamBody
 	}
-	body, err := readBody(resp.Body, gz, p.pol.File.Ingress.MaxResponseBytes)
+	body, err := readBody(resp.Body, resp.ContentLength, gz, p.pol.File.Ingress.MaxResponseBytes)
 	resp.Body.Close()
 	switch {
 	case errors.Is(err, errTooLarge):
