@@ -30,8 +30,10 @@ import (
 
 // Keys seals and opens field values for an organization.
 type Keys interface {
-	Encrypt(org string, plaintext []byte) (string, error)
-	Decrypt(org, token string) ([]byte, error)
+	// AppendEncrypt appends the token sealing plaintext to dst; a token's
+	// characters need no escaping in JSON, a form or a URL.
+	AppendEncrypt(ctx context.Context, dst []byte, org string, plaintext []byte) ([]byte, error)
+	Decrypt(ctx context.Context, org string, token []byte) ([]byte, error)
 }
 
 // Verifier identifies the caller from the Authorization header values.
@@ -361,9 +363,9 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	}
 	var out []byte
 	if kind == bodyJSON {
-		out, err = p.sealJSON(body, ex)
+		out, err = p.sealJSON(r.Context(), body, ex)
 	} else {
-		out, err = p.sealForm(body, ex)
+		out, err = p.sealForm(r.Context(), body, ex)
 	}
 	if err != nil {
 		return err
@@ -378,32 +380,33 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	return nil
 }
 
-func (p *Proxy) sealJSON(body []byte, ex *exchange) ([]byte, error) {
+func (p *Proxy) sealJSON(ctx context.Context, body []byte, ex *exchange) ([]byte, error) {
 	route, org := ex.decision.Route, ex.decision.Org
-	out, _, err := codec.RewriteJSON(body, ex.plan.encJSON, func(sel int, v jsontext.Value) ([]byte, error) {
-		tok, err := p.keys.Encrypt(org, v)
+	out, _, err := codec.RewriteJSON(body, ex.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		dst = append(dst, '"')
+		dst, err := p.keys.AppendEncrypt(ctx, dst, org, v)
 		if err != nil {
-			return nil, p.keyFailure(err)
+			return dst, p.keyFailure(err)
 		}
 		ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-		return jsontext.AppendQuote(nil, tok)
+		return append(dst, '"'), nil
 	})
 	return out, err
 }
 
-func (p *Proxy) sealForm(body []byte, ex *exchange) ([]byte, error) {
+func (p *Proxy) sealForm(ctx context.Context, body []byte, ex *exchange) ([]byte, error) {
 	route, org := ex.decision.Route, ex.decision.Org
 	out, _, err := codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
 		pt, err := jsontext.AppendQuote(nil, v)
 		if err != nil {
 			return "", err
 		}
-		tok, err := p.keys.Encrypt(org, pt)
+		tok, err := p.keys.AppendEncrypt(ctx, nil, org, pt)
 		if err != nil {
 			return "", p.keyFailure(err)
 		}
 		ex.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-		return tok, nil
+		return string(tok), nil
 	}, methodOverrideParam)
 	return out, err
 }
@@ -485,8 +488,9 @@ func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
 			return errUpstreamBody
 		}
 		route := ex.decision.Route
-		body, _, err = codec.RewriteJSON(body, ex.plan.dec, func(sel int, v jsontext.Value) ([]byte, error) {
-			return p.reveal(ex, route.DecryptResponse[sel].Text, v)
+		ctx := resp.Request.Context()
+		body, _, err = codec.RewriteJSON(body, ex.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+			return p.reveal(ctx, dst, ex, route.DecryptResponse[sel].Text, v)
 		})
 		if err != nil {
 			var be *codec.BodyError
@@ -517,45 +521,56 @@ const (
 	maskNotToken    = "value is not a phiguard token"
 )
 
-// reveal turns one selected response value into what the caller may see:
-// the plaintext for a reader, the mask for everyone else and for every
-// token that does not open.
-func (p *Proxy) reveal(ex *exchange, path string, v jsontext.Value) ([]byte, error) {
+// reveal appends to dst what the caller may see of one selected response
+// value: the plaintext for a reader, the mask for everyone else and for
+// every token that does not open.
+func (p *Proxy) reveal(ctx context.Context, dst []byte, ex *exchange, path string, v jsontext.Value) ([]byte, error) {
 	if v.Kind() == 'n' {
-		return v, nil // null holds nothing to protect
+		return append(dst, v...), nil // null holds nothing to protect
 	}
 	if !ex.decision.Reader {
 		ex.rec.AddField(audit.ActionMask, path, maskNotReader, 1)
-		return p.mask, nil
+		return append(dst, p.mask...), nil
 	}
-	var s string
-	if v.Kind() == '"' {
-		u, err := jsontext.AppendUnquote(nil, v)
-		if err != nil {
-			return nil, err
-		}
-		s = string(u)
-	}
-	if !keys.LooksLikeToken(s) {
+	tok, ok := tokenText(v)
+	if !ok {
 		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
 		ex.rec.AddField(audit.ActionMask, path, maskNotToken, 1)
-		return p.mask, nil
+		return append(dst, p.mask...), nil
 	}
-	pt, err := p.keys.Decrypt(ex.decision.Org, s)
+	pt, err := p.keys.Decrypt(ctx, ex.decision.Org, tok)
 	switch {
 	case err == nil && jsontext.Value(pt).IsValid():
 		ex.rec.AddField(audit.ActionDecrypt, path, "", 1)
 		ex.decrypted = true
-		return pt, nil
+		return append(dst, pt...), nil
 	case errors.Is(err, keys.ErrOrgMismatch):
 		ex.rec.AddField(audit.ActionMask, path, maskOtherOrg, 1)
-		return p.mask, nil
+		return append(dst, p.mask...), nil
 	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
 		ex.rec.AddField(audit.ActionMask, path, maskUndecodable, 1)
-		return p.mask, nil
+		return append(dst, p.mask...), nil
 	default:
-		return nil, p.keyFailure(err)
+		return dst, p.keyFailure(err)
 	}
+}
+
+// tokenText returns the text of a JSON string that holds a token. A token
+// needs no escapes, so the quoted bytes are used as they are unless the
+// app escaped some character.
+func tokenText(v jsontext.Value) ([]byte, bool) {
+	if v.Kind() != '"' {
+		return nil, false
+	}
+	s := []byte(v[1 : len(v)-1])
+	if bytes.IndexByte(s, '\\') >= 0 {
+		u, err := jsontext.AppendUnquote(nil, v)
+		if err != nil {
+			return nil, false
+		}
+		s = u
+	}
+	return s, keys.LooksLikeToken(s)
 }
 
 // errorHandler answers for a failed upstream call or a failed response

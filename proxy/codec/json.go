@@ -69,9 +69,10 @@ func (m *Matcher) Empty() bool {
 	return true
 }
 
-// Edit returns the replacement for a selected value: raw JSON text. sel is
-// the selector's position in the list the matcher was built from.
-type Edit func(sel int, value jsontext.Value) ([]byte, error)
+// Edit appends the replacement for a selected value, raw JSON text, to dst
+// and returns the extended slice. sel is the selector's position in the
+// list the matcher was built from. value is only valid during the call.
+type Edit func(dst []byte, sel int, value jsontext.Value) ([]byte, error)
 
 // RewriteJSON parses src as exactly one JSON value, strictly, and replaces
 // every value a selector picks with what edit returns. Bytes outside the
@@ -283,12 +284,12 @@ func (w *walker) replace(i int) error {
 	end := int(w.dec.InputOffset())
 	start := end - len(v)
 	sel := w.m.idx[i]
-	repl, err := w.edit(sel, v)
+	w.out = append(w.out, w.src[w.last:start]...)
+	out, err := w.edit(w.out, sel, v)
 	if err != nil {
 		return err
 	}
-	w.out = append(w.out, w.src[w.last:start]...)
-	w.out = append(w.out, repl...)
+	w.out = out
 	w.last = end
 	w.counts[sel]++
 	return nil

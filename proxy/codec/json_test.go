@@ -25,8 +25,8 @@ func selectors(t testing.TB, texts ...string) []policy.Selector {
 
 // mark replaces a selected value with a string naming the selector and the
 // original value, so tests see exactly what was picked.
-func mark(sel int, v jsontext.Value) ([]byte, error) {
-	return jsontext.AppendQuote(nil, "S"+string(rune('0'+sel))+":"+string(v))
+func mark(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	return jsontext.AppendQuote(dst, "S"+string(rune('0'+sel))+":"+string(v))
 }
 
 func TestRewriteJSONSelects(t *testing.T) {
@@ -149,8 +149,8 @@ func TestRewriteJSONErrorsCarryNoValues(t *testing.T) {
 
 func TestRewriteJSONEditError(t *testing.T) {
 	boom := errors.New("key failure")
-	_, _, err := RewriteJSON([]byte(`{"a":1}`), NewMatcher(selectors(t, "$.a")), func(int, jsontext.Value) ([]byte, error) {
-		return nil, boom
+	_, _, err := RewriteJSON([]byte(`{"a":1}`), NewMatcher(selectors(t, "$.a")), func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) {
+		return dst, boom
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("got %v, want the edit's error", err)
@@ -174,7 +174,7 @@ func FuzzRewriteJSON(f *testing.F) {
 	}
 	m := NewMatcher(sels)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		same, _, err := RewriteJSON(in, m, func(_ int, v jsontext.Value) ([]byte, error) { return v, nil })
+		same, _, err := RewriteJSON(in, m, func(dst []byte, _ int, v jsontext.Value) ([]byte, error) { return append(dst, v...), nil })
 		if err != nil {
 			var be *BodyError
 			if !errors.As(err, &be) {
@@ -188,7 +188,7 @@ func FuzzRewriteJSON(f *testing.F) {
 		if string(same) != string(in) {
 			t.Fatalf("identity edit changed the body:\n in %q\nout %q", in, same)
 		}
-		out, _, err := RewriteJSON(in, m, func(int, jsontext.Value) ([]byte, error) { return []byte(`"ephi:x"`), nil })
+		out, _, err := RewriteJSON(in, m, func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) { return append(dst, `"ephi:x"`...), nil })
 		if err != nil {
 			t.Fatalf("second pass failed: %v", err)
 		}
@@ -220,7 +220,7 @@ func benchRewrite(b *testing.B, m *Matcher) {
 	sb.WriteString(`],"next":null}`)
 	in := []byte(sb.String())
 	repl := []byte(`"ephi:v1:org_a:0a1b2c3d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"`)
-	edit := func(int, jsontext.Value) ([]byte, error) { return repl, nil }
+	edit := func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) { return append(dst, repl...), nil }
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
