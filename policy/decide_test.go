@@ -3,6 +3,8 @@ package policy
 import (
 	"errors"
 	"testing"
+
+	"github.com/phiguard/phiguard/refusal"
 )
 
 const decidePolicy = `version: 1
@@ -110,7 +112,7 @@ func TestDecide(t *testing.T) {
 	noOrg := &Caller{User: "u4"}
 	noUser := &Caller{Org: "org_a", Role: "agent"}
 	badOrg := &Caller{Org: "org a", User: "u5", Role: "agent"}
-	claimErr := &Refusal{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
+	claimErr := &refusal.Error{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
 	hdr := func(v ...string) func(string) []string {
 		return func(name string) []string {
 			if name == "X-Tenant" {
@@ -169,7 +171,7 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide error = %v, want %v", err, tc.wantErr)
 			}
 			if err != nil {
-				var ref *Refusal
+				var ref *refusal.Error
 				if !errors.As(err, &ref) || ref.Reason == "" {
 					t.Errorf("refusal %v carries no reason", err)
 				}
@@ -238,7 +240,7 @@ func TestDenyReasonIsThePolicyText(t *testing.T) {
 	p := mustParse(t, decidePolicy)
 	r, params := p.Match("POST", "/api/v1/tokens")
 	_, err := p.Decide(r, params, Request{})
-	var ref *Refusal
+	var ref *refusal.Error
 	if !errors.As(err, &ref) || ref.Reason != "personal access tokens are disabled" {
 		t.Errorf("got %v, want the route's deny text", err)
 	}

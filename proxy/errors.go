@@ -12,66 +12,77 @@ import (
 
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/keys"
-	"github.com/phiguard/phiguard/policy"
-	"github.com/phiguard/phiguard/proxy/codec"
+	"github.com/phiguard/phiguard/refusal"
 )
 
-// refusal is a request phiguard answers itself. msg is shown to the client
-// and written to the audit trail, so it never holds a request value.
-type refusal struct {
-	status   int
-	code     string
-	msg      string
-	decision string // audit.DecisionDeny or audit.DecisionError
-}
-
-func (r *refusal) Error() string { return r.msg }
-
-func refuseWith(status int, code, decision, format string, args ...any) *refusal {
-	return &refusal{status: status, code: code, msg: fmt.Sprintf(format, args...), decision: decision}
-}
-
-func badRequest(format string, args ...any) *refusal {
-	return refuseWith(http.StatusBadRequest, "bad_request", audit.DecisionDeny, format, args...)
+func badRequest(format string, args ...any) *refusal.Error {
+	return refusal.New(refusal.BadRequest, format, args...)
 }
 
 var (
-	errBusy           = refuseWith(http.StatusServiceUnavailable, "over_capacity", audit.DecisionError, "phiguard is at its limit of concurrent requests; retry shortly")
-	errMethod         = refuseWith(http.StatusMethodNotAllowed, "method_not_allowed", audit.DecisionDeny, "the method is not one of "+allowedMethods)
-	errTooLargeSealed = refuseWith(http.StatusRequestEntityTooLarge, "body_too_large", audit.DecisionDeny, "encrypted, the body would be larger than phiguard can return (ingress.max_response_bytes); nothing was forwarded")
-	errReadTimeout    = refuseWith(http.StatusRequestTimeout, "body_timeout", audit.DecisionDeny, "the request body did not arrive in time")
-	errTooLarge       = refuseWith(http.StatusRequestEntityTooLarge, "body_too_large", audit.DecisionDeny, "the body is larger than this route accepts")
-	errKeys           = refuseWith(http.StatusServiceUnavailable, "keys_unavailable", audit.DecisionError, "encryption keys are unavailable; nothing was forwarded")
-	errAudit          = refuseWith(http.StatusServiceUnavailable, "audit_unavailable", audit.DecisionError, "the audit trail is unavailable; the request was refused")
-	errUpstream       = refuseWith(http.StatusBadGateway, "upstream_unavailable", audit.DecisionError, "the upstream app did not answer")
-	errUpstreamBody   = refuseWith(http.StatusBadGateway, "upstream_unreadable", audit.DecisionError, "the upstream app answered with a body phiguard could not read; it was not passed on")
-	errUpstreamLarge  = refuseWith(http.StatusBadGateway, "upstream_too_large", audit.DecisionError, "the upstream app answered with a body larger than this route accepts; it was not passed on")
+	errBusy           = refusal.New(refusal.Busy, "phiguard is at its limit of concurrent requests; retry shortly")
+	errMethod         = refusal.New(refusal.MethodNotAllowed, "the method is not one of "+allowedMethods)
+	errTooLargeSealed = refusal.New(refusal.TooLarge, "encrypted, the body would be larger than phiguard can return (ingress.max_response_bytes); nothing was forwarded")
+	errReadTimeout    = refusal.New(refusal.BodyTimeout, "the request body did not arrive in time")
+	errTooLarge       = refusal.New(refusal.TooLarge, "the body is larger than this route accepts")
+	errKeys           = refusal.New(refusal.KeysUnavailable, "encryption keys are unavailable; nothing was forwarded")
+	errAudit          = refusal.New(refusal.AuditUnavailable, "the audit trail is unavailable; the request was refused")
+	errUpstream       = refusal.New(refusal.UpstreamUnavailable, "the upstream app did not answer")
+	errUpstreamBody   = refusal.New(refusal.UpstreamUnreadable, "the upstream app answered with a body phiguard could not read; it was not passed on")
+	errUpstreamLarge  = refusal.New(refusal.UpstreamTooLarge, "the upstream app answered with a body larger than this route accepts; it was not passed on")
+	errClientGone     = refusal.New(refusal.ClientGone, "the client went away")
+	errInternal       = refusal.New(refusal.Internal, "internal error; nothing was forwarded")
 )
 
 // allowedMethods are the methods phiguard judges (policy.CanonicalMethod).
 const allowedMethods = "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"
 
+// statusClientClosed is logged and audited for a client that went away;
+// nothing is written to it.
+const statusClientClosed = 499
+
+// statuses is the HTTP status of each kind of refusal.
+var statuses = [...]int{
+	refusal.BadRequest:          http.StatusBadRequest,
+	refusal.Unauthenticated:     http.StatusUnauthorized,
+	refusal.Forbidden:           http.StatusForbidden,
+	refusal.Denied:              http.StatusForbidden,
+	refusal.MethodNotAllowed:    http.StatusMethodNotAllowed,
+	refusal.TooLarge:            http.StatusRequestEntityTooLarge,
+	refusal.BodyTimeout:         http.StatusRequestTimeout,
+	refusal.UnsupportedMedia:    http.StatusUnsupportedMediaType,
+	refusal.UnsupportedEncoding: http.StatusUnsupportedMediaType,
+	refusal.Busy:                http.StatusServiceUnavailable,
+	refusal.KeysUnavailable:     http.StatusServiceUnavailable,
+	refusal.AuditUnavailable:    http.StatusServiceUnavailable,
+	refusal.UpstreamUnavailable: http.StatusBadGateway,
+	refusal.UpstreamUnreadable:  http.StatusBadGateway,
+	refusal.UpstreamTooLarge:    http.StatusBadGateway,
+	refusal.ClientGone:          statusClientClosed,
+	refusal.Internal:            http.StatusInternalServerError,
+}
+
+// httpStatus is the status phiguard answers a refusal of kind k with.
+func httpStatus(k refusal.Kind) int {
+	if int(k) < len(statuses) && statuses[k] != 0 {
+		return statuses[k]
+	}
+	return http.StatusInternalServerError
+}
+
+// decisionOf is the audit decision for a refusal of kind k.
+func decisionOf(k refusal.Kind) string {
+	if k.Failure() {
+		return audit.DecisionError
+	}
+	return audit.DecisionDeny
+}
+
 // classify maps any error of the pipeline to what the client is told.
 // Internal error text never reaches the client.
-func classify(err error) *refusal {
-	var r *refusal
-	if errors.As(err, &r) {
+func classify(err error) *refusal.Error {
+	if r, ok := refusal.As(err); ok {
 		return r
-	}
-	var pr *policy.Refusal
-	if errors.As(err, &pr) {
-		switch {
-		case errors.Is(err, policy.ErrUnauthenticated):
-			return refuseWith(http.StatusUnauthorized, "unauthenticated", audit.DecisionDeny, "%s", pr.Reason)
-		case errors.Is(err, policy.ErrDenied):
-			return refuseWith(http.StatusForbidden, "denied", audit.DecisionDeny, "%s", pr.Reason)
-		default:
-			return refuseWith(http.StatusForbidden, "forbidden", audit.DecisionDeny, "%s", pr.Reason)
-		}
-	}
-	var be *codec.BodyError
-	if errors.As(err, &be) {
-		return badRequest("%s", be.Error())
 	}
 	if errors.Is(err, audit.ErrUnavailable) {
 		return errAudit
@@ -79,7 +90,7 @@ func classify(err error) *refusal {
 	if errors.Is(err, keys.ErrUnknownOrg) {
 		return errKeys
 	}
-	return refuseWith(http.StatusInternalServerError, "internal", audit.DecisionError, "internal error; nothing was forwarded")
+	return errInternal
 }
 
 // errorKind names what went wrong with err for the operational log,
@@ -124,7 +135,8 @@ type errorDetail struct {
 	RequestID string `json:"request_id"`
 }
 
-func writeError(w http.ResponseWriter, r *refusal, requestID string) {
+func writeError(w http.ResponseWriter, r *refusal.Error, requestID string) {
+	status := httpStatus(r.Kind)
 	h := w.Header()
 	for k := range h {
 		if k != "X-Request-Id" {
@@ -134,16 +146,14 @@ func writeError(w http.ResponseWriter, r *refusal, requestID string) {
 	h.Set("Content-Type", "application/json")
 	h.Set("Cache-Control", "no-store")
 	h.Set("X-Content-Type-Options", "nosniff")
-	switch r.status {
-	case http.StatusUnauthorized:
+	switch r.Kind {
+	case refusal.Unauthenticated:
 		h.Set("WWW-Authenticate", `Bearer realm="phiguard"`)
-	case http.StatusMethodNotAllowed:
+	case refusal.MethodNotAllowed:
 		h.Set("Allow", allowedMethods)
-	case http.StatusServiceUnavailable:
-		if r == errBusy {
-			h.Set("Retry-After", "1")
-		}
+	case refusal.Busy:
+		h.Set("Retry-After", "1")
 	}
-	w.WriteHeader(r.status)
-	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Status: r.status, Code: r.code, Message: r.msg, RequestID: requestID}})
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Status: status, Code: r.Kind.Code(), Message: r.Reason, RequestID: requestID}})
 }

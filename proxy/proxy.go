@@ -26,6 +26,7 @@ import (
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy/codec"
+	"github.com/phiguard/phiguard/refusal"
 )
 
 // Keys seals and opens field values for an organization.
@@ -276,7 +277,7 @@ func (p *Proxy) identify(r *http.Request) (*policy.Caller, error) {
 	c, err := p.verifier.Verify(r.Header.Values("Authorization"))
 	if errors.Is(err, identity.ErrClaims) {
 		// A genuine token that does not name one organization and a user.
-		return nil, &policy.Refusal{Kind: policy.ErrForbidden, Reason: err.Error()}
+		return nil, &refusal.Error{Kind: refusal.Forbidden, Reason: err.Error(), Detail: identity.ErrClaims}
 	}
 	if err != nil {
 		return nil, err
@@ -341,18 +342,18 @@ func (p *Proxy) encryptRequest(r *http.Request, ex *exchange) error {
 	}
 	kind, why, err := requestMediaKind(r.Header)
 	if err != nil {
-		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "%s", why)
+		return refusal.New(refusal.UnsupportedMedia, "%s", why)
 	}
 	gz, ok := contentEncoding(r.Header)
 	if !ok {
-		return refuseWith(http.StatusUnsupportedMediaType, "unsupported_encoding", audit.DecisionDeny, "only gzip or no Content-Encoding is read")
+		return refusal.New(refusal.UnsupportedEncoding, "only gzip or no Content-Encoding is read")
 	}
 	if len(route.EncryptRequest) > 0 {
 		switch {
 		case kind == bodyJSON && ex.plan.encJSON.Empty():
-			return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes form bodies")
+			return refusal.New(refusal.UnsupportedMedia, "this route takes form bodies")
 		case kind == bodyForm && !ex.plan.encForm:
-			return refuseWith(http.StatusUnsupportedMediaType, "unsupported_media_type", audit.DecisionDeny, "this route takes JSON bodies")
+			return refusal.New(refusal.UnsupportedMedia, "this route takes JSON bodies")
 		}
 	}
 	in := p.pol.File.Ingress
@@ -492,11 +493,10 @@ func (p *Proxy) decryptResponse(resp *http.Response, ex *exchange) error {
 		body, _, err = codec.RewriteJSON(body, ex.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
 			return p.reveal(ctx, dst, ex, route.DecryptResponse[sel].Text, v)
 		})
+		if errors.Is(err, refusal.BadRequest) {
+			return errUpstreamBody // the app's JSON, not the client's
+		}
 		if err != nil {
-			var be *codec.BodyError
-			if errors.As(err, &be) {
-				return errUpstreamBody
-			}
 			return err
 		}
 	}
@@ -578,9 +578,9 @@ func tokenText(v jsontext.Value) ([]byte, bool) {
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	ex := exchangeOf(r.Context())
 	ref := classify(err)
-	if !errors.As(err, new(*refusal)) && !errors.Is(err, audit.ErrUnavailable) {
+	if _, known := refusal.As(err); !known && !errors.Is(err, audit.ErrUnavailable) {
 		if errors.Is(err, context.Canceled) {
-			ref = refuseWith(499, "client_closed", audit.DecisionError, "the client went away")
+			ref = errClientGone
 		} else {
 			p.log.Warn("upstream call failed", "request_id", ex.rec.RequestID, "err_kind", errorKind(err))
 			ref = errUpstream
@@ -592,21 +592,21 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 // refuse answers the client itself and records the refusal.
 func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, ex *exchange, err error) {
 	ref := classify(err)
-	if ref.status == http.StatusInternalServerError {
+	if ref.Kind == refusal.Internal {
 		p.log.Error("request failed", "request_id", ex.rec.RequestID, "err_kind", errorKind(err))
 	}
-	ex.rec.Decision = ref.decision
-	ex.rec.Reason = ref.msg
-	ex.rec.Status = ref.status
-	if ref.decision == audit.DecisionDeny {
+	ex.rec.Decision = decisionOf(ref.Kind)
+	ex.rec.Reason = ref.Reason
+	ex.rec.Status = httpStatus(ref.Kind)
+	if !ref.Kind.Failure() {
 		ex.rec.AddAction(audit.ActionDeny)
 	}
-	if ref != errAudit && !ex.audited {
+	if ref.Kind != refusal.AuditUnavailable && !ex.audited {
 		if aerr := p.record(r.Context(), ex); aerr != nil {
 			ref = errAudit
 		}
 	}
-	if ref.status == 499 {
+	if ref.Kind == refusal.ClientGone {
 		return
 	}
 	writeError(w, ref, ex.rec.RequestID)

@@ -77,7 +77,7 @@ type Edit func(dst []byte, sel int, value jsontext.Value) ([]byte, error)
 // RewriteJSON parses src as exactly one JSON value, strictly, and replaces
 // every value a selector picks with what edit returns. Bytes outside the
 // selected values are copied unchanged. counts[i] is how many values
-// selector i picked. Body errors are *BodyError; edit's errors are returned
+// selector i picked. Body errors are *refusal.Error (BadRequest); edit's errors are returned
 // as they are.
 func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, err error) {
 	w := walker{
@@ -133,13 +133,13 @@ func (w *walker) value(d int) error {
 	for i, sel := range w.m.sels {
 		done := uint64(1) << len(sel.Steps)
 		if w.m.idx[i] < 0 && st[w.n+i]&done != 0 {
-			return &BodyError{Kind: ErrRefusedKey, Reason: "the body holds " + sel.Text + ", which would override the request"}
+			return bodyError(ErrRefusedKey, "the body holds "+sel.Text+", which would override the request")
 		}
 		if st[i]&done != 0 {
 			return w.replace(i)
 		}
 		if st[w.n+i]&done != 0 {
-			return &BodyError{Kind: ErrAmbiguousKey, Reason: "a key differs from the selected " + sel.Text + " only by letter case"}
+			return bodyError(ErrAmbiguousKey, "a key differs from the selected "+sel.Text+" only by letter case")
 		}
 		if st[w.n+i] != 0 {
 			live = true
@@ -175,7 +175,7 @@ func (w *walker) value(d int) error {
 					op = op || strings.EqualFold(key, "op")
 					path = path || strings.EqualFold(key, "path")
 					if op && path {
-						return &BodyError{Kind: ErrPatchDocument, Reason: "the body is a JSON Patch document (an array of operations); its values cannot be selected, so it is refused. Send the object, or a JSON Merge Patch"}
+						return bodyError(ErrPatchDocument, "the body is a JSON Patch document (an array of operations); its values cannot be selected, so it is refused. Send the object, or a JSON Merge Patch")
 					}
 				}
 			}
@@ -295,7 +295,7 @@ func (w *walker) replace(i int) error {
 	return nil
 }
 
-// jsonErr turns a decoder error into a BodyError that names the problem and
+// jsonErr turns a decoder error into a refusal that names the problem and
 // its byte offset, never the offending text or key.
 func jsonErr(err error) error {
 	if err == nil {

@@ -8,6 +8,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/refusal"
 )
 
 func selectors(t testing.TB, texts ...string) []policy.Selector {
@@ -120,9 +121,9 @@ func TestRewriteJSONRefuses(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v (out %q), want %v", err, out, tc.want)
 			}
-			var be *BodyError
+			var be *refusal.Error
 			if !errors.As(err, &be) {
-				t.Fatalf("error %T is not a *BodyError", err)
+				t.Fatalf("error %T is not a *refusal.Error", err)
 			}
 		})
 	}
@@ -176,9 +177,9 @@ func FuzzRewriteJSON(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		same, _, err := RewriteJSON(in, m, func(dst []byte, _ int, v jsontext.Value) ([]byte, error) { return append(dst, v...), nil })
 		if err != nil {
-			var be *BodyError
-			if !errors.As(err, &be) {
-				t.Fatalf("error %T is not a *BodyError: %v", err, err)
+			var be *refusal.Error
+			if !errors.As(err, &be) || be.Kind != refusal.BadRequest {
+				t.Fatalf("error %T is not a bad-request refusal: %v", err, err)
 			}
 			return
 		}
