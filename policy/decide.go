@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/phiguard/phiguard/refusal"
 )
@@ -22,13 +23,6 @@ func refuse(kind refusal.Kind, format string, args ...any) *refusal.Error {
 	return refusal.New(kind, format, args...)
 }
 
-// Caller is a verified caller, as the identity layer read it from a token.
-type Caller struct {
-	Org  string
-	User string
-	Role string
-}
-
 // Request is what the engine needs to know of a request, from whichever
 // front end received it.
 type Request struct {
@@ -36,7 +30,7 @@ type Request struct {
 	// Path is the canonical, percent-decoded path.
 	Path string
 	// Caller is the verified caller, or nil when there is no valid token.
-	Caller *Caller
+	Caller *identity.Caller
 	// CallerErr says why there is no caller, when a token was presented
 	// but failed verification. Its text must be safe to show.
 	CallerErr error

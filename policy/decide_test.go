@@ -4,6 +4,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/refusal"
 )
 
@@ -106,12 +107,12 @@ func TestMatchCaseSensitive(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	p := mustParse(t, decidePolicy)
-	agentA := &Caller{Org: "org_a", User: "u1", Role: "agent"}
-	viewerA := &Caller{Org: "org_a", User: "u2", Role: "viewer"}
-	callerZ := &Caller{Org: "org_z", User: "u3", Role: "agent"}
-	noOrg := &Caller{User: "u4"}
-	noUser := &Caller{Org: "org_a", Role: "agent"}
-	badOrg := &Caller{Org: "org a", User: "u5", Role: "agent"}
+	agentA := &identity.Caller{Org: "org_a", User: "u1", Role: "agent"}
+	viewerA := &identity.Caller{Org: "org_a", User: "u2", Role: "viewer"}
+	callerZ := &identity.Caller{Org: "org_z", User: "u3", Role: "agent"}
+	noOrg := &identity.Caller{User: "u4"}
+	noUser := &identity.Caller{Org: "org_a", Role: "agent"}
+	badOrg := &identity.Caller{Org: "org a", User: "u5", Role: "agent"}
 	claimErr := &refusal.Error{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
 	hdr := func(v ...string) func(string) []string {
 		return func(name string) []string {

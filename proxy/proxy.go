@@ -270,7 +270,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), exchangeKey{}, ex)))
 }
 
-func (p *Proxy) identify(r *http.Request) (*policy.Caller, error) {
+func (p *Proxy) identify(r *http.Request) (*identity.Caller, error) {
 	if p.verifier == nil {
 		return nil, errors.New("no identity provider is configured")
 	}
@@ -282,7 +282,7 @@ func (p *Proxy) identify(r *http.Request) (*policy.Caller, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &policy.Caller{Org: c.Org, User: c.User, Role: c.Role}, nil
+	return c, nil
 }
 
 func (p *Proxy) fromTrustedGateway(r *http.Request) bool {
