@@ -29,6 +29,7 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -194,8 +195,10 @@ func validator(cfg Config, now time.Time) (*jwt.Validator, error) {
 	return jwt.NewValidator(opts)
 }
 
-// Verify checks the Authorization header values of a request and returns the caller.
-func (v *Verifier) Verify(authorization []string) (*Caller, error) {
+// Verify checks the Authorization header values of a request and returns
+// the caller. ctx is for the key fetches of a JWKS URL; a key set read from
+// a file or given as bytes does no I/O.
+func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller, error) {
 	if len(authorization) == 0 {
 		return nil, ErrNoToken
 	}

@@ -87,14 +87,14 @@ func TestVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 			tok := is.sign(t, claims(now.Add(time.Hour), map[string]any{"org_id": "org_a", "role": "agent"}))
-			c, err := v.Verify([]string{"Bearer " + tok})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + tok})
 			if err != nil {
 				t.Fatal(err)
 			}
 			if *c != (Caller{Org: "org_a", User: "user-1", Role: "agent"}) {
 				t.Errorf("caller = %+v", c)
 			}
-			if _, err := v.Verify([]string{"bearer " + tok}); err != nil {
+			if _, err := v.Verify(t.Context(), []string{"bearer " + tok}); err != nil {
 				t.Errorf("lower-case scheme refused: %v", err)
 			}
 		})
@@ -129,7 +129,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"alg none", []string{"Bearer " + unsigned(good)}, ErrInvalidToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if c, err := v.Verify(tc.header); !errors.Is(err, tc.want) {
+			if c, err := v.Verify(t.Context(), tc.header); !errors.Is(err, tc.want) {
 				t.Errorf("got %+v, %v; want %v", c, err, tc.want)
 			}
 		})
@@ -140,7 +140,7 @@ func TestClockSkew(t *testing.T) {
 	is := newIssuer(t, es256(t))
 	v, _ := NewVerifierFromJWKS(cfg(), is.jwks)
 	tok := is.sign(t, claims(now.Add(-10*time.Second), map[string]any{"org_id": "org_a"}))
-	if _, err := v.Verify([]string{"Bearer " + tok}); err != nil {
+	if _, err := v.Verify(t.Context(), []string{"Bearer " + tok}); err != nil {
 		t.Errorf("token 10s past expiry refused within 30s skew: %v", err)
 	}
 }
@@ -227,7 +227,7 @@ func TestOrgClaim(t *testing.T) {
 		{"too long for an org id", map[string]any{"org_id": strings.Repeat("a", 65)}, "is not a valid organization id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := v.Verify([]string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), tc.custom))})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), tc.custom))})
 			if tc.problem == "" {
 				if err != nil {
 					t.Fatalf("got %v, want accepted", err)
@@ -300,7 +300,7 @@ func TestUserClaim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			caller, err := v.Verify([]string{"Bearer " + is.sign(t, tc.token)})
+			caller, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, tc.token)})
 			if tc.problem == "" {
 				if err != nil {
 					t.Fatalf("got %v, want accepted", err)
@@ -327,7 +327,7 @@ func TestClaimOrder(t *testing.T) {
 	}
 	o := claims(now.Add(time.Hour), map[string]any{"org_id": 1})
 	o.Subject = nil
-	_, err = v.Verify([]string{"Bearer " + is.sign(t, o)})
+	_, err = v.Verify(t.Context(), []string{"Bearer " + is.sign(t, o)})
 	wantClaimError(t, err, "org_id", "is not a string")
 }
 
@@ -352,7 +352,7 @@ func TestRoleClaimOptional(t *testing.T) {
 			if tc.role != nil {
 				custom["role"] = tc.role
 			}
-			c, err := v.Verify([]string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
 			if err != nil {
 				t.Fatalf("got %v, want accepted", err)
 			}
@@ -402,7 +402,7 @@ func TestTokenLifetime(t *testing.T) {
 				iat := now.Add(-*tc.iat)
 				o.IssuedAt = &iat
 			}
-			caller, err := v.Verify([]string{"Bearer " + is.sign(t, o)})
+			caller, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, o)})
 			switch {
 			case tc.refuse && !errors.Is(err, ErrInvalidToken):
 				t.Errorf("got %+v, %v; want %v", caller, err, ErrInvalidToken)
