@@ -20,7 +20,9 @@
 //     MaxUserLen bytes without control characters.
 //
 // The role claim (Config.RoleClaim) is optional: when it is missing or not
-// a string the caller has no role.
+// a string the caller has no role. The amr claim (RFC 8176) is optional
+// too: Caller.AMR holds it when it is an array of strings, and is nil
+// otherwise.
 //
 // Every error of Verify is safe to show a client: a refused token yields
 // ErrNoToken, ErrMalformed, ErrInvalidToken, or a *ClaimError (which wraps
@@ -78,9 +80,16 @@ type Config struct {
 // MaxUserLen is the longest user claim accepted, in bytes.
 const MaxUserLen = 256
 
-// Caller is what a verified token says about its bearer.
+// Caller is what a verified token says about its bearer. Verify may return
+// the same *Caller for repeated presentations of one token: callers must
+// not modify it.
 type Caller struct {
 	Org, User, Role string
+	// AMR lists the authentication methods of the token's "amr" claim
+	// (RFC 8176) when it is an array of strings; nil otherwise.
+	AMR []string
+	// Expires is the token's exp.
+	Expires time.Time
 }
 
 // Errors of Verify. Their text is safe to show a client.
@@ -270,7 +279,30 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 		return nil, err
 	}
 	role, _ := optionalClaim(vj, v.cfg.RoleClaim)
-	return &Caller{Org: org, User: user, Role: role}, nil
+	// Tink has refused a token without exp.
+	exp, err := vj.ExpiresAt()
+	if err != nil {
+		return nil, ErrInvalidToken
+	}
+	return &Caller{Org: org, User: user, Role: role, AMR: amrClaim(vj), Expires: exp}, nil
+}
+
+// amrClaim reads the amr claim: an array of strings, or nil when the claim
+// is missing, empty or anything else.
+func amrClaim(vj *jwt.VerifiedJWT) []string {
+	list, err := vj.ArrayClaim("amr")
+	if err != nil {
+		return nil
+	}
+	var amr []string
+	for _, m := range list {
+		s, ok := m.(string)
+		if !ok {
+			return nil
+		}
+		amr = append(amr, s)
+	}
+	return amr
 }
 
 // orgClaim reads the org claim: one string that is a valid org id.

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -91,8 +92,11 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *c != (Caller{Org: "org_a", User: "user-1", Role: "agent"}) {
-				t.Errorf("caller = %+v", c)
+			if c.Org != "org_a" || c.User != "user-1" || c.Role != "agent" || c.AMR != nil {
+				t.Errorf("got %+v, want org org_a, user user-1, role agent, no amr", *c)
+			}
+			if want := now.Add(time.Hour); !c.Expires.Equal(want) {
+				t.Errorf("got expires %v, want %v", c.Expires, want)
 			}
 			if _, err := v.Verify(t.Context(), []string{"bearer " + tok}); err != nil {
 				t.Errorf("lower-case scheme refused: %v", err)
@@ -358,6 +362,43 @@ func TestRoleClaimOptional(t *testing.T) {
 			}
 			if c.Role != tc.want {
 				t.Errorf("got role %q, want %q", c.Role, tc.want)
+			}
+		})
+	}
+}
+
+func TestAMR(t *testing.T) {
+	is := newIssuer(t, es256(t))
+	v, err := NewVerifierFromJWKS(cfg(), is.jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		amr  any // nil: no amr claim
+		want []string
+	}{
+		{"array", []any{"pwd", "otp"}, []string{"pwd", "otp"}},
+		{"array of one", []any{"hwk"}, []string{"hwk"}},
+		{"missing", nil, nil},
+		{"empty array", []any{}, nil},
+		{"string", "pwd", nil},
+		{"number", 1, nil},
+		{"object", map[string]any{"pwd": true}, nil},
+		{"array with a number", []any{"pwd", 2}, nil},
+		{"array with an array", []any{"pwd", []any{"otp"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			custom := map[string]any{"org_id": "org_a"}
+			if tc.amr != nil {
+				custom["amr"] = tc.amr
+			}
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
+			if err != nil {
+				t.Fatalf("got %v, want accepted", err)
+			}
+			if !reflect.DeepEqual(c.AMR, tc.want) {
+				t.Errorf("got amr %#v, want %#v", c.AMR, tc.want)
 			}
 		})
 	}
