@@ -24,6 +24,21 @@
 // too: Caller.AMR holds it when it is an array of strings, and is nil
 // otherwise.
 //
+// Each key of the set has a Tink verifier of its own, and the token's
+// protected header chooses which verify it: a kid that names keys of the
+// set chooses those keys only; a kid that names none chooses the keys
+// without a kid (a token is refused without any signature check when there
+// are none); a token without kid is tried with every key. Keys whose
+// algorithm is not the header's alg are skipped. Keys that share a kid (RFC
+// 7517 allows it for alternatives of different types) are all tried, in
+// set order. The header is written by whoever sends the token: it only
+// narrows the keys tried, and Tink checks alg and kid again against the key
+// whose signature verifies, so no token Tink's verifier of the whole set
+// would refuse is accepted. (A token whose kid names a key but that a key
+// without kid signed is refused, where Tink's whole-set verifier would
+// accept it.) A header that is not base64url JSON with string alg and kid
+// makes the token invalid.
+//
 // Every error of Verify is safe to show a client: a refused token yields
 // ErrNoToken, ErrMalformed, ErrInvalidToken, or a *ClaimError (which wraps
 // ErrClaims) naming the claim and the problem. Error text never holds a
@@ -133,8 +148,8 @@ const (
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg      Config
-	verifier jwt.Verifier
+	cfg  Config
+	keys *keySet
 }
 
 // NewVerifier reads the key set in cfg.JWKSFile.
@@ -151,11 +166,7 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
-	h, err := jwt.JWKSetToPublicKeysetHandle(jwks)
-	if err != nil {
-		return nil, fmt.Errorf("JWKS %s: %w", cfg.JWKSFile, err)
-	}
-	v, err := jwt.NewVerifier(h)
+	keys, err := newKeySet(jwks)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", cfg.JWKSFile, err)
 	}
@@ -166,7 +177,7 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 	if _, err := validator(cfg, cfg.Now()); err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, verifier: v}, nil
+	return &Verifier{cfg: cfg, keys: keys}, nil
 }
 
 // checkConfig refuses claim names and limits Verify could not apply.
@@ -223,7 +234,7 @@ func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller,
 	if err != nil {
 		return nil, err
 	}
-	vj, err := v.verifier.VerifyAndDecode(token, val)
+	vj, err := v.keys.verify(token, val)
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
