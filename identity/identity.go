@@ -4,10 +4,11 @@
 //
 // A token is accepted only when all of these hold:
 //
-//   - the signature verifies with a key of the set, and the token has an
-//     exp claim that has not passed (nbf, when present, has come), both
-//     within Config.ClockSkew; iss and aud match Config.Issuer and
-//     Config.Audience when those are set;
+//   - the signature verifies with a key of the set that the token's header
+//     chooses (see below), and the token has an exp claim that has not
+//     passed (nbf, when present, has come), both within Config.ClockSkew;
+//     iss and aud match Config.Issuer and Config.Audience when those are
+//     set;
 //   - iat, when present, is not later than now + ClockSkew (a token issued
 //     in the future is refused; a token without iat is accepted);
 //   - when Config.MaxTokenLifetime is set, exp is no later than now +
@@ -39,6 +40,17 @@
 // accept it.) A header that is not base64url JSON with string alg and kid
 // makes the token invalid.
 //
+// A token that passed every check is remembered (Config.CacheSize,
+// Config.CacheTTL) under the SHA-256 of the token, with its *Caller: when
+// it is presented again, Verify returns that *Caller without checking the
+// signature or the claims again, which hold as long as exp has not passed.
+// exp is checked on every presentation, as Tink checks it (the token is
+// refused from exp + ClockSkew on); once CacheTTL has passed the token is
+// verified again. A refused token is never remembered, so forged tokens
+// cannot evict good ones; each costs the signature checks of the keys its
+// header chooses, one for a set of distinct kids. Verifier.SetKeySet
+// replaces the key set and forgets every remembered token.
+//
 // Every error of Verify is safe to show a client: a refused token yields
 // ErrNoToken, ErrMalformed, ErrInvalidToken, or a *ClaimError (which wraps
 // ErrClaims) naming the claim and the problem. Error text never holds a
@@ -52,6 +64,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -88,9 +101,28 @@ type Config struct {
 	// RoleClaim names the claim that carries the caller's role; optional.
 	// A token whose role claim is missing or not a string has no role.
 	RoleClaim string
+	// CacheSize bounds how many verified tokens are remembered, so that a
+	// token presented again costs no signature check and no claim check. 0
+	// means DefaultCacheSize; negative means no cache. Only tokens that
+	// passed every check are remembered, under the SHA-256 of the token
+	// (never the token), with the caller they yield; a full cache evicts an
+	// entry that expired or was not used lately.
+	CacheSize int
+	// CacheTTL bounds how long a token is remembered: it is verified again
+	// once CacheTTL has passed since it was. 0 means DefaultCacheTTL;
+	// negative is a configuration error. A remembered token is also
+	// forgotten, and refused, once its exp has passed (within ClockSkew,
+	// as for a token that is verified).
+	CacheTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
+
+// Defaults of Config.
+const (
+	DefaultCacheSize = 10000
+	DefaultCacheTTL  = 5 * time.Minute
+)
 
 // MaxUserLen is the longest user claim accepted, in bytes.
 const MaxUserLen = 256
@@ -148,8 +180,25 @@ const (
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg  Config
-	keys *keySet
+	cfg Config
+	// state is swapped whole by SetKeySet: a verification that loaded
+	// the old one caches into the old cache, which no later one reads.
+	state atomic.Pointer[verifierState]
+	// hits are striped by digest so that hits on different tokens do not
+	// write one cache line.
+	hits   [maxShards]counter
+	misses atomic.Uint64
+}
+
+// verifierState is a key set and the cache of the tokens it verified.
+type verifierState struct {
+	keys  *keySet
+	cache *cache // nil: no cache
+}
+
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte // one counter per cache line
 }
 
 // NewVerifier reads the key set in cfg.JWKSFile.
@@ -173,11 +222,46 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
 	// Fail now, not on the first request, if the options are unusable.
 	if _, err := validator(cfg, cfg.Now()); err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, keys: keys}, nil
+	v := &Verifier{cfg: cfg}
+	v.setKeys(keys)
+	return v, nil
+}
+
+// SetKeySet replaces the key set with jwks (JSON) and forgets every
+// remembered token, so that the tokens of a key no longer in the set are
+// refused at once. An invalid set is refused with the error and the old
+// one stays.
+func (v *Verifier) SetKeySet(jwks []byte) error {
+	keys, err := newKeySet(jwks)
+	if err != nil {
+		return fmt.Errorf("JWKS: %w", err)
+	}
+	v.setKeys(keys)
+	return nil
+}
+
+func (v *Verifier) setKeys(keys *keySet) {
+	v.state.Store(&verifierState{keys: keys, cache: newCache(v.cfg.CacheSize, v.cfg.CacheTTL, v.cfg.ClockSkew)})
+}
+
+// CacheStats returns how many accepted tokens were answered from the cache
+// (hits) and how many were verified (misses), since the Verifier was made.
+// Refused tokens count in neither.
+func (v *Verifier) CacheStats() (hits, misses uint64) {
+	for i := range v.hits {
+		hits += v.hits[i].n.Load()
+	}
+	return hits, v.misses.Load()
 }
 
 // checkConfig refuses claim names and limits Verify could not apply.
@@ -196,6 +280,9 @@ func checkConfig(cfg Config) error {
 	}
 	if cfg.MaxTokenLifetime < 0 {
 		return fmt.Errorf("identity: max token lifetime %s is negative", cfg.MaxTokenLifetime)
+	}
+	if cfg.CacheTTL < 0 {
+		return fmt.Errorf("identity: cache TTL %s is negative", cfg.CacheTTL)
 	}
 	return nil
 }
@@ -219,22 +306,56 @@ func validator(cfg Config, now time.Time) (*jwt.Validator, error) {
 // the caller. ctx is for the key fetches of a JWKS URL; a key set read from
 // a file or given as bytes does no I/O.
 func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller, error) {
+	token, err := bearerToken(authorization)
+	if err != nil {
+		return nil, err
+	}
+	st := v.state.Load()
+	now := v.cfg.Now()
+	d, cacheable := st.cache.digest(token)
+	if cacheable {
+		c, isExpired := st.cache.get(d, now)
+		if isExpired {
+			return nil, ErrInvalidToken
+		}
+		if c != nil {
+			v.hits[int(d[0])%len(v.hits)].n.Add(1)
+			return c, nil
+		}
+	}
+	c, err := v.verify(st.keys, token, now)
+	if err != nil {
+		return nil, err
+	}
+	v.misses.Add(1)
+	if cacheable {
+		st.cache.put(d, c, now)
+	}
+	return c, nil
+}
+
+// bearerToken returns the token of the one Authorization header value.
+func bearerToken(authorization []string) (string, error) {
 	if len(authorization) == 0 {
-		return nil, ErrNoToken
+		return "", ErrNoToken
 	}
 	if len(authorization) > 1 {
-		return nil, ErrMalformed
+		return "", ErrMalformed
 	}
 	scheme, token, ok := strings.Cut(authorization[0], " ")
 	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return nil, ErrMalformed
+		return "", ErrMalformed
 	}
-	now := v.cfg.Now()
+	return token, nil
+}
+
+// verify checks the signature of token with keys and every claim.
+func (v *Verifier) verify(keys *keySet, token string, now time.Time) (*Caller, error) {
 	val, err := validator(v.cfg, now)
 	if err != nil {
 		return nil, err
 	}
-	vj, err := v.keys.verify(token, val)
+	vj, err := keys.verify(token, val)
 	if err != nil {
 		return nil, ErrInvalidToken
 	}

@@ -139,7 +139,7 @@ func (c countingVerifier) VerifyAndDecode(tok string, val *jwt.Validator) (*jwt.
 // it before v is used.
 func countChecks(v *Verifier) *atomic.Int64 {
 	n := new(atomic.Int64)
-	for _, k := range v.keys.all {
+	for _, k := range v.state.Load().keys.all {
 		k.verifier = countingVerifier{k.verifier, n}
 	}
 	return n
