@@ -343,7 +343,8 @@ func bearerToken(authorization []string) (string, error) {
 		return "", ErrMalformed
 	}
 	scheme, token, ok := strings.Cut(authorization[0], " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" || strings.ContainsAny(token, " \t") {
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" ||
+		strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 {
 		return "", ErrMalformed
 	}
 	return token, nil
