@@ -51,9 +51,10 @@ type cacheSlot struct {
 	used atomic.Bool
 }
 
-// newCache returns a cache of size entries, or nil when size is negative.
+// newCache returns a cache of size entries, or nil when size is not
+// positive.
 func newCache(size int, ttl, skew time.Duration) *cache {
-	if size < 0 {
+	if size < 1 {
 		return nil
 	}
 	n := maxShards
@@ -71,8 +72,8 @@ func newCache(size int, ttl, skew time.Duration) *cache {
 	return c
 }
 
-// digest returns the cache key of token; ok is false when c is nil.
-func (c *cache) digest(token string) (d digest, ok bool) {
+// digestOf returns the cache key of token; ok is false when c is nil.
+func (c *cache) digestOf(token string) (d digest, ok bool) {
 	if c == nil {
 		return d, false
 	}

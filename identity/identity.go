@@ -106,7 +106,8 @@ type Config struct {
 	// means DefaultCacheSize; negative means no cache. Only tokens that
 	// passed every check are remembered, under the SHA-256 of the token
 	// (never the token), with the caller they yield; a full cache evicts an
-	// entry that expired or was not used lately.
+	// entry that expired or was not used lately. An entry takes a few
+	// hundred bytes and the caller's claim values.
 	CacheSize int
 	// CacheTTL bounds how long a token is remembered: it is verified again
 	// once CacheTTL has passed since it was. 0 means DefaultCacheTTL;
@@ -312,7 +313,7 @@ func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller,
 	}
 	st := v.state.Load()
 	now := v.cfg.Now()
-	d, cacheable := st.cache.digest(token)
+	d, cacheable := st.cache.digestOf(token)
 	if cacheable {
 		c, isExpired := st.cache.get(d, now)
 		if isExpired {

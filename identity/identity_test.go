@@ -470,6 +470,7 @@ func TestConfigRefused(t *testing.T) {
 		{"role from iat", func(c *Config) { c.RoleClaim = "iat" }},
 		{"negative lifetime", func(c *Config) { c.MaxTokenLifetime = -time.Hour }},
 		{"skew over 10m", func(c *Config) { c.ClockSkew = 11 * time.Minute }},
+		{"negative cache ttl", func(c *Config) { c.CacheTTL = -time.Second }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg()
