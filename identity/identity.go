@@ -240,8 +240,9 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 
 // SetKeySet replaces the key set with jwks (JSON) and forgets every
 // remembered token, so that the tokens of a key no longer in the set are
-// refused at once. An invalid set is refused with the error and the old
-// one stays.
+// refused at once: every Verify that starts after SetKeySet returns uses
+// the new set and an empty cache. It is safe to call during Verify. An
+// invalid set is refused with the error and the old one stays.
 func (v *Verifier) SetKeySet(jwks []byte) error {
 	keys, err := newKeySet(jwks)
 	if err != nil {

@@ -33,9 +33,11 @@ type setKey struct {
 }
 
 // newKeySet converts jwks with Tink. The whole set is converted and made
-// into one verifier, as before keys were chosen by kid, so that a document
-// Tink refuses is refused with Tink's error; each key of that set then
-// gets a verifier of its own.
+// into one verifier first, so that a document Tink refuses is refused with
+// Tink's error. Each key of the converted set then gets a keyset and a
+// verifier of its own: taking the keys Tink converted, rather than cutting
+// the JSON into one-key sets, needs no second JSON reader that would have
+// to agree with Tink's on which keys the document holds.
 func newKeySet(jwks []byte) (*keySet, error) {
 	h, err := jwt.JWKSetToPublicKeysetHandle(jwks)
 	if err != nil {
