@@ -155,12 +155,12 @@ func frame(h http.Header, body []byte) {
 	h.Set("Content-Length", strconv.Itoa(len(body)))
 }
 
-// Reasons a value is masked, as audit records name them.
+// Reasons a value is masked, as audit records name them (Field.Reason).
 const (
-	maskNotReader   = "the caller's role may not read it"
-	maskOtherOrg    = "token of another organization"
-	maskUndecodable = "token does not decrypt"
-	maskNotToken    = "value is not a phiguard token"
+	MaskNotReader   = "the caller's role may not read it"
+	MaskOtherOrg    = "token of another organization"
+	MaskUndecodable = "token does not decrypt"
+	MaskNotToken    = "value is not a phiguard token"
 )
 
 // reveal appends to dst what the caller may see of one selected response
@@ -172,13 +172,13 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 		return append(dst, v...), nil // null holds nothing to protect
 	}
 	if !x.decision.Reader {
-		x.rec.AddField(audit.ActionMask, path, maskNotReader, 1)
+		x.rec.AddField(audit.ActionMask, path, MaskNotReader, 1)
 		return append(dst, mask...), nil
 	}
 	tok, ok := tokenText(v)
 	if !ok {
 		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
-		x.rec.AddField(audit.ActionMask, path, maskNotToken, 1)
+		x.rec.AddField(audit.ActionMask, path, MaskNotToken, 1)
 		return append(dst, mask...), nil
 	}
 	pt, err := x.e.keys.Decrypt(ctx, x.decision.Org, tok)
@@ -187,10 +187,10 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 		x.rec.AddField(audit.ActionDecrypt, path, "", 1)
 		return append(dst, pt...), nil
 	case errors.Is(err, keys.ErrOrgMismatch):
-		x.rec.AddField(audit.ActionMask, path, maskOtherOrg, 1)
+		x.rec.AddField(audit.ActionMask, path, MaskOtherOrg, 1)
 		return append(dst, mask...), nil
 	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
-		x.rec.AddField(audit.ActionMask, path, maskUndecodable, 1)
+		x.rec.AddField(audit.ActionMask, path, MaskUndecodable, 1)
 		return append(dst, mask...), nil
 	default:
 		return dst, x.e.keyFailure(err)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/keys"
 )
 
@@ -147,7 +148,7 @@ func TestTokenThatDoesNotDecryptIsMasked(t *testing.T) {
 	for _, f := range h.sink.lastRecord(t).Fields {
 		reasons[f.Reason] += f.Count
 	}
-	if reasons[maskUndecodable] != 2 || reasons[maskNotToken] != 1 {
+	if reasons[engine.MaskUndecodable] != 2 || reasons[engine.MaskNotToken] != 1 {
 		t.Errorf("mask reasons %v", reasons)
 	}
 }

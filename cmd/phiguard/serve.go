@@ -116,6 +116,7 @@ func build(ctx context.Context, pol *policy.Policy, stdout, stderr io.Writer, lo
 	if id := pol.File.Identity; id != nil && id.JWT != nil {
 		v, err := identity.NewVerifier(identity.Config{
 			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
+			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
 			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role,
 		})
 		if err != nil {
