@@ -8,7 +8,6 @@ import (
 	"mime"
 	"net"
 	"net/http"
-	"slices"
 	"strings"
 )
 
@@ -98,7 +97,8 @@ func contentEncoding(h http.Header) (gzipped bool, ok bool) {
 // errTooLarge past limit bytes, before or after decompression: a small
 // gzip bomb is refused as surely as a large body. size is the declared
 // length (-1 when unknown): the buffer is sized for it up to limit, so a
-// body of known length is read without regrowing.
+// body of known length is read without regrowing. The buffer is lent
+// (getBuffer): give it back with putBuffer once done with it.
 func readBody(body io.Reader, size int64, gzipped bool, limit int64) ([]byte, error) {
 	raw, err := readLimited(body, size, limit)
 	if err != nil {
@@ -107,6 +107,7 @@ func readBody(body io.Reader, size int64, gzipped bool, limit int64) ([]byte, er
 	if !gzipped {
 		return raw, nil
 	}
+	defer putBuffer(raw)
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, errBadGzip
@@ -129,23 +130,29 @@ func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
 	if size >= 0 {
 		c = size + 1
 	}
-	buf := make([]byte, 0, min(c, limit+1))
+	buf := getBuffer(int(min(c, limit+1)))
 	for {
 		if len(buf) == cap(buf) {
 			if int64(len(buf)) > limit {
+				putBuffer(buf)
 				return nil, errTooLarge
 			}
-			buf = slices.Grow(buf, int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+			grown := getBuffer(len(buf) + int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+			grown = append(grown, buf...)
+			putBuffer(buf)
+			buf = grown
 		}
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
+			putBuffer(buf)
 			return nil, errTooLarge
 		}
 		switch {
 		case err == io.EOF:
 			return buf, nil
 		case err != nil:
+			putBuffer(buf)
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
 				return nil, errReadTimeout

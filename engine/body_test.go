@@ -59,3 +59,22 @@ func TestReadLimited(t *testing.T) {
 		}
 	})
 }
+
+// TestBodyBuffers: a lent buffer has room for what was asked; a returned
+// one is wiped before anyone else can get it, since bodies hold PHI.
+func TestBodyBuffers(t *testing.T) {
+	for _, n := range []int{0, 1, 4 << 10, 4<<10 + 1, 300 << 10} {
+		b := getBuffer(n)
+		if len(b) != 0 || cap(b) < n {
+			t.Errorf("getBuffer(%d): len %d cap %d", n, len(b), cap(b))
+		}
+	}
+	b := getBuffer(100)
+	b = append(b, "canary-phi-value"...)
+	putBuffer(b)
+	// The pooled array is cleared in place: b still views it.
+	if bytes.Contains(b[:cap(b)], []byte("canary")) {
+		t.Error("a returned buffer still holds its body")
+	}
+	putBuffer(make([]byte, 0, 1000)) // not a size class: not pooled, no panic
+}

@@ -52,6 +52,7 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	} else {
 		out, err = x.sealForm(ctx, raw)
 	}
+	putBuffer(raw) // the sealed body is a copy
 	if err != nil {
 		return nil, err
 	}
@@ -128,23 +129,26 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	case err != nil:
 		return nil, false, errUpstreamBody
 	}
-	if len(raw) > 0 {
-		if kind, _, err := mediaKind(h); err != nil || kind != bodyJSON {
-			return nil, false, errUpstreamBody
-		}
-		route := x.decision.Route
-		raw, _, err = codec.RewriteJSON(raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
-			return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
-		})
-		if errors.Is(err, refusal.BadRequest) {
-			return nil, false, errUpstreamBody // the app's JSON, not the client's
-		}
-		if err != nil {
-			return nil, false, err
-		}
+	defer putBuffer(raw) // what is returned is a copy
+	if len(raw) == 0 {
+		frame(h, nil)
+		return []byte{}, true, nil
 	}
-	frame(h, raw)
-	return raw, true, nil
+	if kind, _, err := mediaKind(h); err != nil || kind != bodyJSON {
+		return nil, false, errUpstreamBody
+	}
+	route := x.decision.Route
+	out, _, err = codec.RewriteJSON(raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
+	})
+	if errors.Is(err, refusal.BadRequest) {
+		return nil, false, errUpstreamBody // the app's JSON, not the client's
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	frame(h, out)
+	return out, true, nil
 }
 
 // frame sets the headers of a body phiguard rewrote: decoded (no
