@@ -27,7 +27,9 @@ const (
 )
 
 // Record is one audit line. It holds identifiers, field paths and counts;
-// never a field value.
+// never a field value. AppendJSON encodes it; the struct tags say the same
+// for encoding/json, and the tests hold the two equal, so a new field goes
+// in both.
 type Record struct {
 	Time      time.Time `json:"time"`
 	RequestID string    `json:"request_id"`

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -97,6 +98,46 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 				t.Errorf("appended to a prefix: got %s", got)
 			}
 		})
+	}
+}
+
+// TestAppendJSONCoversEveryField: with every field of Record and Field set,
+// AppendJSON still writes what json.Marshal writes, so a field added to the
+// struct and not to AppendJSON fails here.
+func TestAppendJSONCoversEveryField(t *testing.T) {
+	var r Record
+	fill(reflect.ValueOf(&r).Elem())
+	want, err := json.Marshal(&r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.AppendJSON(nil); string(got) != string(want) {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+// fill sets every field of v to a value that is not zero.
+func fill(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString("x")
+	case reflect.Int:
+		v.SetInt(7)
+	case reflect.Float64:
+		v.SetFloat(1.5)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 1, 1))
+		fill(v.Index(0))
+	case reflect.Struct:
+		if v.Type() == reflect.TypeFor[time.Time]() {
+			v.Set(reflect.ValueOf(time.Date(2026, 11, 22, 10, 0, 0, 1, time.UTC)))
+			return
+		}
+		for i := range v.NumField() {
+			fill(v.Field(i))
+		}
+	default:
+		panic("fill: add a case for " + v.Type().String())
 	}
 }
 
