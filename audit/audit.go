@@ -109,12 +109,7 @@ func NewAuditor(log *slog.Logger, failClosed bool, sinks ...Sink) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	a := &Auditor{sinks: sinks, failClosed: failClosed, log: log}
-	a.bufs.New = func() any {
-		buf := make([]byte, 0, 1024)
-		return &buf
-	}
-	return a
+	return &Auditor{sinks: sinks, failClosed: failClosed, log: log}
 }
 
 // ErrUnavailable wraps a sink failure that must refuse the request.
@@ -124,7 +119,10 @@ var ErrUnavailable = errors.New("audit trail unavailable")
 // once every sink has accepted the line or failed; every sink is tried even
 // if one fails.
 func (a *Auditor) Record(ctx context.Context, r *Record) error {
-	buf := a.bufs.Get().(*[]byte)
+	buf, _ := a.bufs.Get().(*[]byte)
+	if buf == nil {
+		buf = new([]byte)
+	}
 	line := append(r.AppendJSON((*buf)[:0]), '\n')
 	var errs []error
 	for _, s := range a.sinks {
