@@ -7,8 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +15,22 @@ import (
 
 type failingSink struct{}
 
-func (failingSink) Write(context.Context, *Record) error { return errors.New("disk full") }
+func (failingSink) Write(context.Context, []byte) error { return errors.New("disk full") }
+
+// recordingSink keeps a copy of every line, and where its bytes were.
+type recordingSink struct {
+	lines [][]byte
+	addrs []*byte
+}
+
+func (s *recordingSink) Write(_ context.Context, line []byte) error {
+	s.lines = append(s.lines, bytes.Clone(line))
+	s.addrs = append(s.addrs, &line[0])
+	return nil
+}
+
+// line is r as a sink receives it.
+func line(r *Record) []byte { return append(r.AppendJSON(nil), '\n') }
 
 func sample() *Record {
 	r := &Record{Time: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), RequestID: "r1", Org: "org_a", Method: "POST", Path: "/m", Decision: DecisionAllow, Status: 201}
@@ -37,67 +51,108 @@ func TestRecordFields(t *testing.T) {
 	}
 }
 
-func TestWriterSinkWritesJSONLines(t *testing.T) {
-	var buf bytes.Buffer
-	s := NewWriterSink("buf", &buf)
-	for range 3 {
-		if err := s.Write(context.Background(), sample()); err != nil {
-			t.Fatal(err)
-		}
+func TestAuditorFailClosed(t *testing.T) {
+	tests := []struct {
+		name       string
+		failClosed bool
+		failing    bool // one of the sinks fails
+		wantErr    bool
+	}{
+		{"fail-closed, sinks healthy", true, false, false},
+		{"fail-closed, a sink fails", true, true, true},
+		{"fail-open, sinks healthy", false, false, false},
+		{"fail-open, a sink fails", false, true, false},
 	}
-	lines := strings.Split(strings.TrimSuffix(buf.String(), "\n"), "\n")
-	if len(lines) != 3 {
-		t.Fatalf("got %d lines, want 3", len(lines))
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			log := slog.New(slog.NewTextHandler(&logs, nil))
+			healthy := &recordingSink{}
+			sinks := []Sink{healthy}
+			if tt.failing {
+				sinks = []Sink{failingSink{}, healthy}
+			}
+			r := sample()
+			r.Route = "messages"
+			r.Reason = "canary-reason"
+			err := NewAuditor(log, tt.failClosed, sinks...).Record(context.Background(), r)
+			if got := errors.Is(err, ErrUnavailable); got != tt.wantErr || (err != nil) != tt.wantErr {
+				t.Errorf("got %v, want ErrUnavailable: %v", err, tt.wantErr)
+			}
+			if len(healthy.lines) != 1 {
+				t.Errorf("the healthy sink got %d lines, want 1 (tried even if another fails)", len(healthy.lines))
+			}
+			if !tt.failing {
+				if logs.Len() != 0 {
+					t.Errorf("logged %q, want nothing", logs.String())
+				}
+				return
+			}
+			for _, want := range []string{"audit record not written", "request_id=r1", "route=messages", "disk full"} {
+				if !strings.Contains(logs.String(), want) {
+					t.Errorf("log %q lacks %q", logs.String(), want)
+				}
+			}
+			if strings.Contains(logs.String(), "canary") {
+				t.Errorf("log %q holds a record's content beyond request id and route", logs.String())
+			}
+		})
 	}
-	var got map[string]any
-	if err := json.Unmarshal([]byte(lines[0]), &got); err != nil {
+}
+
+// TestAuditorEncodesOnce: every sink gets the same bytes, encoded once.
+func TestAuditorEncodesOnce(t *testing.T) {
+	sinks := []*recordingSink{{}, {}, {}}
+	a := NewAuditor(nil, true, sinks[0], sinks[1], sinks[2])
+	r := sample()
+	if err := a.Record(context.Background(), r); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"time", "request_id", "org", "method", "path", "actions", "fields", "decision", "status", "latency_ms"} {
-		if _, ok := got[k]; !ok {
-			t.Errorf("record lacks %q: %s", k, lines[0])
+	want := line(r)
+	for i, s := range sinks {
+		if len(s.lines) != 1 || !bytes.Equal(s.lines[0], want) {
+			t.Fatalf("sink %d got %q, want %q", i, s.lines, want)
+		}
+		if s.addrs[0] != sinks[0].addrs[0] {
+			t.Errorf("sink %d got a second encoding, want the same bytes as sink 0", i)
 		}
 	}
 }
 
-func TestFileSinkAppendsOwnerOnly(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "audit.jsonl")
-	for range 2 {
-		s, err := OpenFileSink(path)
-		if err != nil {
+// TestAuditorRecordHoldsOnlyWhatWasSet: a record's line holds what its
+// record set and nothing else, though its buffer held an earlier record.
+func TestAuditorRecordHoldsOnlyWhatWasSet(t *testing.T) {
+	const canary = "CANARY-7f3a"
+	s := &recordingSink{}
+	a := NewAuditor(nil, true, s)
+	big := &Record{
+		Time: time.Now(), RequestID: canary, Org: canary, User: canary, Role: canary, ClientIP: canary,
+		Route: canary, Method: canary, Path: canary, Decision: canary, Reason: canary,
+		Status: 500, UpstreamStatus: 502, LatencyMS: 1e9,
+	}
+	for i := range 50 {
+		big.AddField(ActionMask, canary+strings.Repeat("x", i), canary, 1)
+	}
+	small := &Record{Time: time.Date(2026, 11, 22, 10, 0, 0, 0, time.UTC), RequestID: "r2", Method: "GET", Path: "/", Decision: DecisionAllow, Status: 200}
+	for _, r := range []*Record{big, small, big, small} {
+		if err := a.Record(context.Background(), r); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.Write(context.Background(), sample()); err != nil {
+	}
+	for i := 1; i < len(s.lines); i += 2 {
+		got := s.lines[i]
+		if want := line(small); !bytes.Equal(got, want) {
+			t.Errorf("line %d: got %q, want %q", i, got, want)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(got, &m); err != nil {
 			t.Fatal(err)
 		}
-		s.Close()
-	}
-	raw, _ := os.ReadFile(path)
-	if n := bytes.Count(raw, []byte("\n")); n != 2 {
-		t.Errorf("file has %d lines, want 2 (appended)", n)
-	}
-	fi, _ := os.Stat(path)
-	if fi.Mode().Perm() != 0o600 {
-		t.Errorf("mode %04o, want 0600", fi.Mode().Perm())
-	}
-	if _, err := OpenFileSink(filepath.Join(t.TempDir(), "missing", "a.jsonl")); err == nil {
-		t.Error("OpenFileSink in a missing folder succeeded")
-	}
-}
-
-func TestAuditorFailClosed(t *testing.T) {
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	var buf bytes.Buffer
-	closed := NewAuditor(log, true, NewWriterSink("buf", &buf), failingSink{})
-	if err := closed.Record(context.Background(), sample()); !errors.Is(err, ErrUnavailable) {
-		t.Errorf("fail-closed auditor with a failing sink: got %v, want ErrUnavailable", err)
-	}
-	if buf.Len() == 0 {
-		t.Error("the healthy sink was skipped because another failed")
-	}
-	open := NewAuditor(log, false, failingSink{})
-	if err := open.Record(context.Background(), sample()); err != nil {
-		t.Errorf("fail-open auditor returned %v", err)
+		want := map[string]any{"time": "2026-11-22T10:00:00Z", "request_id": "r2", "method": "GET", "path": "/",
+			"decision": "allow", "status": 200.0, "latency_ms": 0.0}
+		if !maps.Equal(m, want) {
+			t.Errorf("line %d: got %v, want %v", i, m, want)
+		}
 	}
 }
 
@@ -111,4 +166,20 @@ func TestAuditorWithoutLogger(t *testing.T) {
 			t.Errorf("failClosed=%v: got %v", failClosed, err)
 		}
 	}
+}
+
+// BenchmarkAuditorRecordParallel: encode and write, as the proxy does per
+// request.
+func BenchmarkAuditorRecordParallel(b *testing.B) {
+	a := NewAuditor(nil, true, NewWriterSink("discard", io.Discard))
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		r := typical()
+		for pb.Next() {
+			if err := a.Record(context.Background(), r); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

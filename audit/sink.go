@@ -1,0 +1,195 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+)
+
+// Sink stores encoded records.
+type Sink interface {
+	// Write stores line, one record encoded as JSON and ended by '\n', and
+	// returns once it is stored or failed. Write must not keep line after
+	// it returns: the caller reuses the buffer.
+	Write(ctx context.Context, line []byte) error
+}
+
+// maxBatch is the most bytes a WriterSink writes with one call, unless a
+// single line is longer.
+const maxBatch = 256 << 10
+
+var errClosed = errors.New("closed")
+
+// WriterSink writes records as JSON lines to a writer, by group commit.
+//
+// A line that finds the writer idle is written at once, with one call.
+// Lines that arrive while the writer is busy gather into a batch, in
+// arrival order; when the writer is free, the caller whose line started the
+// batch writes it with one call, and each caller of the batch returns that
+// call's error.
+// So a busy sink makes one write per batch instead of one per line, lines
+// are never split or interleaved, and no Write returns before its line was
+// written or failed. A batch holds at most 256 KiB: a line that would
+// overflow it waits for the next batch.
+//
+// A write that stops inside a line (a short write, or an error after part
+// of the batch) fails every caller of its batch, though some of their lines
+// may have been written whole; the next write starts with a newline, so the
+// torn line stays on its own.
+type WriterSink struct {
+	name  string
+	w     io.Writer
+	c     io.Closer
+	limit int // maxBatch; smaller in tests
+
+	mu sync.Mutex
+	// changed is signalled (on mu) when next is taken or the writer goes
+	// idle: a line waiting for room, and Close, wait on it.
+	changed sync.Cond
+	writing bool   // a caller holds the writer
+	next    *batch // lines waiting for the writer; nil if none, always nil unless writing
+	spare   []byte // the buffer of a written batch, for the next one
+	closed  bool
+
+	// turn passes the writer to the caller that started next. It holds
+	// one token at most: there is one next batch at a time.
+	turn chan struct{}
+
+	// torn is set when a write stopped inside a line. Only the caller that
+	// holds the writer uses it.
+	torn bool
+}
+
+// batch is lines to write with one call. The caller whose line started
+// it writes it.
+type batch struct {
+	buf  []byte
+	done sync.WaitGroup // done once buf was written or failed
+	err  error          // the write's error, set before done
+}
+
+var _ Sink = (*WriterSink)(nil)
+
+// NewWriterSink writes to w, named name in errors.
+func NewWriterSink(name string, w io.Writer) *WriterSink {
+	s := &WriterSink{name: name, w: w, limit: maxBatch, turn: make(chan struct{}, 1)}
+	s.changed.L = &s.mu
+	return s
+}
+
+// OpenFileSink appends to the file at path, creating it owner-readable only.
+func OpenFileSink(path string) (*WriterSink, error) {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("open audit file: %w", err)
+	}
+	s := NewWriterSink(path, f)
+	s.c = f
+	return s, nil
+}
+
+// Write writes line, alone if the writer is idle, else in the next batch,
+// and returns once that write is done, with its error. It does not give up
+// when ctx is done: a line once accepted is written, and its caller learns
+// how that went.
+func (s *WriterSink) Write(_ context.Context, line []byte) error {
+	s.mu.Lock()
+	for !s.closed && s.next != nil && len(s.next.buf)+len(line) > s.limit {
+		s.changed.Wait() // the batch is full: wait until it is taken
+	}
+	if s.closed {
+		s.mu.Unlock()
+		return fmt.Errorf("audit sink %s: %w", s.name, errClosed)
+	}
+	if !s.writing {
+		s.writing = true
+		s.mu.Unlock()
+		err := s.write(line)
+		s.release(nil)
+		return err
+	}
+	if b := s.next; b != nil {
+		b.buf = append(b.buf, line...)
+		s.mu.Unlock()
+		b.done.Wait()
+		return b.err
+	}
+	b := &batch{buf: append(s.spare, line...)}
+	b.done.Add(1)
+	s.next, s.spare = b, nil
+	s.mu.Unlock()
+
+	<-s.turn
+	err := s.write(b.buf)
+	b.err = err
+	s.release(b.buf)
+	b.done.Done()
+	return err
+}
+
+// write writes p with one call; the caller holds the writer.
+func (s *WriterSink) write(p []byte) error {
+	if s.torn {
+		// End the torn line, so that p starts on a line of its own.
+		if err := s.write1([]byte{'\n'}); err != nil {
+			return err
+		}
+	}
+	return s.write1(p)
+}
+
+// write1 makes one call to w, and notes whether it stopped inside a line.
+func (s *WriterSink) write1(p []byte) error {
+	n, err := s.w.Write(p)
+	if n > 0 {
+		s.torn = p[min(n, len(p))-1] != '\n'
+	}
+	if err == nil && n < len(p) {
+		err = io.ErrShortWrite
+	}
+	if err != nil {
+		return fmt.Errorf("audit sink %s: %w", s.name, err)
+	}
+	return nil
+}
+
+// release passes the writer on, to the batch gathered meanwhile if there is
+// one. buf is the written batch's buffer, kept for a later batch.
+func (s *WriterSink) release(buf []byte) {
+	s.mu.Lock()
+	if buf != nil && cap(buf) <= s.limit {
+		s.spare = buf[:0]
+	}
+	if s.next != nil {
+		s.next = nil
+		s.turn <- struct{}{}
+	} else {
+		s.writing = false
+	}
+	s.mu.Unlock()
+	s.changed.Broadcast()
+}
+
+// Close makes later writes fail, waits for the lines already accepted to be
+// written, then closes the file if the sink opened one. Closing again does
+// nothing.
+func (s *WriterSink) Close() error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	s.changed.Broadcast() // lines waiting for room fail
+	for s.writing {
+		s.changed.Wait()
+	}
+	s.mu.Unlock()
+	if s.c == nil {
+		return nil
+	}
+	return s.c.Close()
+}
