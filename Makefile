@@ -30,10 +30,10 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
-	$(GO) test ./proxy/codec -run '^$$' -fuzz FuzzHasTokenMarker -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
+	$(GO) test ./engine -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzHasTokenMarker -fuzztime $(FUZZTIME)
 
 # The demo app behind phiguard, with copy-paste curl lines. Ctrl-C stops it.
 demo: build

@@ -4,10 +4,11 @@
 //
 // A token is accepted only when all of these hold:
 //
-//   - the signature verifies with a key of the set, and the token has an
-//     exp claim that has not passed (nbf, when present, has come), both
-//     within Config.ClockSkew; iss and aud match Config.Issuer and
-//     Config.Audience when those are set;
+//   - the signature verifies with a key of the set that the token's header
+//     chooses (see below), and the token has an exp claim that has not
+//     passed (nbf, when present, has come), both within Config.ClockSkew;
+//     iss and aud match Config.Issuer and Config.Audience when those are
+//     set;
 //   - iat, when present, is not later than now + ClockSkew (a token issued
 //     in the future is refused; a token without iat is accepted);
 //   - when Config.MaxTokenLifetime is set, exp is no later than now +
@@ -20,7 +21,35 @@
 //     MaxUserLen bytes without control characters.
 //
 // The role claim (Config.RoleClaim) is optional: when it is missing or not
-// a string the caller has no role.
+// a string the caller has no role. The amr claim (RFC 8176) is optional
+// too: Caller.AMR holds it when it is an array of strings, and is nil
+// otherwise.
+//
+// Each key of the set has a Tink verifier of its own, and the token's
+// protected header chooses which verify it: a kid that names keys of the
+// set chooses those keys only; a kid that names none chooses the keys
+// without a kid (a token is refused without any signature check when there
+// are none); a token without kid is tried with every key. Keys whose
+// algorithm is not the header's alg are skipped. Keys that share a kid (RFC
+// 7517 allows it for alternatives of different types) are all tried, in
+// set order. The header is written by whoever sends the token: it only
+// narrows the keys tried, and Tink checks alg and kid again against the key
+// whose signature verifies, so no token Tink's verifier of the whole set
+// would refuse is accepted. (A token whose kid names a key but that a key
+// without kid signed is refused, where Tink's whole-set verifier would
+// accept it.) A header that is not base64url JSON with string alg and kid
+// makes the token invalid.
+//
+// A token that passed every check is remembered (Config.CacheSize,
+// Config.CacheTTL) under the SHA-256 of the token, with its *Caller: when
+// it is presented again, Verify returns that *Caller without checking the
+// signature or the claims again, which hold as long as exp has not passed.
+// exp is checked on every presentation, as Tink checks it (the token is
+// refused from exp + ClockSkew on); once CacheTTL has passed the token is
+// verified again. A refused token is never remembered, so forged tokens
+// cannot evict good ones; each costs the signature checks of the keys its
+// header chooses, one for a set of distinct kids. Verifier.SetKeySet
+// replaces the key set and forgets every remembered token.
 //
 // Every error of Verify is safe to show a client: a refused token yields
 // ErrNoToken, ErrMalformed, ErrInvalidToken, or a *ClaimError (which wraps
@@ -29,11 +58,13 @@
 package identity
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -70,16 +101,43 @@ type Config struct {
 	// RoleClaim names the claim that carries the caller's role; optional.
 	// A token whose role claim is missing or not a string has no role.
 	RoleClaim string
+	// CacheSize bounds how many verified tokens are remembered, so that a
+	// token presented again costs no signature check and no claim check. 0
+	// means DefaultCacheSize; negative means no cache. Only tokens that
+	// passed every check are remembered, under the SHA-256 of the token
+	// (never the token), with the caller they yield; a full cache evicts an
+	// entry that expired or was not used lately. An entry takes a few
+	// hundred bytes and the caller's claim values.
+	CacheSize int
+	// CacheTTL bounds how long a token is remembered: it is verified again
+	// once CacheTTL has passed since it was. 0 means DefaultCacheTTL;
+	// negative is a configuration error. A remembered token is also
+	// forgotten, and refused, once its exp has passed (within ClockSkew,
+	// as for a token that is verified).
+	CacheTTL time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
+// Defaults of Config.
+const (
+	DefaultCacheSize = 10000
+	DefaultCacheTTL  = 5 * time.Minute
+)
+
 // MaxUserLen is the longest user claim accepted, in bytes.
 const MaxUserLen = 256
 
-// Caller is what a verified token says about its bearer.
+// Caller is what a verified token says about its bearer. Verify may return
+// the same *Caller for repeated presentations of one token: callers must
+// not modify it.
 type Caller struct {
 	Org, User, Role string
+	// AMR lists the authentication methods of the token's "amr" claim
+	// (RFC 8176) when it is an array of strings; nil otherwise.
+	AMR []string
+	// Expires is the token's exp.
+	Expires time.Time
 }
 
 // Errors of Verify. Their text is safe to show a client.
@@ -123,8 +181,25 @@ const (
 
 // Verifier verifies bearer tokens. It is safe for concurrent use.
 type Verifier struct {
-	cfg      Config
-	verifier jwt.Verifier
+	cfg Config
+	// state is swapped whole by SetKeySet: a verification that loaded
+	// the old one caches into the old cache, which no later one reads.
+	state atomic.Pointer[verifierState]
+	// hits are striped by digest so that hits on different tokens do not
+	// write one cache line.
+	hits   [maxShards]counter
+	misses atomic.Uint64
+}
+
+// verifierState is a key set and the cache of the tokens it verified.
+type verifierState struct {
+	keys  *keySet
+	cache *cache // nil: no cache
+}
+
+type counter struct {
+	n atomic.Uint64
+	_ [56]byte // one counter per cache line
 }
 
 // NewVerifier reads the key set in cfg.JWKSFile.
@@ -141,22 +216,54 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 	if err := checkConfig(cfg); err != nil {
 		return nil, err
 	}
-	h, err := jwt.JWKSetToPublicKeysetHandle(jwks)
-	if err != nil {
-		return nil, fmt.Errorf("JWKS %s: %w", cfg.JWKSFile, err)
-	}
-	v, err := jwt.NewVerifier(h)
+	keys, err := newKeySet(jwks)
 	if err != nil {
 		return nil, fmt.Errorf("JWKS %s: %w", cfg.JWKSFile, err)
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.CacheSize == 0 {
+		cfg.CacheSize = DefaultCacheSize
+	}
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultCacheTTL
+	}
 	// Fail now, not on the first request, if the options are unusable.
 	if _, err := validator(cfg, cfg.Now()); err != nil {
 		return nil, err
 	}
-	return &Verifier{cfg: cfg, verifier: v}, nil
+	v := &Verifier{cfg: cfg}
+	v.setKeys(keys)
+	return v, nil
+}
+
+// SetKeySet replaces the key set with jwks (JSON) and forgets every
+// remembered token, so that the tokens of a key no longer in the set are
+// refused at once: every Verify that starts after SetKeySet returns uses
+// the new set and an empty cache. It is safe to call during Verify. An
+// invalid set is refused with the error and the old one stays.
+func (v *Verifier) SetKeySet(jwks []byte) error {
+	keys, err := newKeySet(jwks)
+	if err != nil {
+		return fmt.Errorf("JWKS: %w", err)
+	}
+	v.setKeys(keys)
+	return nil
+}
+
+func (v *Verifier) setKeys(keys *keySet) {
+	v.state.Store(&verifierState{keys: keys, cache: newCache(v.cfg.CacheSize, v.cfg.CacheTTL, v.cfg.ClockSkew)})
+}
+
+// CacheStats returns how many accepted tokens were answered from the cache
+// (hits) and how many were verified (misses), since the Verifier was made.
+// Refused tokens count in neither.
+func (v *Verifier) CacheStats() (hits, misses uint64) {
+	for i := range v.hits {
+		hits += v.hits[i].n.Load()
+	}
+	return hits, v.misses.Load()
 }
 
 // checkConfig refuses claim names and limits Verify could not apply.
@@ -176,6 +283,9 @@ func checkConfig(cfg Config) error {
 	if cfg.MaxTokenLifetime < 0 {
 		return fmt.Errorf("identity: max token lifetime %s is negative", cfg.MaxTokenLifetime)
 	}
+	if cfg.CacheTTL < 0 {
+		return fmt.Errorf("identity: cache TTL %s is negative", cfg.CacheTTL)
+	}
 	return nil
 }
 
@@ -194,24 +304,61 @@ func validator(cfg Config, now time.Time) (*jwt.Validator, error) {
 	return jwt.NewValidator(opts)
 }
 
-// Verify checks the Authorization header values of a request and returns the caller.
-func (v *Verifier) Verify(authorization []string) (*Caller, error) {
+// Verify checks the Authorization header values of a request and returns
+// the caller. ctx is for the key fetches of a JWKS URL; a key set read from
+// a file or given as bytes does no I/O.
+func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller, error) {
+	token, err := bearerToken(authorization)
+	if err != nil {
+		return nil, err
+	}
+	st := v.state.Load()
+	now := v.cfg.Now()
+	d, cacheable := st.cache.digestOf(token)
+	if cacheable {
+		c, isExpired := st.cache.get(d, now)
+		if isExpired {
+			return nil, ErrInvalidToken
+		}
+		if c != nil {
+			v.hits[int(d[0])%len(v.hits)].n.Add(1)
+			return c, nil
+		}
+	}
+	c, err := v.verify(st.keys, token, now)
+	if err != nil {
+		return nil, err
+	}
+	v.misses.Add(1)
+	if cacheable {
+		st.cache.put(d, c, now)
+	}
+	return c, nil
+}
+
+// bearerToken returns the token of the one Authorization header value.
+func bearerToken(authorization []string) (string, error) {
 	if len(authorization) == 0 {
-		return nil, ErrNoToken
+		return "", ErrNoToken
 	}
 	if len(authorization) > 1 {
-		return nil, ErrMalformed
+		return "", ErrMalformed
 	}
 	scheme, token, ok := strings.Cut(authorization[0], " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" || strings.ContainsAny(token, " \t") {
-		return nil, ErrMalformed
+	if !ok || !strings.EqualFold(scheme, "bearer") || token == "" ||
+		strings.IndexByte(token, ' ') >= 0 || strings.IndexByte(token, '\t') >= 0 {
+		return "", ErrMalformed
 	}
-	now := v.cfg.Now()
+	return token, nil
+}
+
+// verify checks the signature of token with keys and every claim.
+func (v *Verifier) verify(keys *keySet, token string, now time.Time) (*Caller, error) {
 	val, err := validator(v.cfg, now)
 	if err != nil {
 		return nil, err
 	}
-	vj, err := v.verifier.VerifyAndDecode(token, val)
+	vj, err := keys.verify(token, val)
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
@@ -267,7 +414,30 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 		return nil, err
 	}
 	role, _ := optionalClaim(vj, v.cfg.RoleClaim)
-	return &Caller{Org: org, User: user, Role: role}, nil
+	// Tink has refused a token without exp.
+	exp, err := vj.ExpiresAt()
+	if err != nil {
+		return nil, ErrInvalidToken
+	}
+	return &Caller{Org: org, User: user, Role: role, AMR: amrClaim(vj), Expires: exp}, nil
+}
+
+// amrClaim reads the amr claim: an array of strings, or nil when the claim
+// is missing, empty or anything else.
+func amrClaim(vj *jwt.VerifiedJWT) []string {
+	list, err := vj.ArrayClaim("amr")
+	if err != nil {
+		return nil
+	}
+	var amr []string
+	for _, m := range list {
+		s, ok := m.(string)
+		if !ok {
+			return nil
+		}
+		amr = append(amr, s)
+	}
+	return amr
 }
 
 // orgClaim reads the org claim: one string that is a valid org id.

@@ -2,6 +2,7 @@ package identity
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -87,14 +88,17 @@ func TestVerify(t *testing.T) {
 				t.Fatal(err)
 			}
 			tok := is.sign(t, claims(now.Add(time.Hour), map[string]any{"org_id": "org_a", "role": "agent"}))
-			c, err := v.Verify([]string{"Bearer " + tok})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + tok})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if *c != (Caller{Org: "org_a", User: "user-1", Role: "agent"}) {
-				t.Errorf("caller = %+v", c)
+			if c.Org != "org_a" || c.User != "user-1" || c.Role != "agent" || c.AMR != nil {
+				t.Errorf("got %+v, want org org_a, user user-1, role agent, no amr", *c)
 			}
-			if _, err := v.Verify([]string{"bearer " + tok}); err != nil {
+			if want := now.Add(time.Hour); !c.Expires.Equal(want) {
+				t.Errorf("got expires %v, want %v", c.Expires, want)
+			}
+			if _, err := v.Verify(t.Context(), []string{"bearer " + tok}); err != nil {
 				t.Errorf("lower-case scheme refused: %v", err)
 			}
 		})
@@ -129,7 +133,7 @@ func TestVerifyRefuses(t *testing.T) {
 		{"alg none", []string{"Bearer " + unsigned(good)}, ErrInvalidToken},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			if c, err := v.Verify(tc.header); !errors.Is(err, tc.want) {
+			if c, err := v.Verify(t.Context(), tc.header); !errors.Is(err, tc.want) {
 				t.Errorf("got %+v, %v; want %v", c, err, tc.want)
 			}
 		})
@@ -140,7 +144,7 @@ func TestClockSkew(t *testing.T) {
 	is := newIssuer(t, es256(t))
 	v, _ := NewVerifierFromJWKS(cfg(), is.jwks)
 	tok := is.sign(t, claims(now.Add(-10*time.Second), map[string]any{"org_id": "org_a"}))
-	if _, err := v.Verify([]string{"Bearer " + tok}); err != nil {
+	if _, err := v.Verify(t.Context(), []string{"Bearer " + tok}); err != nil {
 		t.Errorf("token 10s past expiry refused within 30s skew: %v", err)
 	}
 }
@@ -227,7 +231,7 @@ func TestOrgClaim(t *testing.T) {
 		{"too long for an org id", map[string]any{"org_id": strings.Repeat("a", 65)}, "is not a valid organization id"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c, err := v.Verify([]string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), tc.custom))})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), tc.custom))})
 			if tc.problem == "" {
 				if err != nil {
 					t.Fatalf("got %v, want accepted", err)
@@ -300,7 +304,7 @@ func TestUserClaim(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			caller, err := v.Verify([]string{"Bearer " + is.sign(t, tc.token)})
+			caller, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, tc.token)})
 			if tc.problem == "" {
 				if err != nil {
 					t.Fatalf("got %v, want accepted", err)
@@ -327,7 +331,7 @@ func TestClaimOrder(t *testing.T) {
 	}
 	o := claims(now.Add(time.Hour), map[string]any{"org_id": 1})
 	o.Subject = nil
-	_, err = v.Verify([]string{"Bearer " + is.sign(t, o)})
+	_, err = v.Verify(t.Context(), []string{"Bearer " + is.sign(t, o)})
 	wantClaimError(t, err, "org_id", "is not a string")
 }
 
@@ -352,12 +356,49 @@ func TestRoleClaimOptional(t *testing.T) {
 			if tc.role != nil {
 				custom["role"] = tc.role
 			}
-			c, err := v.Verify([]string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
 			if err != nil {
 				t.Fatalf("got %v, want accepted", err)
 			}
 			if c.Role != tc.want {
 				t.Errorf("got role %q, want %q", c.Role, tc.want)
+			}
+		})
+	}
+}
+
+func TestAMR(t *testing.T) {
+	is := newIssuer(t, es256(t))
+	v, err := NewVerifierFromJWKS(cfg(), is.jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		amr  any // nil: no amr claim
+		want []string
+	}{
+		{"array", []any{"pwd", "otp"}, []string{"pwd", "otp"}},
+		{"array of one", []any{"hwk"}, []string{"hwk"}},
+		{"missing", nil, nil},
+		{"empty array", []any{}, nil},
+		{"string", "pwd", nil},
+		{"number", 1, nil},
+		{"object", map[string]any{"pwd": true}, nil},
+		{"array with a number", []any{"pwd", 2}, nil},
+		{"array with an array", []any{"pwd", []any{"otp"}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			custom := map[string]any{"org_id": "org_a"}
+			if tc.amr != nil {
+				custom["amr"] = tc.amr
+			}
+			c, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
+			if err != nil {
+				t.Fatalf("got %v, want accepted", err)
+			}
+			if !reflect.DeepEqual(c.AMR, tc.want) {
+				t.Errorf("got amr %#v, want %#v", c.AMR, tc.want)
 			}
 		})
 	}
@@ -402,7 +443,7 @@ func TestTokenLifetime(t *testing.T) {
 				iat := now.Add(-*tc.iat)
 				o.IssuedAt = &iat
 			}
-			caller, err := v.Verify([]string{"Bearer " + is.sign(t, o)})
+			caller, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, o)})
 			switch {
 			case tc.refuse && !errors.Is(err, ErrInvalidToken):
 				t.Errorf("got %+v, %v; want %v", caller, err, ErrInvalidToken)
@@ -429,6 +470,7 @@ func TestConfigRefused(t *testing.T) {
 		{"role from iat", func(c *Config) { c.RoleClaim = "iat" }},
 		{"negative lifetime", func(c *Config) { c.MaxTokenLifetime = -time.Hour }},
 		{"skew over 10m", func(c *Config) { c.ClockSkew = 11 * time.Minute }},
+		{"negative cache ttl", func(c *Config) { c.CacheTTL = -time.Second }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := cfg()

@@ -43,7 +43,14 @@ func keysetAssociatedData(org string) []byte {
 // folder. It is read once and never touches the disk or a KMS afterwards;
 // it is safe for concurrent use.
 type Keyring struct {
-	orgs map[string]tink.AEAD
+	orgs map[string]orgKeys
+}
+
+// orgKeys is an organization's data AEAD and the associated data that
+// binds its tokens to it.
+type orgKeys struct {
+	aead tink.AEAD
+	ad   []byte
 }
 
 // Open reads and unwraps every organization keyset under dir.
@@ -55,7 +62,7 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 		}
 		return nil, fmt.Errorf("read keyring: %w", err)
 	}
-	k := &Keyring{orgs: make(map[string]tink.AEAD)}
+	k := &Keyring{orgs: make(map[string]orgKeys)}
 	for _, e := range entries {
 		org, ok := strings.CutSuffix(e.Name(), keysetSuffix)
 		if !ok || e.IsDir() {
@@ -68,7 +75,7 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 		if err != nil {
 			return nil, err
 		}
-		k.orgs[org] = a
+		k.orgs[org] = orgKeys{aead: a, ad: associatedData(org)}
 	}
 	return k, nil
 }
@@ -127,37 +134,47 @@ func (k *Keyring) Has(org string) bool {
 }
 
 // Encrypt seals plaintext under org's primary key and returns the token.
-func (k *Keyring) Encrypt(org string, plaintext []byte) (string, error) {
-	a, ok := k.orgs[org]
+func (k *Keyring) Encrypt(ctx context.Context, org string, plaintext []byte) (string, error) {
+	tok, err := k.AppendEncrypt(ctx, nil, org, plaintext)
+	return string(tok), err
+}
+
+// AppendEncrypt seals plaintext under org's primary key and appends the
+// token to dst. The token's characters need no escaping in JSON or a URL.
+func (k *Keyring) AppendEncrypt(_ context.Context, dst []byte, org string, plaintext []byte) ([]byte, error) {
+	o, ok := k.orgs[org]
 	if !ok {
-		return "", ErrUnknownOrg
+		return dst, ErrUnknownOrg
 	}
-	sealed, err := a.Encrypt(plaintext, associatedData(org))
+	sealed, err := o.aead.Encrypt(plaintext, o.ad)
 	if err != nil {
-		return "", fmt.Errorf("encrypt: %w", err)
+		return dst, fmt.Errorf("encrypt: %w", err)
 	}
-	t, err := tokenFromSealed(org, sealed)
-	if err != nil {
-		return "", err
+	if err := checkSealed(sealed); err != nil {
+		return dst, err
 	}
-	return t.String(), nil
+	return appendToken(dst, org, sealed), nil
 }
 
 // Decrypt opens a token on behalf of org. A token of another organization is
 // refused before any key is used.
-func (k *Keyring) Decrypt(org, token string) ([]byte, error) {
-	t, err := ParseToken(token)
+func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, error) {
+	tokOrg, id, body, err := splitToken(token)
 	if err != nil {
 		return nil, err
 	}
-	if t.Org != org {
+	if string(tokOrg) != org {
 		return nil, ErrOrgMismatch
 	}
-	a, ok := k.orgs[org]
+	o, ok := k.orgs[org]
 	if !ok {
 		return nil, ErrUnknownOrg
 	}
-	pt, err := a.Decrypt(t.Sealed, associatedData(org))
+	sealed, err := unsealBody(nil, id, body)
+	if err != nil {
+		return nil, err
+	}
+	pt, err := o.aead.Decrypt(sealed, o.ad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}

@@ -39,19 +39,20 @@ func newTestKeyring(t testing.TB, orgs ...string) (string, *Keyring) {
 }
 
 func TestRoundTripEveryJSONType(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a")
 	for _, v := range []string{
 		`"hello"`, `""`, `"caf\u00e9 \"quoted\""`, `12345678901234567890.000100e-3`, `-0`, `true`, `false`, `null`,
 		`{"a":[1,{"b":null}],"c":"d"}`, `[]`, `{}`, `[ 1 , 2 ]`,
 	} {
-		tok, err := k.Encrypt("org_a", []byte(v))
+		tok, err := k.Encrypt(ctx, "org_a", []byte(v))
 		if err != nil {
 			t.Fatalf("Encrypt(%s): %v", v, err)
 		}
 		if strings.Contains(tok, strings.Trim(v, `"`)) && len(v) > 4 {
 			t.Errorf("token %q contains the plaintext", tok)
 		}
-		got, err := k.Decrypt("org_a", tok)
+		got, err := k.Decrypt(ctx, "org_a", []byte(tok))
 		if err != nil {
 			t.Fatalf("Decrypt: %v", err)
 		}
@@ -62,8 +63,9 @@ func TestRoundTripEveryJSONType(t *testing.T) {
 }
 
 func TestTokenLayout(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a")
-	tok, err := k.Encrypt("org_a", []byte(`"x"`))
+	tok, err := k.Encrypt(ctx, "org_a", []byte(`"x"`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,8 +83,9 @@ func TestTokenLayout(t *testing.T) {
 }
 
 func TestTamperingAnyByteFails(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a")
-	tok, err := k.Encrypt("org_a", []byte(`{"body":"patient has a rash"}`))
+	tok, err := k.Encrypt(ctx, "org_a", []byte(`{"body":"patient has a rash"}`))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,32 +96,33 @@ func TestTamperingAnyByteFails(t *testing.T) {
 			if string(b) == tok {
 				continue
 			}
-			if pt, err := k.Decrypt("org_a", string(b)); err == nil {
+			if pt, err := k.Decrypt(ctx, "org_a", b); err == nil {
 				t.Fatalf("byte %d ^ %#x: tampered token decrypted to %q", i, delta, pt)
 			}
 		}
 	}
 	for _, cut := range []int{1, 5, len(tok) / 2} {
-		if _, err := k.Decrypt("org_a", tok[:len(tok)-cut]); err == nil {
+		if _, err := k.Decrypt(ctx, "org_a", []byte(tok[:len(tok)-cut])); err == nil {
 			t.Errorf("token truncated by %d bytes decrypted", cut)
 		}
 	}
-	if _, err := k.Decrypt("org_a", tok+"A"); err == nil {
+	if _, err := k.Decrypt(ctx, "org_a", []byte(tok+"A")); err == nil {
 		t.Error("token with an extra byte decrypted")
 	}
 }
 
 func TestOrgSwapFails(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a", "org_b")
-	tok, err := k.Encrypt("org_a", []byte(`"secret"`))
+	tok, err := k.Encrypt(ctx, "org_a", []byte(`"secret"`))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := k.Decrypt("org_b", tok); !errors.Is(err, ErrOrgMismatch) {
+	if _, err := k.Decrypt(ctx, "org_b", []byte(tok)); !errors.Is(err, ErrOrgMismatch) {
 		t.Errorf("org_b opening org_a's token: got %v, want ErrOrgMismatch", err)
 	}
 	swapped := strings.Replace(tok, ":org_a:", ":org_b:", 1)
-	if _, err := k.Decrypt("org_b", swapped); !errors.Is(err, ErrDecrypt) {
+	if _, err := k.Decrypt(ctx, "org_b", []byte(swapped)); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("token relabelled to org_b: got %v, want ErrDecrypt", err)
 	}
 }
@@ -126,27 +130,28 @@ func TestOrgSwapFails(t *testing.T) {
 // The associated data alone must stop a relabelled token, even where two
 // orgs happen to hold the same key material.
 func TestAssociatedDataBindsOrg(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a")
-	shared := k.orgs["org_a"]
-	k.orgs["org_b"] = shared
-	tok, err := k.Encrypt("org_a", []byte(`"secret"`))
+	k.orgs["org_b"] = orgKeys{aead: k.orgs["org_a"].aead, ad: associatedData("org_b")}
+	tok, err := k.Encrypt(ctx, "org_a", []byte(`"secret"`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	swapped := strings.Replace(tok, ":org_a:", ":org_b:", 1)
-	if pt, err := k.Decrypt("org_b", swapped); !errors.Is(err, ErrDecrypt) {
+	if pt, err := k.Decrypt(ctx, "org_b", []byte(swapped)); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("relabelled token under shared key: got %q, %v; want ErrDecrypt", pt, err)
 	}
 }
 
 func TestUnknownOrg(t *testing.T) {
+	ctx := t.Context()
 	_, k := newTestKeyring(t, "org_a")
-	if _, err := k.Encrypt("org_z", []byte(`1`)); !errors.Is(err, ErrUnknownOrg) {
+	if _, err := k.Encrypt(ctx, "org_z", []byte(`1`)); !errors.Is(err, ErrUnknownOrg) {
 		t.Errorf("Encrypt for unknown org: got %v, want ErrUnknownOrg", err)
 	}
-	tok, _ := k.Encrypt("org_a", []byte(`1`))
+	tok, _ := k.Encrypt(ctx, "org_a", []byte(`1`))
 	relabelled := strings.Replace(tok, ":org_a:", ":org_z:", 1)
-	if _, err := k.Decrypt("org_z", relabelled); !errors.Is(err, ErrUnknownOrg) {
+	if _, err := k.Decrypt(ctx, "org_z", []byte(relabelled)); !errors.Is(err, ErrUnknownOrg) {
 		t.Errorf("Decrypt for unknown org: got %v, want ErrUnknownOrg", err)
 	}
 }
@@ -273,12 +278,46 @@ func FuzzParseToken(f *testing.F) {
 	})
 }
 
+// BenchmarkDecrypt opens a token of a 200-byte message.
+func BenchmarkDecrypt(b *testing.B) {
+	ctx := b.Context()
+	_, k := newTestKeyring(b, "org_a")
+	tok, err := k.Encrypt(ctx, "org_a", []byte(`"`+strings.Repeat("m", 198)+`"`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw := []byte(tok)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := k.Decrypt(ctx, "org_a", raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendEncrypt seals a 200-byte message into a reused buffer, as
+// the body transformer does.
+func BenchmarkAppendEncrypt(b *testing.B) {
+	ctx := b.Context()
+	_, k := newTestKeyring(b, "org_a")
+	pt := []byte(`"` + strings.Repeat("m", 198) + `"`)
+	var buf []byte
+	b.ReportAllocs()
+	for b.Loop() {
+		var err error
+		if buf, err = k.AppendEncrypt(ctx, buf[:0], "org_a", pt); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkEncrypt(b *testing.B) {
+	ctx := b.Context()
 	_, k := newTestKeyring(b, "org_a")
 	pt := []byte(`"Your lab results are ready; call us about the biopsy."`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := k.Encrypt("org_a", pt); err != nil {
+		if _, err := k.Encrypt(ctx, "org_a", pt); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -320,5 +359,25 @@ func TestOpenRefusesBadFileNames(t *testing.T) {
 	p, _ := OpenLocal(dir)
 	if _, err := Open(context.Background(), dir, p); err == nil {
 		t.Error("Open accepted a keyset file whose name is not an org id")
+	}
+}
+
+// TestAppendEncrypt: the token is appended after what dst holds, and opens.
+func TestAppendEncrypt(t *testing.T) {
+	ctx := t.Context()
+	_, k := newTestKeyring(t, "org_a")
+	out, err := k.AppendEncrypt(ctx, []byte(`{"body":"`), "org_a", []byte(`"hi"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, ok := bytes.CutPrefix(out, []byte(`{"body":"`))
+	if !ok {
+		t.Fatalf("AppendEncrypt lost the buffer's start: %q", out)
+	}
+	if pt, err := k.Decrypt(ctx, "org_a", tok); err != nil || string(pt) != `"hi"` {
+		t.Errorf("Decrypt = %q, %v; want \"hi\"", pt, err)
+	}
+	if out, err := k.AppendEncrypt(ctx, []byte("x"), "org_z", []byte(`1`)); !errors.Is(err, ErrUnknownOrg) || string(out) != "x" {
+		t.Errorf("unknown org: got %q, %v; want the buffer unchanged and ErrUnknownOrg", out, err)
 	}
 }

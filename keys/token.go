@@ -1,12 +1,12 @@
 package keys
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"strings"
+	"slices"
 
 	"github.com/phiguard/phiguard/internal/orgid"
 )
@@ -48,58 +48,107 @@ type Token struct {
 
 // LooksLikeToken reports whether s carries the token prefix. It says nothing
 // about whether s would open.
-func LooksLikeToken(s string) bool { return strings.HasPrefix(s, tokenPrefix) }
+func LooksLikeToken[T string | []byte](s T) bool {
+	return len(s) >= len(tokenPrefix) && string(s[:len(tokenPrefix)]) == tokenPrefix
+}
 
 // ParseToken splits a token into its parts without decrypting it.
 func ParseToken(s string) (Token, error) {
-	rest, ok := strings.CutPrefix(s, tokenPrefix)
-	if !ok {
-		return Token{}, ErrNotToken
-	}
-	parts := strings.SplitN(rest, ":", 4)
-	if len(parts) != 4 {
-		return Token{}, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
-	}
-	if parts[0] != tokenVersion {
-		return Token{}, fmt.Errorf("%w: unknown version", ErrNotToken)
-	}
-	org := parts[1]
-	if orgid.Check(org) != nil {
-		return Token{}, fmt.Errorf("%w: bad organization id", ErrNotToken)
-	}
-	if len(parts[2]) != 8 || strings.ToLower(parts[2]) != parts[2] {
-		return Token{}, fmt.Errorf("%w: bad key id", ErrNotToken)
-	}
-	id, err := hex.DecodeString(parts[2])
+	org, id, body, err := splitToken([]byte(s))
 	if err != nil {
-		return Token{}, fmt.Errorf("%w: bad key id", ErrNotToken)
+		return Token{}, err
 	}
-	if !isBase64URL(parts[3]) {
-		return Token{}, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
+	sealed, err := unsealBody(nil, id, body)
+	if err != nil {
+		return Token{}, err
 	}
-	body, err := base64.RawURLEncoding.Strict().DecodeString(parts[3])
-	if err != nil || len(body) == 0 {
-		return Token{}, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
+	return Token{Org: string(org), KeyID: id, Sealed: sealed}, nil
+}
+
+// splitToken finds the parts of a token without copying: the org, the key
+// id and the base64url ciphertext.
+func splitToken(tok []byte) (org []byte, keyID uint32, body []byte, err error) {
+	rest, ok := bytes.CutPrefix(tok, []byte(tokenPrefix))
+	if !ok {
+		return nil, 0, nil, ErrNotToken
 	}
-	sealed := make([]byte, 0, tinkPrefixLen+len(body))
-	sealed = append(sealed, tinkPrefixByte)
-	sealed = append(sealed, id...)
-	sealed = append(sealed, body...)
-	return Token{Org: org, KeyID: binary.BigEndian.Uint32(id), Sealed: sealed}, nil
+	version, rest, ok := bytes.Cut(rest, []byte{':'})
+	if !ok {
+		return nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
+	}
+	org, rest, ok1 := bytes.Cut(rest, []byte{':'})
+	id, body, ok2 := bytes.Cut(rest, []byte{':'})
+	if !ok1 || !ok2 {
+		return nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
+	}
+	if string(version) != tokenVersion {
+		return nil, 0, nil, fmt.Errorf("%w: unknown version", ErrNotToken)
+	}
+	if !orgid.Valid(org) {
+		return nil, 0, nil, fmt.Errorf("%w: bad organization id", ErrNotToken)
+	}
+	keyID, ok = parseKeyID(id)
+	if !ok {
+		return nil, 0, nil, fmt.Errorf("%w: bad key id", ErrNotToken)
+	}
+	if len(body) == 0 || !isBase64URL(body) {
+		return nil, 0, nil, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
+	}
+	return org, keyID, body, nil
+}
+
+// parseKeyID reads 8 lower-case hex digits.
+func parseKeyID(b []byte) (uint32, bool) {
+	if len(b) != 8 {
+		return 0, false
+	}
+	var id uint32
+	for _, c := range b {
+		switch {
+		case '0' <= c && c <= '9':
+			id = id<<4 | uint32(c-'0')
+		case 'a' <= c && c <= 'f':
+			id = id<<4 | uint32(c-'a'+10)
+		default:
+			return 0, false
+		}
+	}
+	return id, true
+}
+
+// unsealBody appends Tink's ciphertext to dst: the output prefix the key id
+// stands for, then the decoded body.
+func unsealBody(dst []byte, keyID uint32, body []byte) ([]byte, error) {
+	n := base64.RawURLEncoding.DecodedLen(len(body))
+	dst = slices.Grow(dst, tinkPrefixLen+n)
+	dst = append(dst, tinkPrefixByte)
+	dst = binary.BigEndian.AppendUint32(dst, keyID)
+	m, err := base64.RawURLEncoding.Strict().Decode(dst[len(dst):len(dst)+n], body)
+	if err != nil || m == 0 {
+		return nil, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
+	}
+	return dst[:len(dst)+m], nil
 }
 
 // String formats the token.
 func (t Token) String() string {
-	var b strings.Builder
-	body := t.Sealed[tinkPrefixLen:]
-	b.Grow(len(tokenPrefix) + len(tokenVersion) + len(t.Org) + 11 + base64.RawURLEncoding.EncodedLen(len(body)))
-	b.WriteString(tokenPrefix)
-	b.WriteString(tokenVersion)
-	b.WriteByte(':')
-	b.WriteString(t.Org)
-	fmt.Fprintf(&b, ":%08x:", t.KeyID)
-	b.WriteString(base64.RawURLEncoding.EncodeToString(body))
-	return b.String()
+	return string(appendToken(nil, t.Org, t.Sealed))
+}
+
+// appendToken appends the token of org for Tink's ciphertext sealed (with
+// its output prefix) to dst.
+func appendToken(dst []byte, org string, sealed []byte) []byte {
+	const hexDigits = "0123456789abcdef"
+	body := sealed[tinkPrefixLen:]
+	dst = slices.Grow(dst, len(tokenPrefix)+len(tokenVersion)+len(org)+12+base64.RawURLEncoding.EncodedLen(len(body)))
+	dst = append(dst, tokenPrefix+tokenVersion+":"...)
+	dst = append(dst, org...)
+	dst = append(dst, ':')
+	for _, b := range sealed[1:tinkPrefixLen] {
+		dst = append(dst, hexDigits[b>>4], hexDigits[b&0xf])
+	}
+	dst = append(dst, ':')
+	return base64.RawURLEncoding.AppendEncode(dst, body)
 }
 
 // associatedData binds a ciphertext to the token version and its organization.
@@ -107,17 +156,17 @@ func associatedData(org string) []byte {
 	return []byte(tokenPrefix + tokenVersion + ":" + org)
 }
 
-// tokenFromSealed builds a token from Tink's output, which must carry a TINK prefix.
-func tokenFromSealed(org string, sealed []byte) (Token, error) {
+// checkSealed refuses Tink output without the TINK prefix the token layout needs.
+func checkSealed(sealed []byte) error {
 	if len(sealed) <= tinkPrefixLen || sealed[0] != tinkPrefixByte {
-		return Token{}, fmt.Errorf("keyset produced a ciphertext without a Tink key prefix")
+		return fmt.Errorf("keyset produced a ciphertext without a Tink key prefix")
 	}
-	return Token{Org: org, KeyID: binary.BigEndian.Uint32(sealed[1:tinkPrefixLen]), Sealed: sealed}, nil
+	return nil
 }
 
 // isBase64URL reports whether s holds only the unpadded base64url alphabet.
 // The decoder alone would skip CR and LF, letting two strings name one token.
-func isBase64URL(s string) bool {
+func isBase64URL(s []byte) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {

@@ -19,6 +19,9 @@ type File struct {
 	Keys *Keys `yaml:"keys"`
 	// Audit says where audit records go. Default: stdout, fail closed.
 	Audit Audit `yaml:"audit"`
+	// Admin is the operations listener (/healthz, /metrics), never the
+	// proxy's port. Default: none.
+	Admin *Admin `yaml:"admin"`
 	// Default is what happens to a request no route matches: deny
 	// (default) or allow (forwarded untouched but for path normalization
 	// and header hygiene).
@@ -43,6 +46,10 @@ type Ingress struct {
 	Upstream string `yaml:"upstream"`
 	// UpstreamH2C speaks HTTP/2 without TLS (prior knowledge) to the app.
 	UpstreamH2C bool `yaml:"upstream_h2c"`
+	// UpstreamMaxIdleConns is how many idle connections to the app are
+	// kept for reuse. Default: max_concurrent_requests, so a busy sidecar
+	// does not open and close a connection per request.
+	UpstreamMaxIdleConns int `yaml:"upstream_max_idle_conns"`
 	// UpstreamProxy is an HTTP proxy URL to reach the app through. Default:
 	// none. The app is reached directly; HTTP_PROXY and kin in the
 	// environment are ignored, so bearer tokens and PHI never follow them.
@@ -113,6 +120,13 @@ type JWT struct {
 	// exp more than this after iat, or after now. Default 0: no limit
 	// (a token whose iat lies in the future is refused either way).
 	MaxTokenLifetime time.Duration `yaml:"max_token_lifetime"`
+	// CacheSize bounds the verified-token cache, in tokens: a token seen
+	// again is not verified again until its exp or CacheTTL, whichever
+	// comes first, and its exp is checked on every use. Default 10000;
+	// -1 disables the cache.
+	CacheSize int `yaml:"cache_size"`
+	// CacheTTL is the longest a verified token stays cached. Default 5m.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
 }
 
 // Claims names the JWT claims that carry the caller's attributes.
@@ -135,6 +149,13 @@ type Keys struct {
 	Provider string `yaml:"provider"`
 	// Keyring is the folder holding the wrapped organization keysets.
 	Keyring string `yaml:"keyring"`
+}
+
+// Admin configures the operations listener.
+type Admin struct {
+	// Listen is the admin address. Required. Keep it on loopback or a
+	// pod-internal address: metrics name routes and counts.
+	Listen string `yaml:"listen"`
 }
 
 // Audit configures the audit trail.

@@ -1,43 +1,26 @@
 package policy
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"strings"
 
+	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/orgid"
+	"github.com/phiguard/phiguard/refusal"
 )
 
-// Sentinel errors of a decision. Wrapped in a *Refusal that says why.
-var (
+// The kinds of refusal a decision makes, as *refusal.Error kinds.
+const (
 	// ErrDenied: the policy refuses the request (a deny route, or the default).
-	ErrDenied = errors.New("denied by policy")
+	ErrDenied = refusal.Denied
 	// ErrUnauthenticated: the route needs a caller and there is none.
-	ErrUnauthenticated = errors.New("authentication required")
+	ErrUnauthenticated = refusal.Unauthenticated
 	// ErrForbidden: the caller may not act for the request's organization.
-	ErrForbidden = errors.New("forbidden")
+	ErrForbidden = refusal.Forbidden
 )
 
-// Refusal is a decision to refuse. Reason is safe to show the client and to
-// write to the audit trail: it never holds request values.
-type Refusal struct {
-	Kind   error
-	Reason string
-}
-
-func (r *Refusal) Error() string { return fmt.Sprintf("%v: %s", r.Kind, r.Reason) }
-func (r *Refusal) Unwrap() error { return r.Kind }
-
-func refuse(kind error, format string, args ...any) *Refusal {
-	return &Refusal{Kind: kind, Reason: fmt.Sprintf(format, args...)}
-}
-
-// Caller is a verified caller, as the identity layer read it from a token.
-type Caller struct {
-	Org  string
-	User string
-	Role string
+func refuse(kind refusal.Kind, format string, args ...any) *refusal.Error {
+	return refusal.New(kind, format, args...)
 }
 
 // Request is what the engine needs to know of a request, from whichever
@@ -47,7 +30,7 @@ type Request struct {
 	// Path is the canonical, percent-decoded path.
 	Path string
 	// Caller is the verified caller, or nil when there is no valid token.
-	Caller *Caller
+	Caller *identity.Caller
 	// CallerErr says why there is no caller, when a token was presented
 	// but failed verification. Its text must be safe to show.
 	CallerErr error
@@ -119,7 +102,7 @@ func (p *Policy) NeedsCaller(r *Route) bool {
 }
 
 // Decide applies the matched route (from Match) to the request. A refusal
-// is returned as a *Refusal wrapping ErrDenied, ErrUnauthenticated or ErrForbidden.
+// is a *refusal.Error of kind ErrDenied, ErrUnauthenticated or ErrForbidden.
 func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) {
 	if r == nil {
 		if !p.defaultAllow {
@@ -153,9 +136,9 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 func checkCaller(req Request) error {
 	c := req.Caller
 	if c == nil {
-		var ref *Refusal
+		ref, isRefusal := refusal.As(req.CallerErr)
 		switch {
-		case errors.As(req.CallerErr, &ref):
+		case isRefusal:
 			return ref
 		case req.CallerErr != nil:
 			return refuse(ErrUnauthenticated, "%v", req.CallerErr)

@@ -3,6 +3,9 @@ package policy
 import (
 	"errors"
 	"testing"
+
+	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/refusal"
 )
 
 const decidePolicy = `version: 1
@@ -104,13 +107,13 @@ func TestMatchCaseSensitive(t *testing.T) {
 
 func TestDecide(t *testing.T) {
 	p := mustParse(t, decidePolicy)
-	agentA := &Caller{Org: "org_a", User: "u1", Role: "agent"}
-	viewerA := &Caller{Org: "org_a", User: "u2", Role: "viewer"}
-	callerZ := &Caller{Org: "org_z", User: "u3", Role: "agent"}
-	noOrg := &Caller{User: "u4"}
-	noUser := &Caller{Org: "org_a", Role: "agent"}
-	badOrg := &Caller{Org: "org a", User: "u5", Role: "agent"}
-	claimErr := &Refusal{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
+	agentA := &identity.Caller{Org: "org_a", User: "u1", Role: "agent"}
+	viewerA := &identity.Caller{Org: "org_a", User: "u2", Role: "viewer"}
+	callerZ := &identity.Caller{Org: "org_z", User: "u3", Role: "agent"}
+	noOrg := &identity.Caller{User: "u4"}
+	noUser := &identity.Caller{Org: "org_a", Role: "agent"}
+	badOrg := &identity.Caller{Org: "org a", User: "u5", Role: "agent"}
+	claimErr := &refusal.Error{Kind: ErrForbidden, Reason: "the token's org_id claim is a list"}
 	hdr := func(v ...string) func(string) []string {
 		return func(name string) []string {
 			if name == "X-Tenant" {
@@ -169,7 +172,7 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("Decide error = %v, want %v", err, tc.wantErr)
 			}
 			if err != nil {
-				var ref *Refusal
+				var ref *refusal.Error
 				if !errors.As(err, &ref) || ref.Reason == "" {
 					t.Errorf("refusal %v carries no reason", err)
 				}
@@ -238,7 +241,7 @@ func TestDenyReasonIsThePolicyText(t *testing.T) {
 	p := mustParse(t, decidePolicy)
 	r, params := p.Match("POST", "/api/v1/tokens")
 	_, err := p.Decide(r, params, Request{})
-	var ref *Refusal
+	var ref *refusal.Error
 	if !errors.As(err, &ref) || ref.Reason != "personal access tokens are disabled" {
 		t.Errorf("got %v, want the route's deny text", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -34,9 +35,12 @@ const (
 	// times max_body_bytes, room for the growth of encrypted values.
 	DefaultResponseFactor = 4
 	DefaultClockSkew      = 30 * time.Second
+	DefaultJWTCacheSize   = 10000
+	DefaultJWTCacheTTL    = 5 * time.Minute
 
 	maxBodyBytesLimit  = 1 << 30
 	maxConcurrentLimit = 1 << 20
+	maxJWTCacheSize    = 1 << 24
 )
 
 // Policy is a loaded, validated and compiled policy.
@@ -175,6 +179,13 @@ func (p *Policy) compile(ps *problems, dir string) {
 		f.Keys.Keyring = resolve(dir, f.Keys.Keyring)
 	}
 	p.compileAudit(ps, dir)
+	if a := f.Admin; a != nil {
+		if _, port, err := net.SplitHostPort(a.Listen); err != nil {
+			ps.add("admin.listen", "want host:port, got %q", a.Listen)
+		} else if a.Listen == f.Ingress.Listen && port != "0" {
+			ps.add("admin.listen", "the admin listener must not share the proxy's address %q", a.Listen)
+		}
+	}
 	switch f.Default {
 	case "", "deny":
 		f.Default = "deny"
@@ -249,6 +260,12 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	case in.MaxConcurrentRequests < 0 || in.MaxConcurrentRequests > maxConcurrentLimit:
 		ps.add("ingress.max_concurrent_requests", "want 1 to %d, got %d", maxConcurrentLimit, in.MaxConcurrentRequests)
 	}
+	switch {
+	case in.UpstreamMaxIdleConns == 0:
+		in.UpstreamMaxIdleConns = in.MaxConcurrentRequests
+	case in.UpstreamMaxIdleConns < 0 || in.UpstreamMaxIdleConns > maxConcurrentLimit:
+		ps.add("ingress.upstream_max_idle_conns", "want 1 to %d, got %d", maxConcurrentLimit, in.UpstreamMaxIdleConns)
+	}
 	if in.UpstreamProxy != "" {
 		if u, err := url.Parse(in.UpstreamProxy); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			ps.add("ingress.upstream_proxy", "want an http:// or https:// proxy URL, got %q", in.UpstreamProxy)
@@ -301,6 +318,13 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 		if id.JWT.MaxTokenLifetime < 0 {
 			ps.add("identity.jwt.max_token_lifetime", "must be positive (or left out for no limit)")
 		}
+		switch {
+		case id.JWT.CacheSize == 0:
+			id.JWT.CacheSize = DefaultJWTCacheSize
+		case id.JWT.CacheSize < -1 || id.JWT.CacheSize > maxJWTCacheSize:
+			ps.add("identity.jwt.cache_size", "want 1 to %d, or -1 for no cache, got %d", maxJWTCacheSize, id.JWT.CacheSize)
+		}
+		defaultDuration(ps, "identity.jwt.cache_ttl", &id.JWT.CacheTTL, DefaultJWTCacheTTL)
 	}
 	if id.Claims.Org == "" {
 		id.Claims.Org = "org_id"

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"context"
 	"net/http"
 	"strings"
 	"testing"
@@ -252,7 +253,7 @@ func TestFormNamesFrameworksRead(t *testing.T) {
 
 func TestPlantedTokensAreRefused(t *testing.T) {
 	h := newAttackHarness(t)
-	stolen, err := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
+	stolen, err := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"`+canary+`"`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -52,7 +52,7 @@ func newBareProxy(tb testing.TB, log *slog.Logger, tr http.RoundTripper) *Proxy 
 
 type fixedVerifier struct{}
 
-func (fixedVerifier) Verify([]string) (*identity.Caller, error) {
+func (fixedVerifier) Verify(context.Context, []string) (*identity.Caller, error) {
 	return &identity.Caller{Org: "org_a", User: "u", Role: "agent"}, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"net/textproto"
 	"strings"
 	"testing"
+
+	"github.com/phiguard/phiguard/engine"
 )
 
 type failingTransport struct{ err error }
@@ -61,7 +63,7 @@ func TestErrorKindConnectionRefused(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	_, err = net.Dial("tcp", addr)
-	if got := errorKind(err); got != "connection refused" {
-		t.Errorf("errorKind(%v) = %q, want connection refused", err, got)
+	if got := engine.ErrorKind(err); got != "connection refused" {
+		t.Errorf("engine.ErrorKind(%v) = %q, want connection refused", err, got)
 	}
 }

@@ -3,6 +3,7 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -176,7 +177,7 @@ func TestABodyHasOneMeaning(t *testing.T) {
 func TestTokensFromOutsideAreNeverTrusted(t *testing.T) {
 	h := newHarness(t)
 	// A genuine token of org_a, as an insider could copy it from the database.
-	stolen, err := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
+	stolen, err := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"`+canary+`"`))
 	if err != nil {
 		t.Fatal(err)
 	}

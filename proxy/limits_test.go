@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bytes"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -111,5 +112,60 @@ func TestUpstreamProxy(t *testing.T) {
 	defer mu.Unlock()
 	if len(via) != 1 || !strings.HasPrefix(via[0], h.appSrv.URL+"/healthz") || h.app.hits() != 0 {
 		t.Errorf("the proxy saw %v and the app %d requests; want the request through the proxy", via, h.app.hits())
+	}
+}
+
+// TestUpstreamConnectionsAreReused: a wave of concurrent requests leaves
+// its connections to the app idle for the next wave, instead of the two Go
+// keeps by default; a busy sidecar must not open a connection per request.
+func TestUpstreamConnectionsAreReused(t *testing.T) {
+	const wave = 12
+	h := newHarness(t)
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	var arrived sync.WaitGroup
+	release := make(chan struct{})
+	h.app.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		wait := release
+		mu.Unlock()
+		arrived.Done()
+		<-wait // every request of the wave is in flight at once
+		w.WriteHeader(http.StatusNoContent)
+	}
+	runWave := func() {
+		arrived.Add(wave)
+		mu.Lock()
+		release = make(chan struct{})
+		mu.Unlock()
+		var done sync.WaitGroup
+		for range wave {
+			done.Go(func() {
+				resp, err := http.Get(h.proxy.URL + "/healthz")
+				if err != nil {
+					t.Error(err)
+					arrived.Done()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+			})
+		}
+		arrived.Wait()
+		mu.Lock()
+		close(release)
+		mu.Unlock()
+		done.Wait()
+	}
+	runWave()
+	mu.Lock()
+	first := len(conns)
+	mu.Unlock()
+	runWave()
+	mu.Lock()
+	defer mu.Unlock()
+	if first != wave || len(conns) != wave {
+		t.Errorf("the app saw %d connections after the first wave and %d after the second, want %d and %d", first, len(conns), wave, wave)
 	}
 }

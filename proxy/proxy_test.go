@@ -3,12 +3,14 @@ package proxy
 import (
 	"bytes"
 	"compress/gzip"
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/keys"
 )
 
@@ -84,7 +86,7 @@ func storeAs(t *testing.T, h *harness, org string, bodies ...string) {
 	t.Helper()
 	var items []string
 	for _, b := range bodies {
-		tok, err := h.keyring.Encrypt(org, []byte(b))
+		tok, err := h.keyring.Encrypt(context.Background(), org, []byte(b))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -126,7 +128,7 @@ func TestReadersAndMasks(t *testing.T) {
 
 func TestTokenThatDoesNotDecryptIsMasked(t *testing.T) {
 	h := newHarness(t)
-	tok, _ := h.keyring.Encrypt("org_a", []byte(`"x"`))
+	tok, _ := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"x"`))
 	tampered := tok[:len(tok)-3] + "AAA"
 	h.app.answer = func(w http.ResponseWriter, r *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "application/json")
@@ -146,7 +148,7 @@ func TestTokenThatDoesNotDecryptIsMasked(t *testing.T) {
 	for _, f := range h.sink.lastRecord(t).Fields {
 		reasons[f.Reason] += f.Count
 	}
-	if reasons[maskUndecodable] != 2 || reasons[maskNotToken] != 1 {
+	if reasons[engine.MaskUndecodable] != 2 || reasons[engine.MaskNotToken] != 1 {
 		t.Errorf("mask reasons %v", reasons)
 	}
 }
@@ -257,7 +259,7 @@ func TestKeyFailureRefuses(t *testing.T) {
 	resp, body := h.do("POST", msgPath, "nokey", "application/json", message)
 	h.wantRefused(resp, body, 503, 0)
 	// A token labelled with the caller's own org, whose keyset is missing.
-	tok, _ := h.keyring.Encrypt("org_a", []byte(`"x"`))
+	tok, _ := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"x"`))
 	relabelled := strings.Replace(tok, ":org_a:", ":org_nokeys:", 1)
 	h.app.answer = func(w http.ResponseWriter, _ *http.Request, _ []byte) {
 		w.Header().Set("Content-Type", "application/json")
@@ -285,7 +287,7 @@ func TestAuditDownRefuses(t *testing.T) {
 
 func TestUpstreamResponses(t *testing.T) {
 	h := newHarness(t)
-	tok, _ := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
+	tok, _ := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"`+canary+`"`))
 	list := []byte(`{"data":[{"body":"` + tok + `"}]}`)
 	for _, tc := range []struct {
 		name   string
@@ -368,7 +370,7 @@ func TestFormWebhook(t *testing.T) {
 			stored = strings.ReplaceAll(v, "%3A", ":")
 		}
 	}
-	pt, err := h.keyring.Decrypt("org_b", stored)
+	pt, err := h.keyring.Decrypt(context.Background(), "org_b", []byte(stored))
 	if err != nil || string(pt) != `"`+canary+` hurts"` {
 		t.Errorf("stored form value decrypts to %s, %v", pt, err)
 	}
@@ -395,7 +397,7 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 // client or cache on a route that decrypts.
 func TestNoCacheKeepsPHI(t *testing.T) {
 	h := newHarness(t)
-	tok, err := h.keyring.Encrypt("org_a", []byte(`"`+canary+`"`))
+	tok, err := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"`+canary+`"`))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,10 +180,16 @@ routes:
 // waitListening returns the address `phiguard serve` logged it listens on.
 func waitListening(t *testing.T, stderr *lockedBuffer, done <-chan struct{}, deadline <-chan time.Time) string {
 	t.Helper()
+	return waitLogged(t, stderr, done, deadline, "phiguard listening")
+}
+
+// waitLogged returns the addr of the first log line whose msg is msg.
+func waitLogged(t *testing.T, stderr *lockedBuffer, done <-chan struct{}, deadline <-chan time.Time, msg string) string {
+	t.Helper()
 	for {
 		for _, line := range bytes.Split(stderr.Bytes(), []byte("\n")) {
 			var rec struct{ Msg, Addr string }
-			if json.Unmarshal(line, &rec) == nil && rec.Msg == "phiguard listening" && rec.Addr != "" {
+			if json.Unmarshal(line, &rec) == nil && rec.Msg == msg && rec.Addr != "" {
 				return rec.Addr
 			}
 		}

@@ -43,7 +43,26 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	return serve(ctx, ln, pol, handler, log)
+	if pol.File.Admin == nil {
+		return serve(ctx, ln, pol, handler, log)
+	}
+	aln, err := net.Listen("tcp", pol.File.Admin.Listen)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+	// Either listener failing stops both.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	adminDone := make(chan error, 1)
+	go func() {
+		err := serveAdmin(ctx, aln, adminHandler(newRegistry(), log), log)
+		cancel()
+		adminDone <- err
+	}()
+	err = serve(ctx, ln, pol, handler, log)
+	cancel()
+	return errors.Join(err, <-adminDone)
 }
 
 // build wires the policy's parts into the proxy: keyring, verifier, auditor.
@@ -97,6 +116,7 @@ func build(ctx context.Context, pol *policy.Policy, stdout, stderr io.Writer, lo
 	if id := pol.File.Identity; id != nil && id.JWT != nil {
 		v, err := identity.NewVerifier(identity.Config{
 			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
+			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
 			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role,
 		})
 		if err != nil {

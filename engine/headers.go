@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"net/http"
@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/phiguard/phiguard/engine/codec"
 	"github.com/phiguard/phiguard/policy"
-	"github.com/phiguard/phiguard/proxy/codec"
 )
 
 // Headers phiguard sets for the app. Clients can never send them.
@@ -58,29 +58,28 @@ func guardedHeaders(pol *policy.Policy) map[string]bool {
 	return g
 }
 
-// sanitizeHeaders strips override and identity headers and refuses a query
+// sanitize strips override and identity headers and refuses a query
 // that overrides the method or has no single meaning. A header spelled
 // with '_' where a guarded one has '-' (X_Phiguard_Org, X_Forwarded_For,
 // X_Tenant) is stripped too: CGI-style servers (PHP, WSGI, some Rack
 // servers) read both spellings as one HTTP_X_… variable. It returns the
 // parsed query (nil when there is none) for the later checks.
-func sanitizeHeaders(r *http.Request, guarded map[string]bool) (url.Values, error) {
-	for _, h := range strippedHeaders {
-		r.Header.Del(h)
+func sanitize(h http.Header, q string, guarded map[string]bool) (url.Values, error) {
+	for _, name := range strippedHeaders {
+		h.Del(name)
 	}
-	for k := range r.Header {
+	for k := range h {
 		if strings.HasPrefix(k, headerPrefix) {
-			delete(r.Header, k)
+			delete(h, k)
 			continue
 		}
 		if strings.IndexByte(k, '_') >= 0 {
 			dashed := http.CanonicalHeaderKey(strings.ReplaceAll(k, "_", "-"))
 			if guarded[dashed] || strings.HasPrefix(dashed, headerPrefix) {
-				delete(r.Header, k)
+				delete(h, k)
 			}
 		}
 	}
-	q := r.URL.RawQuery
 	if q == "" {
 		return nil, nil
 	}

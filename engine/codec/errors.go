@@ -3,10 +3,13 @@ package codec
 import (
 	"errors"
 	"fmt"
+
+	"github.com/phiguard/phiguard/refusal"
 )
 
-// Errors for bodies that have no single meaning. Their text never holds a
-// value from the body.
+// Details of a body that has no single meaning. A refused body is a
+// *refusal.Error of kind refusal.BadRequest whose Detail is one of these;
+// its text never holds a value from the body.
 var (
 	// ErrMalformed: the body is not well-formed (syntax, encoding, trailing
 	// data, duplicate keys, nesting too deep).
@@ -19,15 +22,11 @@ var (
 	ErrPatchDocument = errors.New("patch document")
 )
 
-// BodyError says what is wrong with a body and where, by path, never by value.
-type BodyError struct {
-	Kind   error
-	Reason string
+// bodyError refuses a body for detail, with reason saying where, never what.
+func bodyError(detail error, reason string) *refusal.Error {
+	return &refusal.Error{Kind: refusal.BadRequest, Detail: detail, Reason: detail.Error() + ": " + reason}
 }
 
-func (e *BodyError) Error() string { return fmt.Sprintf("%v: %s", e.Kind, e.Reason) }
-func (e *BodyError) Unwrap() error { return e.Kind }
-
 func malformed(format string, args ...any) error {
-	return &BodyError{Kind: ErrMalformed, Reason: fmt.Sprintf(format, args...)}
+	return bodyError(ErrMalformed, fmt.Sprintf(format, args...))
 }

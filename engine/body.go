@@ -1,4 +1,4 @@
-package proxy
+package engine
 
 import (
 	"bytes"
@@ -95,41 +95,71 @@ func contentEncoding(h http.Header) (gzipped bool, ok bool) {
 
 // readBody reads all of body, decoding gzip when asked, and fails with
 // errTooLarge past limit bytes, before or after decompression: a small
-// gzip bomb is refused as surely as a large body.
-func readBody(body io.Reader, gzipped bool, limit int64) ([]byte, error) {
-	raw, err := readLimited(body, limit)
+// gzip bomb is refused as surely as a large body. size is the declared
+// length (-1 when unknown): the buffer is sized for it up to limit, so a
+// body of known length is read without regrowing. The buffer is lent
+// (getBuffer): give it back with putBuffer once done with it.
+func readBody(body io.Reader, size int64, gzipped bool, limit int64) ([]byte, error) {
+	raw, err := readLimited(body, size, limit)
 	if err != nil {
 		return nil, err
 	}
 	if !gzipped {
 		return raw, nil
 	}
+	defer putBuffer(raw)
 	zr, err := gzip.NewReader(bytes.NewReader(raw))
 	if err != nil {
 		return nil, errBadGzip
 	}
 	defer zr.Close()
-	out, err := readLimited(zr, limit)
+	out, err := readLimited(zr, -1, limit)
 	if errors.Is(err, errReadBody) {
 		return nil, errBadGzip
 	}
 	return out, err
 }
 
-func readLimited(r io.Reader, limit int64) ([]byte, error) {
-	var buf bytes.Buffer
-	n, err := buf.ReadFrom(io.LimitReader(r, limit+1))
-	if n > limit {
+func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
+	if size > limit {
 		return nil, errTooLarge
 	}
-	var ne net.Error
-	if errors.As(err, &ne) && ne.Timeout() {
-		return nil, errReadTimeout
+	// A body of declared length is read into one buffer of that length
+	// plus a byte, to see EOF; one of unknown length starts small and grows.
+	c := int64(512)
+	if size >= 0 {
+		c = size + 1
 	}
-	if err != nil {
-		return nil, errReadBody
+	buf := getBuffer(int(min(c, limit+1)))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
+				putBuffer(buf)
+				return nil, errTooLarge
+			}
+			grown := getBuffer(len(buf) + int(min(int64(cap(buf)), limit+1-int64(len(buf)))))
+			grown = append(grown, buf...)
+			putBuffer(buf)
+			buf = grown
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			putBuffer(buf)
+			return nil, errTooLarge
+		}
+		switch {
+		case err == io.EOF:
+			return buf, nil
+		case err != nil:
+			putBuffer(buf)
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return nil, errReadTimeout
+			}
+			return nil, errReadBody
+		}
 	}
-	return buf.Bytes(), nil
 }
 
 var (

@@ -1,8 +1,7 @@
-package proxy
+package engine
 
 import (
 	"errors"
-	"net/http"
 	"strings"
 	"unicode/utf8"
 )
@@ -15,15 +14,6 @@ var errAmbiguousPath = errors.New("ambiguous path")
 type canonicalPath struct {
 	decoded string
 	escaped string
-}
-
-// requestPath returns the path exactly as the client sent it, escapes included.
-func requestPath(r *http.Request) string {
-	if uri := r.RequestURI; strings.HasPrefix(uri, "/") {
-		p, _, _ := strings.Cut(uri, "?")
-		return p
-	}
-	return r.URL.EscapedPath()
 }
 
 // canonicalize normalizes a raw request path: percent-escapes of unreserved

@@ -149,5 +149,5 @@ func hexVal(c byte) byte {
 // PlantedToken is the refusal for a token-like value found in where (a
 // form field, a JSON key, the query string …), named by place, never by value.
 func PlantedToken(where string) error {
-	return &BodyError{Kind: ErrPlantedToken, Reason: "a phiguard token (or text that spells one) was sent in " + where + "; only phiguard writes tokens"}
+	return bodyError(ErrPlantedToken, "a phiguard token (or text that spells one) was sent in "+where+"; only phiguard writes tokens")
 }

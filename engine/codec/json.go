@@ -6,6 +6,7 @@ import (
 	"io"
 	"math/bits"
 	"strings"
+	"sync"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -69,24 +70,23 @@ func (m *Matcher) Empty() bool {
 	return true
 }
 
-// Edit returns the replacement for a selected value: raw JSON text. sel is
-// the selector's position in the list the matcher was built from.
-type Edit func(sel int, value jsontext.Value) ([]byte, error)
+// Edit appends the replacement for a selected value, raw JSON text, to dst
+// and returns the extended slice. sel is the selector's position in the
+// list the matcher was built from. value is only valid during the call.
+type Edit func(dst []byte, sel int, value jsontext.Value) ([]byte, error)
 
 // RewriteJSON parses src as exactly one JSON value, strictly, and replaces
 // every value a selector picks with what edit returns. Bytes outside the
 // selected values are copied unchanged. counts[i] is how many values
-// selector i picked. Body errors are *BodyError; edit's errors are returned
+// selector i picked. Body errors are *refusal.Error (BadRequest); edit's errors are returned
 // as they are.
 func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, err error) {
-	w := walker{
-		m:      m,
-		src:    src,
-		dec:    jsontext.NewDecoder(bytes.NewReader(src)),
-		edit:   edit,
-		n:      len(m.sels),
-		counts: make([]int, m.total),
-	}
+	w := walkers.Get().(*walker)
+	defer w.release()
+	w.m, w.src, w.edit, w.n = m, src, edit, len(m.sels)
+	w.counts = make([]int, m.total)
+	w.in = bytes.NewBuffer(src) // parsed in place, without a copy
+	w.dec.Reset(w.in)
 	w.out = make([]byte, 0, len(src)+len(src)/2)
 	root := w.frame(0)
 	for i := range w.n {
@@ -103,11 +103,16 @@ func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, e
 	return w.out, w.counts, nil
 }
 
+// walkers keeps walkers and their decoders' state between bodies.
+var walkers = sync.Pool{New: func() any { return &walker{dec: new(jsontext.Decoder)} }}
+
 type walker struct {
 	m         *Matcher
 	rootArray bool // the body is an array (request bodies: patch documents)
 	src       []byte
+	in        *bytes.Buffer
 	dec       *jsontext.Decoder
+	name      []byte // an escaped key, unquoted
 	edit      Edit
 	n         int
 	states    []uint64 // per depth: n exact state sets, then n case-folded ones
@@ -115,6 +120,18 @@ type walker struct {
 	last      int // src[:last] has been handled
 	counts    []int
 }
+
+// release drops every reference to the body and returns w to the pool.
+func (w *walker) release() {
+	w.dec.Reset(emptyBody{})
+	*w = walker{dec: w.dec, states: w.states[:0], name: w.name[:0]}
+	walkers.Put(w)
+}
+
+// emptyBody is the reader a pooled decoder holds between bodies.
+type emptyBody struct{}
+
+func (emptyBody) Read([]byte) (int, error) { return 0, io.EOF }
 
 // frame returns the state sets of depth d, growing the slab as needed.
 func (w *walker) frame(d int) []uint64 {
@@ -132,13 +149,13 @@ func (w *walker) value(d int) error {
 	for i, sel := range w.m.sels {
 		done := uint64(1) << len(sel.Steps)
 		if w.m.idx[i] < 0 && st[w.n+i]&done != 0 {
-			return &BodyError{Kind: ErrRefusedKey, Reason: "the body holds " + sel.Text + ", which would override the request"}
+			return bodyError(ErrRefusedKey, "the body holds "+sel.Text+", which would override the request")
 		}
 		if st[i]&done != 0 {
 			return w.replace(i)
 		}
 		if st[w.n+i]&done != 0 {
-			return &BodyError{Kind: ErrAmbiguousKey, Reason: "a key differs from the selected " + sel.Text + " only by letter case"}
+			return bodyError(ErrAmbiguousKey, "a key differs from the selected "+sel.Text+" only by letter case")
 		}
 		if st[w.n+i] != 0 {
 			live = true
@@ -161,20 +178,19 @@ func (w *walker) value(d int) error {
 			if w.dec.PeekKind() == '}' {
 				break
 			}
-			name, err := w.dec.ReadToken()
+			key, err := w.readName()
 			if err != nil {
-				return jsonErr(err)
+				return err
 			}
-			key := name.String()
 			if w.m.request {
 				if HasTokenMarker(key) {
 					return PlantedToken("a JSON key")
 				}
 				if d == 1 && w.rootArray {
-					op = op || strings.EqualFold(key, "op")
-					path = path || strings.EqualFold(key, "path")
+					op = op || bytes.EqualFold(key, []byte("op"))
+					path = path || bytes.EqualFold(key, []byte("path"))
 					if op && path {
-						return &BodyError{Kind: ErrPatchDocument, Reason: "the body is a JSON Patch document (an array of operations); its values cannot be selected, so it is refused. Send the object, or a JSON Merge Patch"}
+						return bodyError(ErrPatchDocument, "the body is a JSON Patch document (an array of operations); its values cannot be selected, so it is refused. Send the object, or a JSON Merge Patch")
 					}
 				}
 			}
@@ -195,7 +211,7 @@ func (w *walker) value(d int) error {
 				_, err := w.dec.ReadToken()
 				return jsonErr(err)
 			}
-			w.advance(d, live, "", false)
+			w.advance(d, live, nil, false)
 			if err := w.value(d + 1); err != nil {
 				return err
 			}
@@ -204,6 +220,23 @@ func (w *walker) value(d int) error {
 		return jsonErr(err)
 	}
 	return nil
+}
+
+// readName reads an object member's name, unquoted. The bytes are valid
+// until the next read.
+func (w *walker) readName() ([]byte, error) {
+	v, err := w.dec.ReadValue()
+	if err != nil {
+		return nil, jsonErr(err)
+	}
+	if bytes.IndexByte(v, '\\') < 0 {
+		return v[1 : len(v)-1], nil
+	}
+	w.name, err = jsontext.AppendUnquote(w.name[:0], v)
+	if err != nil {
+		return nil, jsonErr(err)
+	}
+	return w.name, nil
 }
 
 // checkString reads a string value no selector picks from a request body
@@ -227,7 +260,7 @@ func (w *walker) checkString() error {
 
 // advance computes the state sets of a child of depth d: a member called
 // name, or an array element.
-func (w *walker) advance(d int, live bool, name string, member bool) {
+func (w *walker) advance(d int, live bool, name []byte, member bool) {
 	child := w.frame(d + 1)
 	parent := w.frame(d)
 	if !live {
@@ -242,7 +275,7 @@ func (w *walker) advance(d int, live bool, name string, member bool) {
 
 // step moves a selector's state set over one path element. Bit j set means
 // steps[:j] have matched; bit len(steps) means the selector is complete.
-func step(steps []policy.Step, s uint64, name string, member, fold bool) uint64 {
+func step(steps []policy.Step, s uint64, name []byte, member, fold bool) uint64 {
 	var next uint64
 	for s != 0 {
 		j := bits.TrailingZeros64(s)
@@ -267,11 +300,11 @@ func step(steps []policy.Step, s uint64, name string, member, fold bool) uint64 
 	return next
 }
 
-func nameEq(a, b string, fold bool) bool {
+func nameEq(a []byte, b string, fold bool) bool {
 	if fold {
-		return strings.EqualFold(a, b)
+		return bytes.EqualFold(a, []byte(b))
 	}
-	return a == b
+	return string(a) == b
 }
 
 // replace reads the selected value and splices in its replacement.
@@ -283,18 +316,18 @@ func (w *walker) replace(i int) error {
 	end := int(w.dec.InputOffset())
 	start := end - len(v)
 	sel := w.m.idx[i]
-	repl, err := w.edit(sel, v)
+	w.out = append(w.out, w.src[w.last:start]...)
+	out, err := w.edit(w.out, sel, v)
 	if err != nil {
 		return err
 	}
-	w.out = append(w.out, w.src[w.last:start]...)
-	w.out = append(w.out, repl...)
+	w.out = out
 	w.last = end
 	w.counts[sel]++
 	return nil
 }
 
-// jsonErr turns a decoder error into a BodyError that names the problem and
+// jsonErr turns a decoder error into a refusal that names the problem and
 // its byte offset, never the offending text or key.
 func jsonErr(err error) error {
 	if err == nil {

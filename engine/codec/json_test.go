@@ -8,6 +8,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/refusal"
 )
 
 func selectors(t testing.TB, texts ...string) []policy.Selector {
@@ -25,8 +26,8 @@ func selectors(t testing.TB, texts ...string) []policy.Selector {
 
 // mark replaces a selected value with a string naming the selector and the
 // original value, so tests see exactly what was picked.
-func mark(sel int, v jsontext.Value) ([]byte, error) {
-	return jsontext.AppendQuote(nil, "S"+string(rune('0'+sel))+":"+string(v))
+func mark(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	return jsontext.AppendQuote(dst, "S"+string(rune('0'+sel))+":"+string(v))
 }
 
 func TestRewriteJSONSelects(t *testing.T) {
@@ -120,9 +121,9 @@ func TestRewriteJSONRefuses(t *testing.T) {
 			if !errors.Is(err, tc.want) {
 				t.Fatalf("got %v (out %q), want %v", err, out, tc.want)
 			}
-			var be *BodyError
+			var be *refusal.Error
 			if !errors.As(err, &be) {
-				t.Fatalf("error %T is not a *BodyError", err)
+				t.Fatalf("error %T is not a *refusal.Error", err)
 			}
 		})
 	}
@@ -149,8 +150,8 @@ func TestRewriteJSONErrorsCarryNoValues(t *testing.T) {
 
 func TestRewriteJSONEditError(t *testing.T) {
 	boom := errors.New("key failure")
-	_, _, err := RewriteJSON([]byte(`{"a":1}`), NewMatcher(selectors(t, "$.a")), func(int, jsontext.Value) ([]byte, error) {
-		return nil, boom
+	_, _, err := RewriteJSON([]byte(`{"a":1}`), NewMatcher(selectors(t, "$.a")), func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) {
+		return dst, boom
 	})
 	if !errors.Is(err, boom) {
 		t.Errorf("got %v, want the edit's error", err)
@@ -174,11 +175,11 @@ func FuzzRewriteJSON(f *testing.F) {
 	}
 	m := NewMatcher(sels)
 	f.Fuzz(func(t *testing.T, in []byte) {
-		same, _, err := RewriteJSON(in, m, func(_ int, v jsontext.Value) ([]byte, error) { return v, nil })
+		same, _, err := RewriteJSON(in, m, func(dst []byte, _ int, v jsontext.Value) ([]byte, error) { return append(dst, v...), nil })
 		if err != nil {
-			var be *BodyError
-			if !errors.As(err, &be) {
-				t.Fatalf("error %T is not a *BodyError: %v", err, err)
+			var be *refusal.Error
+			if !errors.As(err, &be) || be.Kind != refusal.BadRequest {
+				t.Fatalf("error %T is not a bad-request refusal: %v", err, err)
 			}
 			return
 		}
@@ -188,7 +189,7 @@ func FuzzRewriteJSON(f *testing.F) {
 		if string(same) != string(in) {
 			t.Fatalf("identity edit changed the body:\n in %q\nout %q", in, same)
 		}
-		out, _, err := RewriteJSON(in, m, func(int, jsontext.Value) ([]byte, error) { return []byte(`"ephi:x"`), nil })
+		out, _, err := RewriteJSON(in, m, func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) { return append(dst, `"ephi:x"`...), nil })
 		if err != nil {
 			t.Fatalf("second pass failed: %v", err)
 		}
@@ -220,7 +221,7 @@ func benchRewrite(b *testing.B, m *Matcher) {
 	sb.WriteString(`],"next":null}`)
 	in := []byte(sb.String())
 	repl := []byte(`"ephi:v1:org_a:0a1b2c3d:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"`)
-	edit := func(int, jsontext.Value) ([]byte, error) { return repl, nil }
+	edit := func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) { return append(dst, repl...), nil }
 	b.SetBytes(int64(len(in)))
 	b.ReportAllocs()
 	for b.Loop() {
@@ -321,5 +322,37 @@ func TestRequestMatcherRefusesPatchDocuments(t *testing.T) {
 	}
 	if _, _, err := RewriteJSON([]byte(`[{"op":"replace","path":"/body"}]`), NewMatcher(selectors(t, "$.body")), mark); err != nil {
 		t.Errorf("response matcher refused an array: %v", err)
+	}
+}
+
+// doc4KB is a 4 KB request document with ten 200-byte PHI fields among
+// ordinary ones, and the selectors that pick them.
+func doc4KB(tb testing.TB) ([]byte, []policy.Selector) {
+	var sb strings.Builder
+	var sels []string
+	sb.WriteString(`{"id":"m_123456","conversation_id":"c_42","direction":"outbound","meta":{"channel":"sms","priority":2,"tags":["reminder","cardiology"]}`)
+	for i := range 10 {
+		name := "phi_" + string(rune('a'+i))
+		sels = append(sels, "$."+name)
+		sb.WriteString(`,"` + name + `":"` + strings.Repeat("Patient note text ", 12)[:200] + `"`)
+		sb.WriteString(`,"plain_` + string(rune('a'+i)) + `":"` + strings.Repeat("routing data ", 15)[:180] + `"`)
+	}
+	sb.WriteString(`,"created_at":"2026-11-22T10:00:00Z"}`)
+	return []byte(sb.String()), selectors(tb, sels...)
+}
+
+// BenchmarkRewrite4KB10Fields: the transformer alone on a 4 KB request with
+// ten 200-byte fields selected, the edit appending a token-sized string.
+func BenchmarkRewrite4KB10Fields(b *testing.B) {
+	in, sels := doc4KB(b)
+	m := NewRequestMatcher(sels)
+	repl := []byte(`"ephi:v1:org_a:0a1b2c3d:` + strings.Repeat("A", 300) + `"`)
+	edit := func(dst []byte, _ int, _ jsontext.Value) ([]byte, error) { return append(dst, repl...), nil }
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := RewriteJSON(in, m, edit); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

@@ -114,7 +114,7 @@ func formSelector(readings []string, sels []policy.Selector, refused []string) (
 	for _, r := range refused {
 		for _, k := range readings {
 			if strings.EqualFold(k, r) {
-				return -1, &BodyError{Kind: ErrRefusedKey, Reason: "the form holds " + r + ", which would override the request"}
+				return -1, bodyError(ErrRefusedKey, "the form holds "+r+", which would override the request")
 			}
 		}
 	}
@@ -130,7 +130,7 @@ func formSelector(readings []string, sels []policy.Selector, refused []string) (
 		canon := canonicalFormName(s.FormName)
 		for _, k := range readings {
 			if strings.EqualFold(k, s.FormName) || strings.EqualFold(k, canon) {
-				return -1, &BodyError{Kind: ErrAmbiguousKey, Reason: "a form field differs from the selected " + s.Text + " only by letter case"}
+				return -1, bodyError(ErrAmbiguousKey, "a form field differs from the selected "+s.Text+" only by letter case")
 			}
 		}
 	}

@@ -1,0 +1,80 @@
+package engine
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func TestReadLimited(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	cases := []struct {
+		name        string
+		body        string
+		size, limit int64
+		err         error
+	}{
+		{"declared length", long, 5000, 10000, nil},
+		{"unknown length grows", long, -1, 10000, nil},
+		{"declared shorter than sent", long, 10, 10000, nil},
+		{"declared longer than sent", "abc", 5000, 10000, nil},
+		{"empty", "", 0, 10, nil},
+		{"exactly the limit", long, -1, 5000, nil},
+		{"one past the limit", long, -1, 4999, errTooLarge},
+		{"declared past the limit", "abc", 20000, 10000, errTooLarge},
+		{"declared within, sent past the limit", long, 100, 1000, errTooLarge},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			// One byte per Read: the loop must not depend on big reads.
+			got, err := readLimited(iotest.OneByteReader(strings.NewReader(c.body)), c.size, c.limit)
+			if !errors.Is(err, c.err) {
+				t.Fatalf("err %v, want %v", err, c.err)
+			}
+			if err == nil && string(got) != c.body {
+				t.Fatalf("read %d bytes, want %d", len(got), len(c.body))
+			}
+		})
+	}
+	t.Run("read error", func(t *testing.T) {
+		r := io.MultiReader(strings.NewReader("abc"), iotest.ErrReader(errors.New("reset")))
+		if _, err := readLimited(r, -1, 100); err != errReadBody {
+			t.Fatalf("err %v, want errReadBody", err)
+		}
+	})
+	t.Run("declared length reads into one buffer", func(t *testing.T) {
+		body := bytes.Repeat([]byte("y"), 4096)
+		rd := bytes.NewReader(body)
+		allocs := testing.AllocsPerRun(20, func() {
+			rd.Reset(body)
+			if _, err := readLimited(rd, int64(len(body)), 1<<20); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if allocs > 1 {
+			t.Fatalf("%v allocations, want 1", allocs)
+		}
+	})
+}
+
+// TestBodyBuffers: a lent buffer has room for what was asked; a returned
+// one is wiped before anyone else can get it, since bodies hold PHI.
+func TestBodyBuffers(t *testing.T) {
+	for _, n := range []int{0, 1, 4 << 10, 4<<10 + 1, 300 << 10} {
+		b := getBuffer(n)
+		if len(b) != 0 || cap(b) < n {
+			t.Errorf("getBuffer(%d): len %d cap %d", n, len(b), cap(b))
+		}
+	}
+	b := getBuffer(100)
+	b = append(b, "canary-phi-value"...)
+	putBuffer(b)
+	// The pooled array is cleared in place: b still views it.
+	if bytes.Contains(b[:cap(b)], []byte("canary")) {
+		t.Error("a returned buffer still holds its body")
+	}
+	putBuffer(make([]byte, 0, 1000)) // not a size class: not pooled, no panic
+}

@@ -1,0 +1,409 @@
+// Package engine is phiguard's transport-neutral core: given a request as
+// an adapter received it (method, path, headers, peer, body), it judges the
+// request, decides it by the policy, seals the request body's PHI, opens
+// the response body's PHI for the callers who may read it, and writes the
+// audit record. The HTTP ingress (package proxy) is one adapter over it;
+// the egress listener and the Envoy ext_proc server are others. None of
+// them re-implements policy, hygiene, transforms or audit.
+//
+// One request is one Exchange:
+//
+//	x, err := eng.Begin(ctx, req) // judge the head; x is never nil
+//	defer x.Close()
+//	if err != nil { answer x.Refuse(ctx, err) }
+//	body, err = x.SealRequest(ctx, header, body, size) // routes with field actions
+//	… forward, get the response …
+//	body, err = x.OpenResponse(ctx, status, header, body, size)
+//	err = x.Allow(ctx, status) // the audit record; refuse on error
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine/codec"
+	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/refusal"
+)
+
+// Keys seals and opens field values for an organization.
+type Keys interface {
+	// AppendEncrypt appends the token sealing plaintext to dst; a token's
+	// characters need no escaping in JSON, a form or a URL.
+	AppendEncrypt(ctx context.Context, dst []byte, org string, plaintext []byte) ([]byte, error)
+	Decrypt(ctx context.Context, org string, token []byte) ([]byte, error)
+}
+
+// Verifier identifies the caller from the Authorization header values.
+type Verifier interface {
+	Verify(ctx context.Context, authorization []string) (*identity.Caller, error)
+}
+
+// Auditor records what happened to a request.
+type Auditor interface {
+	Record(ctx context.Context, r *audit.Record) error
+}
+
+// Options configure an Engine. Policy, Keys (when a route has field
+// actions) and Auditor are required.
+type Options struct {
+	Policy *policy.Policy
+	Keys   Keys
+	// Verifier identifies callers; nil refuses every route that needs one.
+	Verifier Verifier
+	Auditor  Auditor
+	// Log receives operational messages, never PHI; nil discards them.
+	Log *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Engine applies one policy. It is safe for concurrent use.
+type Engine struct {
+	pol      *policy.Policy
+	keys     Keys
+	verifier Verifier
+	auditor  Auditor
+	log      *slog.Logger
+	now      func() time.Time
+	plans    []routePlan // by route index
+	mask     []byte      // JSON string of the policy's mask
+	// slots holds one token per request in flight (max_concurrent_requests).
+	slots chan struct{}
+	// guarded are the headers phiguard judges or sets (guardedHeaders).
+	guarded map[string]bool
+}
+
+// routePlan is what a route needs at request time, compiled once.
+type routePlan struct {
+	encJSON *codec.Matcher
+	encForm bool
+	dec     *codec.Matcher
+	// decrypts: the route's responses may carry plaintext PHI.
+	decrypts bool
+}
+
+// New compiles what the policy's routes need at request time.
+func New(o Options) (*Engine, error) {
+	if o.Policy == nil || o.Auditor == nil {
+		return nil, errors.New("engine: Policy and Auditor are required")
+	}
+	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now,
+		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
+	if e.log == nil {
+		e.log = slog.New(slog.DiscardHandler)
+	}
+	if e.now == nil {
+		e.now = time.Now
+	}
+	mask, err := jsontext.AppendQuote(nil, o.Policy.File.Mask)
+	if err != nil {
+		return nil, fmt.Errorf("engine: mask: %w", err)
+	}
+	e.mask = mask
+	for _, r := range o.Policy.Routes {
+		if r.HasFieldActions() && o.Keys == nil {
+			return nil, fmt.Errorf("engine: route %s has field actions but no keys were given", r.Name)
+		}
+		e.plans = append(e.plans, routePlan{
+			encJSON:  codec.NewRequestMatcher(r.EncryptRequest, methodOverrideField),
+			encForm:  codec.HasForm(r.EncryptRequest),
+			dec:      codec.NewMatcher(r.DecryptResponse),
+			decrypts: len(r.DecryptResponse) > 0,
+		})
+	}
+	return e, nil
+}
+
+// Policy returns the policy the engine applies.
+func (e *Engine) Policy() *policy.Policy { return e.pol }
+
+// Request is a request as an adapter received it.
+type Request struct {
+	// Method as sent; the engine judges and forwards it upper-cased.
+	Method string
+	// Path as sent, escapes included, without the query.
+	Path string
+	// Query is the raw query string, without '?'.
+	Query string
+	// Header holds the request's headers. Begin removes the ones the app
+	// must not act on and sets the ones phiguard owns; the adapter forwards
+	// what is left.
+	Header http.Header
+	// Trailers: the request declares or carries trailers.
+	Trailers bool
+	// Peer is the address of the connection's other end; the zero value
+	// when unknown.
+	Peer netip.AddrPort
+}
+
+// Exchange is one request's way through the engine: its judgement, its
+// decision and its audit record. It is used by one goroutine at a time.
+type Exchange struct {
+	e        *Engine
+	start    time.Time
+	slot     bool
+	path     canonicalPath
+	method   string
+	decision policy.Decision
+	plan     *routePlan
+	rec      audit.Record
+	audited  bool
+}
+
+// Begin judges a request's head: capacity, canonical path and method,
+// header and query hygiene, the route, the caller, the policy's decision
+// and the channels PHI could slip through. It always returns an Exchange
+// (close it when the request is done); a non-nil error is the refusal,
+// which x.Refuse records and turns into the answer.
+func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
+	x := &Exchange{e: e, start: e.now(), method: req.Method}
+	x.rec = audit.Record{
+		RequestID: newRequestID(),
+		Method:    req.Method,
+		Path:      req.Path,
+	}
+	if req.Peer.IsValid() {
+		x.rec.ClientIP = req.Peer.Addr().Unmap().String()
+	}
+	select {
+	case e.slots <- struct{}{}:
+		x.slot = true
+	default:
+		return x, ErrBusy
+	}
+	return x, x.judgeHead(ctx, req)
+}
+
+func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
+	e := x.e
+	path, err := canonicalize(req.Path)
+	if err != nil {
+		return badRequest("%s: %v", errAmbiguousPath, err)
+	}
+	x.path = path
+	x.rec.Path = path.decoded
+	if codec.HasTokenMarker(path.decoded) {
+		return codec.PlantedToken("the path")
+	}
+	method, ok := policy.CanonicalMethod(req.Method)
+	if !ok {
+		return ErrMethod
+	}
+	// The method judged is the method forwarded.
+	x.method, x.rec.Method = method, method
+	query, err := sanitize(req.Header, req.Query, e.guarded)
+	if err != nil {
+		return err
+	}
+
+	route, params := e.pol.Match(method, path.decoded)
+	if route != nil {
+		x.rec.Route = route.Name
+	}
+	preq := policy.Request{
+		Method:             method,
+		Path:               path.decoded,
+		Header:             req.Header.Values,
+		FromTrustedGateway: e.fromTrustedGateway(req.Peer),
+	}
+	if e.pol.NeedsCaller(route) {
+		preq.Caller, preq.CallerErr = e.identify(ctx, req.Header)
+		if preq.Caller != nil {
+			x.rec.User, x.rec.Role = preq.Caller.User, preq.Caller.Role
+		}
+	}
+	dec, err := e.pol.Decide(route, params, preq)
+	x.rec.Org = dec.Org
+	if err != nil {
+		if x.rec.Org == "" && preq.Caller != nil {
+			x.rec.Org = preq.Caller.Org
+		}
+		return err
+	}
+	x.decision = dec
+	if route == nil || !route.HasFieldActions() {
+		return nil
+	}
+	x.plan = &e.plans[route.Index]
+	if err := checkChannels(req); err != nil {
+		return err
+	}
+	if err := checkQuery(query, route); err != nil {
+		return err
+	}
+	if x.plan.decrypts {
+		// phiguard reads the answer; a compressed one it could not.
+		req.Header.Set("Accept-Encoding", "identity")
+	}
+	return nil
+}
+
+func (e *Engine) identify(ctx context.Context, h http.Header) (*identity.Caller, error) {
+	if e.verifier == nil {
+		return nil, errors.New("no identity provider is configured")
+	}
+	c, err := e.verifier.Verify(ctx, h.Values("Authorization"))
+	if errors.Is(err, identity.ErrClaims) {
+		// A genuine token that does not name one organization and a user.
+		return nil, &refusal.Error{Kind: refusal.Forbidden, Reason: err.Error(), Detail: identity.ErrClaims}
+	}
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (e *Engine) fromTrustedGateway(peer netip.AddrPort) bool {
+	if !peer.IsValid() {
+		return false
+	}
+	ip := peer.Addr().Unmap()
+	for _, pfx := range e.pol.TrustedGateways {
+		if pfx.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// checkChannels refuses what phiguard cannot apply the policy inside.
+func checkChannels(req *Request) error {
+	if req.Header.Get("Upgrade") != "" || headerHasToken(req.Header, "Connection", "upgrade") {
+		return badRequest("protocol upgrades are refused on routes that carry PHI")
+	}
+	if req.Trailers || len(req.Header.Values("Trailer")) > 0 {
+		return badRequest("request trailers are refused on routes that carry PHI")
+	}
+	return nil
+}
+
+// checkQuery refuses a query parameter the app could read as a field the
+// route encrypts: many frameworks merge the query into the body's
+// parameters, so it would be stored in plaintext.
+func checkQuery(query url.Values, route *policy.Route) error {
+	if len(route.EncryptRequest) == 0 {
+		return nil
+	}
+	for name := range query {
+		if codec.FormNameTooDeep(name) {
+			return badRequest("a query parameter name nests deeper than %d levels", codec.MaxFormNameNesting)
+		}
+		if codec.QueryNameSelected(name, route.EncryptRequest) {
+			return badRequest("a query parameter names a field this route encrypts; send it in the body")
+		}
+	}
+	return nil
+}
+
+// Close releases the exchange's capacity slot. It is safe to call twice.
+func (x *Exchange) Close() {
+	if x.slot {
+		x.slot = false
+		<-x.e.slots
+	}
+}
+
+// RequestID identifies the request in the audit trail, logs and answers.
+func (x *Exchange) RequestID() string { return x.rec.RequestID }
+
+// Method is the method judged, to be forwarded.
+func (x *Exchange) Method() string { return x.method }
+
+// Path is the canonical path, percent-decoded, as the policy matched it.
+func (x *Exchange) Path() string { return x.path.decoded }
+
+// EscapedPath is the canonical path as it is forwarded.
+func (x *Exchange) EscapedPath() string { return x.path.escaped }
+
+// TouchesPHI reports whether the request's route has field actions: its
+// bodies go through SealRequest and OpenResponse and it is audited.
+func (x *Exchange) TouchesPHI() bool { return x.plan != nil }
+
+// SetUpstreamHeaders sets the headers phiguard tells the app: the request
+// id and the caller it verified.
+func (x *Exchange) SetUpstreamHeaders(h http.Header) {
+	h.Set(headerRequestID, x.rec.RequestID)
+	if x.decision.Org != "" {
+		h.Set(headerOrg, x.decision.Org)
+	}
+	if x.rec.User != "" {
+		h.Set(headerUser, x.rec.User)
+	}
+	if x.rec.Role != "" {
+		h.Set(headerRole, x.rec.Role)
+	}
+}
+
+// Allow records the exchange as allowed, answered with status. Routes
+// without field actions are not audited. A non-nil error means the record
+// was not written: the adapter must refuse (x.Refuse) instead of passing
+// the answer on.
+func (x *Exchange) Allow(ctx context.Context, status int) error {
+	if x.plan == nil {
+		return nil
+	}
+	x.rec.Decision = audit.DecisionAllow
+	x.rec.Status = status
+	return x.record(ctx)
+}
+
+// Refuse records a refusal, for err from any step, and returns what the
+// client is told. If the record cannot be written, the answer is the audit
+// refusal. A refusal of kind refusal.ClientGone gets no answer.
+func (x *Exchange) Refuse(ctx context.Context, err error) *refusal.Error {
+	ref := classify(err)
+	if ref.Kind == refusal.Internal {
+		x.e.log.Error("request failed", "request_id", x.rec.RequestID, "err_kind", ErrorKind(err))
+	}
+	x.rec.Decision = decisionOf(ref.Kind)
+	x.rec.Reason = ref.Reason
+	x.rec.Status = Status(ref.Kind)
+	if !ref.Kind.Failure() {
+		x.rec.AddAction(audit.ActionDeny)
+	}
+	if ref.Kind != refusal.AuditUnavailable && !x.audited {
+		if aerr := x.record(ctx); aerr != nil {
+			ref = errAudit
+		}
+	}
+	return ref
+}
+
+func (x *Exchange) record(ctx context.Context) error {
+	x.audited = true
+	now := x.e.now()
+	x.rec.Time = now.UTC()
+	x.rec.LatencyMS = float64(now.Sub(x.start).Microseconds()) / 1000
+	return x.e.auditor.Record(ctx, &x.rec)
+}
+
+func newRequestID() string {
+	var b [12]byte
+	rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for t := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -1,0 +1,220 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine/codec"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/refusal"
+)
+
+// SealRequest reads the request body of a route with field actions (size
+// is its declared length, -1 when unknown), judges it (one meaning, no
+// override fields, no planted tokens) and returns it with the selected
+// fields replaced by tokens. A route that only decrypts still has its
+// request body judged. h is updated to frame the new body: no
+// Content-Encoding, its Content-Length. Call it only for a request that
+// has a body.
+func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reader, size int64) ([]byte, error) {
+	route := x.decision.Route
+	kind, why, err := requestMediaKind(h)
+	if err != nil {
+		return nil, refusal.New(refusal.UnsupportedMedia, "%s", why)
+	}
+	gz, ok := contentEncoding(h)
+	if !ok {
+		return nil, refusal.New(refusal.UnsupportedEncoding, "only gzip or no Content-Encoding is read")
+	}
+	if len(route.EncryptRequest) > 0 {
+		switch {
+		case kind == bodyJSON && x.plan.encJSON.Empty():
+			return nil, refusal.New(refusal.UnsupportedMedia, "this route takes form bodies")
+		case kind == bodyForm && !x.plan.encForm:
+			return nil, refusal.New(refusal.UnsupportedMedia, "this route takes JSON bodies")
+		}
+	}
+	in := x.e.pol.File.Ingress
+	raw, err := readBody(body, size, gz, in.MaxBodyBytes)
+	if err != nil {
+		return nil, err
+	}
+	var out []byte
+	if kind == bodyJSON {
+		out, err = x.sealJSON(ctx, raw)
+	} else {
+		out, err = x.sealForm(ctx, raw)
+	}
+	putBuffer(raw) // the sealed body is a copy
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(out)) > in.MaxResponseBytes {
+		// The app would store what phiguard could never hand back.
+		return nil, errTooLargeSealed
+	}
+	frame(h, out)
+	return out, nil
+}
+
+func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
+	route, org := x.decision.Route, x.decision.Org
+	out, _, err := codec.RewriteJSON(body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		dst = append(dst, '"')
+		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
+		if err != nil {
+			return dst, x.e.keyFailure(err)
+		}
+		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		return append(dst, '"'), nil
+	})
+	return out, err
+}
+
+func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
+	route, org := x.decision.Route, x.decision.Org
+	out, _, err := codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
+		pt, err := jsontext.AppendQuote(nil, v)
+		if err != nil {
+			return "", err
+		}
+		tok, err := x.e.keys.AppendEncrypt(ctx, nil, org, pt)
+		if err != nil {
+			return "", x.e.keyFailure(err)
+		}
+		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		return string(tok), nil
+	}, methodOverrideParam)
+	return out, err
+}
+
+// keyFailure logs a key error (never a value) and returns the 503 refusal.
+func (e *Engine) keyFailure(err error) error {
+	e.log.Error("key operation failed", "err", err)
+	return errKeys
+}
+
+// OpenResponse takes the app's answer on a route with field actions: it
+// notes the app's status and, on a route that decrypts, reads the body
+// (size is its declared length, -1 when unknown; nil for none) and returns
+// it with every selected value decrypted for a reader or masked, and
+// forbids caching the answer. replaced is false when the body is passed on
+// as it is. h is updated to frame a new body. Any failure is a refusal:
+// the app's body is never passed on unread.
+func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, body io.Reader, size int64) (out []byte, replaced bool, err error) {
+	x.rec.UpstreamStatus = status
+	if !x.plan.decrypts {
+		return nil, false, nil
+	}
+	// Plaintext PHI, now or on the next call: no cache may keep it.
+	forbidCaching(h)
+	if body == nil || size == 0 || x.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
+		return nil, false, nil
+	}
+	gz, ok := contentEncoding(h)
+	if !ok {
+		return nil, false, errUpstreamBody
+	}
+	raw, err := readBody(body, size, gz, x.e.pol.File.Ingress.MaxResponseBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, false, errUpstreamLarge
+	case err != nil:
+		return nil, false, errUpstreamBody
+	}
+	defer putBuffer(raw) // what is returned is a copy
+	if len(raw) == 0 {
+		frame(h, nil)
+		return []byte{}, true, nil
+	}
+	if kind, _, err := mediaKind(h); err != nil || kind != bodyJSON {
+		return nil, false, errUpstreamBody
+	}
+	route := x.decision.Route
+	out, _, err = codec.RewriteJSON(raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
+	})
+	if errors.Is(err, refusal.BadRequest) {
+		return nil, false, errUpstreamBody // the app's JSON, not the client's
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	frame(h, out)
+	return out, true, nil
+}
+
+// frame sets the headers of a body phiguard rewrote: decoded (no
+// Content-Encoding) and of a known length.
+func frame(h http.Header, body []byte) {
+	h.Del("Content-Encoding")
+	h.Del("Transfer-Encoding")
+	h.Set("Content-Length", strconv.Itoa(len(body)))
+}
+
+// Reasons a value is masked, as audit records name them (Field.Reason).
+const (
+	MaskNotReader   = "the caller's role may not read it"
+	MaskOtherOrg    = "token of another organization"
+	MaskUndecodable = "token does not decrypt"
+	MaskNotToken    = "value is not a phiguard token"
+)
+
+// reveal appends to dst what the caller may see of one selected response
+// value: the plaintext for a reader, the mask for everyone else and for
+// every token that does not open.
+func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsontext.Value) ([]byte, error) {
+	mask := x.e.mask
+	if v.Kind() == 'n' {
+		return append(dst, v...), nil // null holds nothing to protect
+	}
+	if !x.decision.Reader {
+		x.rec.AddField(audit.ActionMask, path, MaskNotReader, 1)
+		return append(dst, mask...), nil
+	}
+	tok, ok := tokenText(v)
+	if !ok {
+		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
+		x.rec.AddField(audit.ActionMask, path, MaskNotToken, 1)
+		return append(dst, mask...), nil
+	}
+	pt, err := x.e.keys.Decrypt(ctx, x.decision.Org, tok)
+	switch {
+	case err == nil && jsontext.Value(pt).IsValid():
+		x.rec.AddField(audit.ActionDecrypt, path, "", 1)
+		return append(dst, pt...), nil
+	case errors.Is(err, keys.ErrOrgMismatch):
+		x.rec.AddField(audit.ActionMask, path, MaskOtherOrg, 1)
+		return append(dst, mask...), nil
+	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
+		x.rec.AddField(audit.ActionMask, path, MaskUndecodable, 1)
+		return append(dst, mask...), nil
+	default:
+		return dst, x.e.keyFailure(err)
+	}
+}
+
+// tokenText returns the text of a JSON string that holds a token. A token
+// needs no escapes, so the quoted bytes are used as they are unless the
+// app escaped some character.
+func tokenText(v jsontext.Value) ([]byte, bool) {
+	if v.Kind() != '"' {
+		return nil, false
+	}
+	s := []byte(v[1 : len(v)-1])
+	if bytes.IndexByte(s, '\\') >= 0 {
+		u, err := jsontext.AppendUnquote(nil, v)
+		if err != nil {
+			return nil, false
+		}
+		s = u
+	}
+	return s, keys.LooksLikeToken(s)
+}
