@@ -68,6 +68,9 @@ func TestHarness(t *testing.T) {
 		if ratio, err := strconv.ParseFloat(row[3], 64); err != nil || ratio <= 0 {
 			t.Errorf("%s ratio = %q, want a positive number", name, row[3])
 		}
+		if base, _, _ := strings.Cut(row[7], " / "); base == "n/a" {
+			t.Errorf("%s baseline allocs/req = n/a, want a number (its /metrics)", name)
+		}
 		if row[9] != "0" {
 			t.Errorf("%s errors = %q, want 0", name, row[9])
 		}
