@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 PKGS    := ./...
 
-.PHONY: all build test vet race bench fuzz demo clean
+.PHONY: all build test vet race bench bench-micro fuzz demo clean
 
 all: build
 
@@ -21,7 +21,14 @@ vet:
 race:
 	$(GO) test -race -count=1 $(PKGS)
 
-bench:
+# phiguard beside a bare reverse proxy on loopback, real ES256 tokens on
+# every request, interleaved rounds; prints one table and saves the rounds
+# to bin/bench/<commit>.txt for benchstat. Flags: make bench BENCHFLAGS='-rounds 6'
+bench: build
+	$(GO) run ./bench -phiguard $(BIN)/phiguard $(BENCHFLAGS)
+
+# The micro-benchmarks: transformer, tokens, route matching, JWT, audit.
+bench-micro:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 # Explore beyond the seed corpora: make fuzz FUZZTIME=60s
@@ -34,6 +41,8 @@ fuzz:
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzHasTokenMarker -fuzztime $(FUZZTIME)
+	$(GO) test ./audit -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME)
+	$(GO) test ./identity -run '^$$' -fuzz FuzzReadHeader -fuzztime $(FUZZTIME)
 
 # The demo app behind phiguard, with copy-paste curl lines. Ctrl-C stops it.
 demo: build

@@ -103,13 +103,19 @@ type recordSink struct {
 	fail    bool
 }
 
-func (s *recordSink) Write(_ context.Context, r *audit.Record) error {
+// Write decodes the line the auditor encoded, as an auditor reading the
+// trail would.
+func (s *recordSink) Write(_ context.Context, line []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
 		return io.ErrClosedPipe
 	}
-	s.records = append(s.records, *r)
+	var r audit.Record
+	if err := json.Unmarshal(line, &r); err != nil {
+		return err
+	}
+	s.records = append(s.records, r)
 	return nil
 }
 
