@@ -1,0 +1,401 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/refusal"
+)
+
+// These tests drive the engine the way any adapter does, with no HTTP
+// server in the way: a request description in, a decision, bodies and an
+// audit record out.
+
+const enginePolicy = `version: 1
+ingress: {upstream: "http://app.invalid", max_body_bytes: 4096, max_concurrent_requests: 2}
+identity: {jwt: {jwks: unused.json}}
+keys: {keyring: unused}
+orgs: [{id: org_a}, {id: org_nokeys}]
+routes:
+  - name: tokens
+    match: {path: "/api/v1/tokens/**"}
+    deny: personal access tokens are disabled
+  - name: send-message
+    match: {methods: [POST], path: "/api/v1/conversations/{id}/messages"}
+    encrypt_request: ["$.body"]
+    decrypt_response: ["$.body"]
+    readers: [agent]
+  - name: health
+    match: {methods: [GET], path: /healthz}
+    auth: none
+`
+
+const canary = "CANARY-diagnosis-7731"
+
+type ctxKey struct{}
+
+// callers verifies "Bearer NAME" for the names it knows and notes the
+// context it was given.
+type callers struct {
+	mu   sync.Mutex
+	ctxs []any
+}
+
+func (c *callers) Verify(ctx context.Context, auth []string) (*identity.Caller, error) {
+	c.mu.Lock()
+	c.ctxs = append(c.ctxs, ctx.Value(ctxKey{}))
+	c.mu.Unlock()
+	switch {
+	case len(auth) == 0:
+		return nil, identity.ErrNoToken
+	case auth[0] == "Bearer alice":
+		return &identity.Caller{Org: "org_a", User: "alice", Role: "agent"}, nil
+	case auth[0] == "Bearer vic":
+		return &identity.Caller{Org: "org_a", User: "vic", Role: "viewer"}, nil
+	case auth[0] == "Bearer nina":
+		return &identity.Caller{Org: "org_nokeys", User: "nina", Role: "agent"}, nil
+	case auth[0] == "Bearer zed":
+		return &identity.Caller{Org: "org_z", User: "zed", Role: "agent"}, nil
+	}
+	return nil, identity.ErrInvalidToken
+}
+
+// ctxKeys wraps a keyring and notes the contexts of key operations.
+type ctxKeys struct {
+	*keys.Keyring
+	mu   sync.Mutex
+	ctxs []any
+}
+
+func (k *ctxKeys) note(ctx context.Context) {
+	k.mu.Lock()
+	k.ctxs = append(k.ctxs, ctx.Value(ctxKey{}))
+	k.mu.Unlock()
+}
+
+func (k *ctxKeys) AppendEncrypt(ctx context.Context, dst []byte, org string, pt []byte) ([]byte, error) {
+	k.note(ctx)
+	return k.Keyring.AppendEncrypt(ctx, dst, org, pt)
+}
+
+func (k *ctxKeys) Decrypt(ctx context.Context, org string, tok []byte) ([]byte, error) {
+	k.note(ctx)
+	return k.Keyring.Decrypt(ctx, org, tok)
+}
+
+type records struct {
+	mu   sync.Mutex
+	list []audit.Record
+	ctxs []any
+	fail bool
+}
+
+func (r *records) Record(ctx context.Context, rec *audit.Record) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.fail {
+		return audit.ErrUnavailable
+	}
+	r.ctxs = append(r.ctxs, ctx.Value(ctxKey{}))
+	r.list = append(r.list, *rec)
+	return nil
+}
+
+func (r *records) last(t *testing.T) audit.Record {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.list) == 0 {
+		t.Fatal("no audit record")
+	}
+	return r.list[len(r.list)-1]
+}
+
+type rig struct {
+	eng  *Engine
+	ver  *callers
+	keys *ctxKeys
+	aud  *records
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	pol, err := policy.Parse("p.yaml", []byte(enginePolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := keys.InitLocal(dir); err != nil {
+		t.Fatal(err)
+	}
+	lp, _ := keys.OpenLocal(dir)
+	if err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keys.Open(context.Background(), dir, lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &rig{ver: &callers{}, keys: &ctxKeys{Keyring: kr}, aud: &records{}}
+	r.eng, err = New(Options{Policy: pol, Keys: r.keys, Verifier: r.ver, Auditor: r.aud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func request(method, path, user string) *Request {
+	h := http.Header{}
+	if user != "" {
+		h.Set("Authorization", "Bearer "+user)
+	}
+	return &Request{Method: method, Path: path, Header: h, Peer: netip.MustParseAddrPort("10.1.2.3:5555")}
+}
+
+const msgPath = "/api/v1/conversations/c1/messages"
+
+// TestExchange runs one request through every step, as an adapter would,
+// and checks what the app would receive, what the client would get back
+// and the audit record. The context reaches identity, keys and audit.
+func TestExchange(t *testing.T) {
+	r := newRig(t)
+	ctx := context.WithValue(context.Background(), ctxKey{}, "request-ctx")
+	req := request("post", msgPath, "alice")
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Forwarded-For", "6.6.6.6")
+	req.Header.Set("X-Phiguard-User", "mallory")
+	x, err := r.eng.Begin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	if x.Method() != "POST" || x.Path() != msgPath || !x.TouchesPHI() || x.RequestID() == "" {
+		t.Fatalf("exchange: method %q path %q phi %v id %q", x.Method(), x.Path(), x.TouchesPHI(), x.RequestID())
+	}
+	if req.Header.Get("X-Forwarded-For") != "" || req.Header.Get("X-Phiguard-User") != "" {
+		t.Error("Begin left a header the app must not act on")
+	}
+	if req.Header.Get("Accept-Encoding") != "identity" {
+		t.Error("a decrypting route must ask the app for an uncompressed answer")
+	}
+	body := []byte(`{"body":"` + canary + `","to":"+15550100"}`)
+	sealed, err := x.SealRequest(ctx, req.Header, bytes.NewReader(body), int64(len(body)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(sealed, []byte(canary)) || !bytes.Contains(sealed, []byte(`"body":"ephi:v1:org_a:`)) || !bytes.Contains(sealed, []byte(`"to":"+15550100"`)) {
+		t.Fatalf("sealed body %s", sealed)
+	}
+	if req.Header.Get("Content-Length") != strconv.Itoa(len(sealed)) {
+		t.Errorf("Content-Length %s for a %d-byte body", req.Header.Get("Content-Length"), len(sealed))
+	}
+	up := http.Header{}
+	x.SetUpstreamHeaders(up)
+	if up.Get("X-Phiguard-User") != "alice" || up.Get("X-Phiguard-Org") != "org_a" || up.Get("X-Phiguard-Request-Id") != x.RequestID() {
+		t.Errorf("upstream headers %v", up)
+	}
+
+	// The app echoes what it stored, with caching headers of its own.
+	rh := http.Header{"Content-Type": {"application/json"}, "Etag": {`"v1"`}, "Cache-Control": {"public, max-age=600"}}
+	out, replaced, err := x.OpenResponse(ctx, 201, rh, bytes.NewReader(sealed), int64(len(sealed)))
+	if err != nil || !replaced {
+		t.Fatalf("OpenResponse: %v (replaced %v)", err, replaced)
+	}
+	if string(out) != string(body) {
+		t.Errorf("opened %s, want %s", out, body)
+	}
+	if rh.Get("Etag") != "" || !strings.Contains(rh.Get("Cache-Control"), "no-store") {
+		t.Errorf("a decrypted answer may be cached: %v", rh)
+	}
+	if err := x.Allow(ctx, 201); err != nil {
+		t.Fatal(err)
+	}
+	rec := r.aud.last(t)
+	if rec.Decision != audit.DecisionAllow || rec.Status != 201 || rec.UpstreamStatus != 201 || rec.Route != "send-message" ||
+		rec.Org != "org_a" || rec.User != "alice" || rec.ClientIP != "10.1.2.3" || rec.Method != "POST" {
+		t.Errorf("record %+v", rec)
+	}
+	if len(rec.Fields) != 2 || rec.Fields[0].Action != audit.ActionEncrypt || rec.Fields[1].Action != audit.ActionDecrypt {
+		t.Errorf("record fields %+v, want one encrypt and one decrypt of $.body", rec.Fields)
+	}
+	line := rec.AppendJSON(nil)
+	if bytes.Contains(line, []byte(canary)) {
+		t.Error("the audit record holds the PHI value")
+	}
+	for name, ctxs := range map[string][]any{"identity": r.ver.ctxs, "keys": r.keys.ctxs, "audit": r.aud.ctxs} {
+		if len(ctxs) == 0 {
+			t.Errorf("%s was never called", name)
+		}
+		for _, v := range ctxs {
+			if v != "request-ctx" {
+				t.Errorf("%s got a context without the request's values", name)
+			}
+		}
+	}
+}
+
+// TestRefusals: each class of refusal comes back from the engine as one
+// *refusal.Error of the right kind, with its status, recorded once.
+func TestRefusals(t *testing.T) {
+	json := "application/json"
+	for _, tc := range []struct {
+		name string
+		req  func() *Request
+		body string
+		ct   string
+		kind refusal.Kind
+	}{
+		{"encoded slash", func() *Request { return request("GET", "/api/v1/conversations/a%2Fb/messages", "alice") }, "", "", refusal.BadRequest},
+		{"token in the path", func() *Request { return request("GET", "/ephi:v1:org_a:00000001:AAAA", "alice") }, "", "", refusal.BadRequest},
+		{"unknown method", func() *Request { return request("PROPFIND", "/healthz", "") }, "", "", refusal.MethodNotAllowed},
+		{"no token", func() *Request { return request("POST", msgPath, "") }, "", "", refusal.Unauthenticated},
+		{"bad token", func() *Request { return request("POST", msgPath, "eve") }, "", "", refusal.Unauthenticated},
+		{"deny route", func() *Request { return request("POST", "/api/v1/tokens/new", "alice") }, "", "", refusal.Denied},
+		{"no route", func() *Request { return request("GET", "/nowhere", "alice") }, "", "", refusal.Denied},
+		{"org not enrolled", func() *Request { return request("POST", msgPath, "zed") }, "", "", refusal.Forbidden},
+		{"trailers", func() *Request { r := request("POST", msgPath, "alice"); r.Trailers = true; return r }, "", "", refusal.BadRequest},
+		{"upgrade", func() *Request {
+			r := request("POST", msgPath, "alice")
+			r.Header.Set("Connection", "Upgrade")
+			return r
+		}, "", "", refusal.BadRequest},
+		{"query names an encrypted field", func() *Request { r := request("POST", msgPath, "alice"); r.Query = "body=x"; return r }, "", "", refusal.BadRequest},
+		{"method override in the query", func() *Request { r := request("POST", msgPath, "alice"); r.Query = "_method=DELETE"; return r }, "", "", refusal.BadRequest},
+		{"media type", func() *Request { return request("POST", msgPath, "alice") }, `{"body":"` + canary + `"}`, "text/plain", refusal.UnsupportedMedia},
+		{"malformed JSON", func() *Request { return request("POST", msgPath, "alice") }, `{"body":"` + canary + `",}`, json, refusal.BadRequest},
+		{"duplicate key", func() *Request { return request("POST", msgPath, "alice") }, `{"body":"x","body":"` + canary + `"}`, json, refusal.BadRequest},
+		{"planted token", func() *Request { return request("POST", msgPath, "alice") }, `{"body":"x","note":"ephi:v1:org_a:00000001:AAAA"}`, json, refusal.BadRequest},
+		{"too large", func() *Request { return request("POST", msgPath, "alice") }, `{"body":"` + strings.Repeat("x", 5000) + `"}`, json, refusal.TooLarge},
+		{"no keys for the org", func() *Request { return request("POST", msgPath, "nina") }, `{"body":"` + canary + `"}`, json, refusal.KeysUnavailable},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := newRig(t)
+			ctx := context.Background()
+			req := tc.req()
+			x, err := r.eng.Begin(ctx, req)
+			defer x.Close()
+			if err == nil && tc.body != "" {
+				req.Header.Set("Content-Type", tc.ct)
+				_, err = x.SealRequest(ctx, req.Header, strings.NewReader(tc.body), int64(len(tc.body)))
+			}
+			if err == nil {
+				t.Fatal("the request was not refused")
+			}
+			ref := x.Refuse(ctx, err)
+			if ref.Kind != tc.kind {
+				t.Fatalf("refused as %v (%s), want %v", ref.Kind, ref.Reason, tc.kind)
+			}
+			rec := r.aud.last(t)
+			if rec.Status != Status(tc.kind) || rec.Reason != ref.Reason || rec.Decision != decisionOf(tc.kind) {
+				t.Errorf("record %+v for a %v refusal", rec, tc.kind)
+			}
+			if strings.Contains(ref.Reason, canary) || bytes.Contains(rec.AppendJSON(nil), []byte(canary)) {
+				t.Error("the refusal or its record holds the PHI value")
+			}
+			if len(r.aud.list) != 1 {
+				t.Errorf("%d records, want 1", len(r.aud.list))
+			}
+		})
+	}
+}
+
+// TestCapacity: Begin refuses past max_concurrent_requests, and Close
+// gives the slot back.
+func TestCapacity(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	a, _ := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	b, _ := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	c, err := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	if !errors.Is(err, refusal.Busy) {
+		t.Fatalf("third request in flight: %v, want busy", err)
+	}
+	c.Close() // holds no slot: must not free one of the others
+	if _, err := r.eng.Begin(ctx, request("GET", "/healthz", "")); !errors.Is(err, refusal.Busy) {
+		t.Fatalf("after closing a refused exchange: %v, want busy", err)
+	}
+	a.Close()
+	a.Close() // twice is harmless
+	d, err := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	if err != nil {
+		t.Fatalf("after a slot was freed: %v", err)
+	}
+	b.Close()
+	d.Close()
+}
+
+// TestAuditDownFailsClosed: when the record cannot be written, Allow
+// reports it and the answer becomes the audit refusal: no record, no PHI.
+func TestAuditDownFailsClosed(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	req := request("POST", msgPath, "alice")
+	req.Header.Set("Content-Type", "application/json")
+	x, err := r.eng.Begin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	body := `{"body":"` + canary + `"}`
+	sealed, err := x.SealRequest(ctx, req.Header, strings.NewReader(body), -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := x.OpenResponse(ctx, 200, http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(sealed), -1); err != nil {
+		t.Fatal(err)
+	}
+	r.aud.fail = true
+	err = x.Allow(ctx, 200)
+	if err == nil {
+		t.Fatal("Allow reported success without a record")
+	}
+	if ref := x.Refuse(ctx, err); ref.Kind != refusal.AuditUnavailable {
+		t.Errorf("answer %v, want audit_unavailable", ref.Kind)
+	}
+	// A refusal whose own record fails is answered as the audit failure.
+	y, _ := r.eng.Begin(ctx, request("POST", msgPath, ""))
+	defer y.Close()
+	if ref := y.Refuse(ctx, refusal.New(refusal.Unauthenticated, "no token")); ref.Kind != refusal.AuditUnavailable {
+		t.Errorf("unrecorded refusal answered as %v, want audit_unavailable", ref.Kind)
+	}
+}
+
+// TestNonReaderSeesMask: a caller whose role is not a reader gets the mask,
+// and the record says why.
+func TestNonReaderSeesMask(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	tok, err := r.keys.Encrypt(ctx, "org_a", []byte(`"`+canary+`"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := request("POST", msgPath, "vic")
+	x, err := r.eng.Begin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	app := []byte(`{"body":"` + tok + `"}`)
+	out, _, err := x.OpenResponse(ctx, 200, http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(app), int64(len(app)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != `{"body":"[protected]"}` {
+		t.Errorf("viewer got %s", out)
+	}
+	x.Allow(ctx, 200)
+	if f := r.aud.last(t).Fields; len(f) != 1 || f[0].Action != audit.ActionMask || f[0].Reason != MaskNotReader {
+		t.Errorf("fields %+v", f)
+	}
+}
