@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -170,16 +171,23 @@ func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, 
 	if !ok {
 		return nil, ErrUnknownOrg
 	}
-	sealed, err := unsealBody(nil, id, body)
+	bp := sealedBuffers.Get().(*[]byte)
+	defer sealedBuffers.Put(bp)
+	sealed, err := unsealBody((*bp)[:0], id, body)
 	if err != nil {
 		return nil, err
 	}
+	*bp = sealed[:0] // keep a grown buffer
 	pt, err := o.aead.Decrypt(sealed, o.ad)
 	if err != nil {
 		return nil, ErrDecrypt
 	}
 	return pt, nil
 }
+
+// sealedBuffers hold a token's ciphertext, decoded, while it is opened.
+// Ciphertext is not secret; the plaintext is Tink's own allocation.
+var sealedBuffers = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
 
 func orgPath(dir, org string) string {
 	return filepath.Join(dir, orgsDir, org+keysetSuffix)
