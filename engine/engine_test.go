@@ -179,6 +179,9 @@ func TestExchange(t *testing.T) {
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-Forwarded-For", "6.6.6.6")
 	req.Header.Set("X-Phiguard-User", "mallory")
+	// An adapter that builds the map itself may not canonicalize keys.
+	req.Header["x-forwarded-host"] = []string{"evil.example"}
+	req.Header["x-phiguard-org"] = []string{"org_b"}
 	x, err := r.eng.Begin(ctx, req)
 	if err != nil {
 		t.Fatal(err)
@@ -187,7 +190,7 @@ func TestExchange(t *testing.T) {
 	if x.Method() != "POST" || x.Path() != msgPath || !x.TouchesPHI() || x.RequestID() == "" {
 		t.Fatalf("exchange: method %q path %q phi %v id %q", x.Method(), x.Path(), x.TouchesPHI(), x.RequestID())
 	}
-	if req.Header.Get("X-Forwarded-For") != "" || req.Header.Get("X-Phiguard-User") != "" {
+	if req.Header.Get("X-Forwarded-For") != "" || req.Header.Get("X-Phiguard-User") != "" || len(req.Header) != 3 { // Authorization, Content-Type, Accept-Encoding
 		t.Error("Begin left a header the app must not act on")
 	}
 	if req.Header.Get("Accept-Encoding") != "identity" {

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"slices"
 	"strings"
@@ -29,6 +30,17 @@ var strippedHeaders = []string{
 	"X-Forwarded-Prefix", "X-Forwarded-Server", "X-Forwarded-Ssl", "X-Forwarded-Scheme", "X-Forwarded-Uri",
 	"X-Real-Ip", "X-Client-Ip", "True-Client-Ip", "Cf-Connecting-Ip", "X-Cluster-Client-Ip", "Client-Ip",
 	"X-Originating-Ip", "X-Remote-Ip", "X-Remote-Addr",
+}
+
+// strippedSet holds strippedHeaders, for lookups.
+var strippedSet = setOf(strippedHeaders)
+
+func setOf(names []string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
 }
 
 // methodOverrideParams are query parameters that frameworks read as the method.
@@ -65,11 +77,12 @@ func guardedHeaders(pol *policy.Policy) map[string]bool {
 // servers) read both spellings as one HTTP_X_… variable. It returns the
 // parsed query (nil when there is none) for the later checks.
 func sanitize(h http.Header, q string, guarded map[string]bool) (url.Values, error) {
-	for _, name := range strippedHeaders {
-		h.Del(name)
-	}
+	// One pass over the request's few headers rather than a Del for each
+	// of the many stripped names. Keys are read canonically, so a header
+	// map built by hand (not by net/http) is judged the same way.
 	for k := range h {
-		if strings.HasPrefix(k, headerPrefix) {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if strippedSet[ck] || strings.HasPrefix(ck, headerPrefix) {
 			delete(h, k)
 			continue
 		}
@@ -111,15 +124,16 @@ var cacheHeaders = []string{
 	"Surrogate-Key", "Cache-Tag", "Expires", "Age", "Etag", "Last-Modified",
 }
 
+// cacheSet holds cacheHeaders, for lookups.
+var cacheSet = setOf(cacheHeaders)
+
 // forbidCaching makes sure no cache, shared or private, keeps a response:
 // every caching directive of the app is dropped (including any
 // *-Cache-Control a CDN reads), and no-store is set.
 func forbidCaching(h http.Header) {
-	for _, k := range cacheHeaders {
-		h.Del(k)
-	}
 	for k := range h {
-		if strings.HasSuffix(k, "-Cache-Control") || strings.HasSuffix(k, "-Surrogate-Control") {
+		ck := textproto.CanonicalMIMEHeaderKey(k)
+		if cacheSet[ck] || strings.HasSuffix(ck, "-Cache-Control") || strings.HasSuffix(ck, "-Surrogate-Control") {
 			delete(h, k)
 		}
 	}
