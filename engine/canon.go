@@ -24,6 +24,42 @@ type canonicalPath struct {
 // bytes, malformed escapes, escapes that do not decode to UTF-8, and '..'
 // above the root.
 func canonicalize(raw string) (canonicalPath, error) {
+	if alreadyCanonical(raw) {
+		return canonicalPath{decoded: raw, escaped: raw}, nil
+	}
+	return normalize(raw)
+}
+
+// alreadyCanonical reports whether raw is its own canonical form: printable
+// ASCII without '%', ';' or '\', and no empty, "." or ".." segment but a
+// trailing slash. Most request paths are; they need no copy.
+func alreadyCanonical(raw string) bool {
+	if raw == "" || raw[0] != '/' {
+		return false
+	}
+	start := 1 // of the current segment
+	for i := 1; i <= len(raw); i++ {
+		if i < len(raw) {
+			c := raw[i]
+			if c < 0x21 || c >= 0x7f || c == '%' || c == ';' || c == '\\' {
+				return false
+			}
+			if c != '/' {
+				continue
+			}
+		} else if start == len(raw) {
+			return true // "/" or a trailing slash
+		}
+		switch raw[start:i] {
+		case "", ".", "..":
+			return false
+		}
+		start = i + 1
+	}
+	return true
+}
+
+func normalize(raw string) (canonicalPath, error) {
 	if raw == "" || raw[0] != '/' {
 		return canonicalPath{}, errors.New("the path must start with '/'")
 	}

@@ -47,7 +47,16 @@ func FuzzCanonicalize(f *testing.F) {
 	for _, s := range []string{"/a/b", "/a/../b", "/%2e%2e/x", "/a//b/", "/a%2Fb", "/%41"} {
 		f.Add(s)
 	}
+	for _, s := range []string{"/", "/a/", "/a.b/c-d_e~f", "/a/./b", "/a/..", "/./", "/a:b@c!$&'()*+,=", "/a//"} {
+		f.Add(s)
+	}
 	f.Fuzz(func(t *testing.T, in string) {
+		// The fast path agrees with the full normalization.
+		if alreadyCanonical(in) {
+			if slow, err := normalize(in); err != nil || slow.decoded != in || slow.escaped != in {
+				t.Fatalf("alreadyCanonical(%q), but normalize gives %+v, %v", in, slow, err)
+			}
+		}
 		c, err := canonicalize(in)
 		if err != nil {
 			return
@@ -58,4 +67,16 @@ func FuzzCanonicalize(f *testing.F) {
 			t.Fatalf("canonicalize(%q) = %+v, but again gives %+v, %v", in, c, again, err)
 		}
 	})
+}
+
+func TestAlreadyCanonical(t *testing.T) {
+	for in, want := range map[string]bool{
+		"/": true, "/api/v1/conversations/c_1/messages": true, "/a/": true, "/file.json": true, "/a:b@c": true,
+		"": false, "a": false, "//": false, "/a//b": false, "/./a": false, "/a/..": false, "/a/../": false,
+		"/%41": false, "/a;b": false, "/a\\b": false, "/a b": false, "/caf\xc3\xa9": false,
+	} {
+		if got := alreadyCanonical(in); got != want {
+			t.Errorf("alreadyCanonical(%q) = %v, want %v", in, got, want)
+		}
+	}
 }
