@@ -37,6 +37,7 @@ fuzz:
 	$(GO) test ./keys -run '^$$' -fuzz FuzzParseToken -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz FuzzParseSelector -fuzztime $(FUZZTIME)
 	$(GO) test ./policy -run '^$$' -fuzz FuzzLoad -fuzztime $(FUZZTIME)
+	$(GO) test ./policy -run '^$$' -fuzz FuzzMatchIndex -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)

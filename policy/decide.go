@@ -66,15 +66,40 @@ func CanonicalMethod(method string) (canonical string, ok bool) {
 // Match finds the first route that takes method (canonical) and path.
 func (p *Policy) Match(method, path string) (*Route, Params) {
 	segs := splitPath(path)
-	for _, r := range p.Routes {
+	try := func(r *Route) (Params, bool) {
 		if !r.takesMethod(method) {
-			continue
+			return nil, false
 		}
-		if params, ok := r.Path.match(segs, p.File.CaseSensitivePaths); ok {
-			return r, params
+		return r.Path.match(segs, p.File.CaseSensitivePaths)
+	}
+	var buf [8][]int
+	lists, ok := p.index.candidates(buf[:0], segs, p.File.CaseSensitivePaths)
+	if !ok {
+		for _, r := range p.Routes {
+			if params, ok := try(r); ok {
+				return r, params
+			}
+		}
+		return nil, nil
+	}
+	// Merge the candidate lists: routes are tried in file order, as if
+	// every route were.
+	for {
+		best := -1
+		for j, l := range lists {
+			if len(l) > 0 && (best < 0 || l[0] < lists[best][0]) {
+				best = j
+			}
+		}
+		if best < 0 {
+			return nil, nil
+		}
+		i := lists[best][0]
+		lists[best] = lists[best][1:]
+		if params, ok := try(p.Routes[i]); ok {
+			return p.Routes[i], params
 		}
 	}
-	return nil, nil
 }
 
 func (r *Route) takesMethod(m string) bool {

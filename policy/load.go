@@ -59,6 +59,7 @@ type Policy struct {
 
 	defaultAllow bool
 	orgs         map[string]bool
+	index        routeIndex
 }
 
 // Route is a compiled route.
@@ -223,6 +224,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 		p.Routes = append(p.Routes, r)
 	}
 	p.crossCheck(ps)
+	p.index = buildIndex(p.Routes, f.CaseSensitivePaths)
 }
 
 func (p *Policy) compileIngress(ps *problems, dir string) {

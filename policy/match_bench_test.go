@@ -59,7 +59,7 @@ func BenchmarkMatch200Routes(b *testing.B) {
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			r, _ := p.Match(tc.method, tc.path)
-			if got := routeName(r); got != tc.route {
+			if got := routeName(r); got != tc.route || r != scan(p, tc.method, tc.path) {
 				b.Fatalf("Match(%s %s) = route %q, want %q", tc.method, tc.path, got, tc.route)
 			}
 			b.ReportAllocs()

@@ -101,33 +101,46 @@ func (t Template) hasParam(name string) bool {
 // trailing empty segment dropped). Literals compare case-insensitively
 // unless caseSensitive is set.
 func (t Template) match(segs []string, caseSensitive bool) (Params, bool) {
+	if !t.matches(segs, caseSensitive) {
+		return nil, false
+	}
 	var params Params
 	for i, s := range t.segs {
 		if s.kind == segRest {
-			return params, true
+			break
 		}
-		if i >= len(segs) {
-			return nil, false
-		}
-		switch s.kind {
-		case segLiteral:
-			if caseSensitive && segs[i] != s.text || !caseSensitive && !strings.EqualFold(segs[i], s.text) {
-				return nil, false
-			}
-		case segParam:
-			if segs[i] == "" {
-				return nil, false
-			}
+		if s.kind == segParam {
 			if params == nil {
 				params = make(Params, 2)
 			}
 			params[s.text] = segs[i]
 		}
 	}
-	if len(segs) != len(t.segs) {
-		return nil, false
-	}
 	return params, true
+}
+
+// matches reports whether the template takes segs, without allocating:
+// the many routes that do not match cost no parameter maps.
+func (t Template) matches(segs []string, caseSensitive bool) bool {
+	for i, s := range t.segs {
+		if s.kind == segRest {
+			return true
+		}
+		if i >= len(segs) {
+			return false
+		}
+		switch s.kind {
+		case segLiteral:
+			if caseSensitive && segs[i] != s.text || !caseSensitive && !strings.EqualFold(segs[i], s.text) {
+				return false
+			}
+		case segParam:
+			if segs[i] == "" {
+				return false
+			}
+		}
+	}
+	return len(segs) == len(t.segs)
 }
 
 func (t Template) String() string { return t.text }
