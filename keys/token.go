@@ -167,11 +167,17 @@ func checkSealed(sealed []byte) error {
 // isBase64URL reports whether s holds only the unpadded base64url alphabet.
 // The decoder alone would skip CR and LF, letting two strings name one token.
 func isBase64URL(s []byte) bool {
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '_') {
+	for _, c := range s {
+		if !base64URLAlphabet[c] {
 			return false
 		}
 	}
 	return true
 }
+
+var base64URLAlphabet = func() (t [256]bool) {
+	for _, c := range []byte("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") {
+		t[c] = true
+	}
+	return t
+}()
