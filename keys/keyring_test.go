@@ -381,3 +381,25 @@ func TestAppendEncrypt(t *testing.T) {
 		t.Errorf("unknown org: got %q, %v; want the buffer unchanged and ErrUnknownOrg", out, err)
 	}
 }
+
+// TestDecryptResultIsItsOwn: the plaintext Decrypt returns shares no memory
+// with the pooled buffer the ciphertext is decoded into, so opening other
+// tokens (on any goroutine) never changes it.
+func TestDecryptResultIsItsOwn(t *testing.T) {
+	ctx := t.Context()
+	_, k := newTestKeyring(t, "org_a")
+	first, _ := k.Encrypt(ctx, "org_a", []byte(`"first patient note"`))
+	other, _ := k.Encrypt(ctx, "org_a", []byte(`"another, different value"`))
+	pt, err := k.Decrypt(ctx, "org_a", []byte(first))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 50 {
+		if _, err := k.Decrypt(ctx, "org_a", []byte(other)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if string(pt) != `"first patient note"` {
+		t.Fatalf("an earlier plaintext changed to %q", pt)
+	}
+}
