@@ -448,3 +448,37 @@ func BenchmarkOpenList50(b *testing.B) {
 		r.keys.ctxs = r.keys.ctxs[:0]
 	}
 }
+
+// TestBodiesAreNotShared: read buffers are pooled and wiped; what
+// SealRequest and OpenResponse return stays intact while other requests
+// go through.
+func TestBodiesAreNotShared(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	round := func(text string) (sealed, opened []byte) {
+		req := request("POST", msgPath, "alice")
+		req.Header.Set("Content-Type", "application/json")
+		x, err := r.eng.Begin(ctx, req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer x.Close()
+		body := `{"body":"` + text + `"}`
+		if sealed, err = x.SealRequest(ctx, req.Header, strings.NewReader(body), int64(len(body))); err != nil {
+			t.Fatal(err)
+		}
+		h := http.Header{"Content-Type": {"application/json"}}
+		if opened, _, err = x.OpenResponse(ctx, 200, h, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+			t.Fatal(err)
+		}
+		return sealed, opened
+	}
+	sealed, opened := round(canary)
+	keepSealed, keepOpened := string(sealed), string(opened)
+	for i := range 20 {
+		round("other value " + strconv.Itoa(i))
+	}
+	if string(sealed) != keepSealed || string(opened) != keepOpened {
+		t.Errorf("a body changed after other requests: %s / %s", sealed, opened)
+	}
+}

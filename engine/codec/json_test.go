@@ -2,7 +2,9 @@ package codec
 
 import (
 	"errors"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -354,5 +356,38 @@ func BenchmarkRewrite4KB10Fields(b *testing.B) {
 		if _, _, err := RewriteJSON(in, m, edit); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestRewriteJSONPooledStateIsPrivate: walkers and decoders are pooled; a
+// body's output never shares memory with a later body's, and bodies
+// rewritten at once on many goroutines each get their own result.
+func TestRewriteJSONPooledStateIsPrivate(t *testing.T) {
+	m := NewMatcher(selectors(t, "$.body"))
+	first, _, err := RewriteJSON([]byte(`{"body":"first","n\u00e4me":"x"}`), m, mark)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := string(first)
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 200 {
+				in := `{"body":"g` + strconv.Itoa(g) + `-` + strconv.Itoa(i) + `","other":[1,2,{"k":"v"}]}`
+				out, _, err := RewriteJSON([]byte(in), m, mark)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if w := `{"body":"S0:\"g` + strconv.Itoa(g) + `-` + strconv.Itoa(i) + `\"","other":[1,2,{"k":"v"}]}`; string(out) != w {
+					t.Errorf("got %s, want %s", out, w)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if string(first) != want {
+		t.Errorf("an earlier output changed from %s to %s", want, first)
 	}
 }
