@@ -336,15 +336,13 @@ func (x *Exchange) TouchesPHI() bool { return x.plan != nil }
 // SetUpstreamHeaders sets the headers phiguard tells the app: the request
 // id and the caller it verified.
 func (x *Exchange) SetUpstreamHeaders(h http.Header) {
-	h.Set(headerRequestID, x.rec.RequestID)
-	if x.decision.Org != "" {
-		h.Set(headerOrg, x.decision.Org)
-	}
-	if x.rec.User != "" {
-		h.Set(headerUser, x.rec.User)
-	}
-	if x.rec.Role != "" {
-		h.Set(headerRole, x.rec.Role)
+	// One backing array for the values; each header's slice is capped at
+	// its own element, so an append elsewhere never writes into another.
+	v := [...]string{x.rec.RequestID, x.decision.Org, x.rec.User, x.rec.Role}
+	for i, name := range [...]string{headerRequestID, headerOrg, headerUser, headerRole} {
+		if v[i] != "" {
+			h[name] = v[i : i+1 : i+1]
+		}
 	}
 }
 

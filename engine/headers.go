@@ -137,7 +137,6 @@ func forbidCaching(h http.Header) {
 			delete(h, k)
 		}
 	}
-	h.Set("Cache-Control", "no-store, private, max-age=0")
-	h.Set("Pragma", "no-cache")
-	h.Set("Expires", "0")
+	v := [...]string{"no-store, private, max-age=0", "no-cache", "0"}
+	h["Cache-Control"], h["Pragma"], h["Expires"] = v[0:1:1], v[1:2:2], v[2:3:3]
 }
