@@ -86,7 +86,9 @@ func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, e
 	w.m, w.src, w.edit, w.n = m, src, edit, len(m.sels)
 	w.counts = make([]int, m.total)
 	w.in = bytes.NewBuffer(src) // parsed in place, without a copy
-	w.dec.Reset(w.in)
+	// Duplicate names are found by w.names, without a string per name.
+	w.dec.Reset(w.in, jsontext.AllowDuplicateNames(true))
+	w.names.reset()
 	w.out = make([]byte, 0, len(src)+len(src)/2)
 	root := w.frame(0)
 	for i := range w.n {
@@ -113,6 +115,7 @@ type walker struct {
 	in        *bytes.Buffer
 	dec       *jsontext.Decoder
 	name      []byte // an escaped key, unquoted
+	names     names  // duplicate member names
 	edit      Edit
 	n         int
 	states    []uint64 // per depth: n exact state sets, then n case-folded ones
@@ -124,7 +127,8 @@ type walker struct {
 // release drops every reference to the body and returns w to the pool.
 func (w *walker) release() {
 	w.dec.Reset(emptyBody{})
-	*w = walker{dec: w.dec, states: w.states[:0], name: w.name[:0]}
+	w.names.reset() // wiped; its buffers are kept for the next body
+	*w = walker{dec: w.dec, states: w.states[:0], name: w.name[:0], names: w.names}
 	walkers.Put(w)
 }
 
@@ -174,6 +178,7 @@ func (w *walker) value(d int) error {
 			return malformed("nesting deeper than %d levels", MaxDepth)
 		}
 		var op, path bool
+		mark := w.names.open()
 		for {
 			if w.dec.PeekKind() == '}' {
 				break
@@ -181,6 +186,9 @@ func (w *walker) value(d int) error {
 			key, err := w.readName()
 			if err != nil {
 				return err
+			}
+			if w.names.add(d, mark, key) {
+				return malformed("duplicate key at byte %d", w.dec.InputOffset())
 			}
 			if w.m.request {
 				if HasTokenMarker(key) {
@@ -199,6 +207,7 @@ func (w *walker) value(d int) error {
 				return err
 			}
 		}
+		w.names.close(d, mark)
 		_, err = w.dec.ReadToken()
 		return jsonErr(err)
 	case '[':
@@ -312,6 +321,11 @@ func (w *walker) replace(i int) error {
 	v, err := w.dec.ReadValue()
 	if err != nil {
 		return jsonErr(err)
+	}
+	if k := v.Kind(); (k == '{' || k == '[') && !v.IsValid() {
+		// The decoder lets duplicate names through (w.names finds them in
+		// the objects it walks); a selected object is checked whole.
+		return malformed("duplicate key")
 	}
 	end := int(w.dec.InputOffset())
 	start := end - len(v)

@@ -167,6 +167,7 @@ func FuzzRewriteJSON(f *testing.F) {
 	for _, s := range []string{
 		`{"body":"hi","attachments":[{"caption":"c"}]}`, `{"a":{"b":[1,2,{"note":"n"}]}}`, `[]`, `"x"`, `{"Body":1}`,
 		`{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `{"odd key":[true,null]}`, ` { "body" : 1.5e10 } `, `{"b\u006fdy":"x"}`,
+		wide(20, `,"k3":1`), wide(18, ""), `{"a":` + wide(17, "") + `,"a":1}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -389,5 +390,72 @@ func TestRewriteJSONPooledStateIsPrivate(t *testing.T) {
 	wg.Wait()
 	if string(first) != want {
 		t.Errorf("an earlier output changed from %s to %s", want, first)
+	}
+}
+
+// wide is an object of n members k0…k(n-1), then extra members.
+func wide(n int, extra string) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		b.WriteString(`"k` + strconv.Itoa(i) + `":` + strconv.Itoa(i))
+	}
+	return b.String() + extra + "}"
+}
+
+// TestDuplicateNames: duplicate member names are refused in small and wide
+// objects (found by scan and by index), through escapes, at any depth and
+// inside a selected object; equal names in different objects are not
+// duplicates.
+func TestDuplicateNames(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		dup      bool
+	}{
+		{"small", `{"a":1,"b":2,"a":3}`, true},
+		{"wide, last repeats first", wide(40, `,"k0":1`), true},
+		{"wide, repeat at the switch to the index", wide(16, `,"k3":1`), true},
+		{"wide, repeat right after the switch", wide(17, `,"k16":1`), true},
+		{"wide, escaped repeat", wide(40, `,"\u006b7":1`), true},
+		{"wide, no repeat", wide(200, `,"x":1`), false},
+		{"nested wide objects with the same names", `{"a":` + wide(30, "") + `,"b":` + wide(30, "") + `,"c":[` + wide(20, "") + `,` + wide(20, "") + `]}`, false},
+		{"parent repeat after a wide child", `{"p":1,"child":` + wide(30, "") + `,"p":2}`, true},
+		{"wide parent repeat after wide children", wide(20, `,"c1":`+wide(20, "")+`,"c2":`+wide(20, "")+`,"k5":0`), true},
+		{"inside a selected object", `{"body":{"a":1,"a":2}}`, true},
+		{"inside a selected array", `{"body":[{"a":1,"a":2}]}`, true},
+		{"case differs: not a duplicate", `{"a":1,"A":2}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, _, err := RewriteJSON([]byte(tc.in), NewMatcher(selectors(t, "$.body")), mark)
+			if got := errors.Is(err, ErrMalformed); got != tc.dup {
+				t.Fatalf("refused as malformed: %v (%v), want %v", got, err, tc.dup)
+			}
+			if jsontext.Value(tc.in).IsValid() == tc.dup {
+				t.Fatalf("the test case disagrees with jsontext's own check")
+			}
+		})
+	}
+}
+
+// BenchmarkRewriteWideObject: a 64 KB body of one object with 260
+// members, the shape that costs the most names.
+func BenchmarkRewriteWideObject(b *testing.B) {
+	var sb strings.Builder
+	sb.WriteString(`{"body":"x"`)
+	for i := range 260 {
+		sb.WriteString(`,"attr_` + strconv.Itoa(i) + `":"` + strings.Repeat("note ", 48) + `"`)
+	}
+	sb.WriteString(`}`)
+	in := []byte(sb.String())
+	m := NewRequestMatcher(selectors(b, "$.body"))
+	b.SetBytes(int64(len(in)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := RewriteJSON(in, m, mark); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
