@@ -126,9 +126,12 @@ func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
 	}
 	// A body of declared length is read into one buffer of that length
 	// plus a byte, to see EOF; one of unknown length starts small and grows.
+	// The declared length is only a claim: up front, no more than the
+	// largest pooled buffer is reserved, so headers alone cannot make
+	// phiguard hold max_body_bytes for a body that never comes.
 	c := int64(512)
 	if size >= 0 {
-		c = size + 1
+		c = min(size+1, int64(bodyClasses[len(bodyClasses)-1]))
 	}
 	buf := getBuffer(int(min(c, limit+1)))
 	for {

@@ -78,3 +78,22 @@ func TestBodyBuffers(t *testing.T) {
 	}
 	putBuffer(make([]byte, 0, 1000)) // not a size class: not pooled, no panic
 }
+
+// TestDeclaredLengthIsNotTrusted: a request that declares a huge body and
+// sends one byte makes phiguard reserve no more than the largest pooled
+// buffer, not the declared length.
+func TestDeclaredLengthIsNotTrusted(t *testing.T) {
+	b, err := readLimited(strings.NewReader("x"), 10<<20, 10<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cap(b) > bodyClasses[len(bodyClasses)-1] {
+		t.Errorf("reserved %d bytes for a body declared at 10 MiB that sent 1", cap(b))
+	}
+	// A body of that size still reads in full, growing as it arrives.
+	big := strings.Repeat("y", 3<<20)
+	got, err := readLimited(strings.NewReader(big), int64(len(big)), 10<<20)
+	if err != nil || len(got) != len(big) {
+		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(big))
+	}
+}

@@ -15,8 +15,10 @@ type copyBuffers struct{}
 
 func (copyBuffers) Get() []byte { return copyBufferPool.Get().(*[copyBufferSize]byte)[:] }
 
+// Put wipes a buffer before pooling it: a decrypted answer passes through.
 func (copyBuffers) Put(b []byte) {
 	if len(b) == copyBufferSize {
+		clear(b)
 		copyBufferPool.Put((*[copyBufferSize]byte)(b))
 	}
 }
