@@ -156,6 +156,10 @@ type Admin struct {
 	// Listen is the admin address. Required. Keep it on loopback or a
 	// pod-internal address: metrics name routes and counts.
 	Listen string `yaml:"listen"`
+	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener,
+	// to see where a busy sidecar spends its CPU. Default false. Profiles
+	// hold no request data, but a CPU profile costs CPU while it runs.
+	Pprof bool `yaml:"pprof"`
 }
 
 // Audit configures the audit trail.

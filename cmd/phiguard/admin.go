@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,9 +28,16 @@ func newRegistry() *prometheus.Registry {
 }
 
 // adminHandler serves the operations endpoints: /healthz (the process
-// answers) and /metrics (Prometheus text format).
-func adminHandler(reg *prometheus.Registry, log *slog.Logger) http.Handler {
+// answers), /metrics (Prometheus text format) and, when asked, Go's
+// profiler under /debug/pprof/.
+func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool) http.Handler {
 	mux := http.NewServeMux()
+	if pprofOn {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -89,5 +91,20 @@ func TestAdminAddressInUse(t *testing.T) {
 	err = run(ctx, []string{"serve", "-config", pol}, &out, &errb)
 	if err == nil || !strings.Contains(err.Error(), "admin listener") {
 		t.Errorf("serve: got %v, want an admin listener error", err)
+	}
+}
+
+// TestAdminPprof: the profiler answers only when admin.pprof asks for it.
+func TestAdminPprof(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		rec := httptest.NewRecorder()
+		adminHandler(newRegistry(), slog.New(slog.DiscardHandler), on).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+		want := http.StatusNotFound
+		if on {
+			want = http.StatusOK
+		}
+		if rec.Code != want {
+			t.Errorf("pprof %v: /debug/pprof/ answered %d, want %d", on, rec.Code, want)
+		}
 	}
 }

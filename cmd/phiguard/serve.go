@@ -56,7 +56,7 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer cancel()
 	adminDone := make(chan error, 1)
 	go func() {
-		err := serveAdmin(ctx, aln, adminHandler(newRegistry(), log), log)
+		err := serveAdmin(ctx, aln, adminHandler(newRegistry(), log, pol.File.Admin.Pprof), log)
 		cancel()
 		adminDone <- err
 	}()
