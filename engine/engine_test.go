@@ -169,6 +169,28 @@ func request(method, path, user string) *Request {
 
 const msgPath = "/api/v1/conversations/c1/messages"
 
+// sendMessage runs alice's message {"body": text} through the engine: the
+// request sealed, then the app's echo of it opened. The caller closes x.
+func (r *rig) sendMessage(t *testing.T, text string) (x *Exchange, sealed, opened []byte) {
+	t.Helper()
+	ctx := context.Background()
+	req := request("POST", msgPath, "alice")
+	req.Header.Set("Content-Type", "application/json")
+	x, err := r.eng.Begin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"body":"` + text + `"}`
+	if sealed, err = x.SealRequest(ctx, req.Header, strings.NewReader(body), int64(len(body))); err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if opened, _, err = x.OpenResponse(ctx, 200, h, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
+		t.Fatal(err)
+	}
+	return x, sealed, opened
+}
+
 // TestExchange runs one request through every step, as an adapter would,
 // and checks what the app would receive, what the client would get back
 // and the audit record. The context reaches identity, keys and audit.
@@ -347,23 +369,10 @@ func TestCapacity(t *testing.T) {
 func TestAuditDownFailsClosed(t *testing.T) {
 	r := newRig(t)
 	ctx := context.Background()
-	req := request("POST", msgPath, "alice")
-	req.Header.Set("Content-Type", "application/json")
-	x, err := r.eng.Begin(ctx, req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	x, _, _ := r.sendMessage(t, canary)
 	defer x.Close()
-	body := `{"body":"` + canary + `"}`
-	sealed, err := x.SealRequest(ctx, req.Header, strings.NewReader(body), -1)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, _, err := x.OpenResponse(ctx, 200, http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(sealed), -1); err != nil {
-		t.Fatal(err)
-	}
 	r.aud.fail = true
-	err = x.Allow(ctx, 200)
+	err := x.Allow(ctx, 200)
 	if err == nil {
 		t.Fatal("Allow reported success without a record")
 	}
@@ -454,23 +463,9 @@ func BenchmarkOpenList50(b *testing.B) {
 // go through.
 func TestBodiesAreNotShared(t *testing.T) {
 	r := newRig(t)
-	ctx := context.Background()
 	round := func(text string) (sealed, opened []byte) {
-		req := request("POST", msgPath, "alice")
-		req.Header.Set("Content-Type", "application/json")
-		x, err := r.eng.Begin(ctx, req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer x.Close()
-		body := `{"body":"` + text + `"}`
-		if sealed, err = x.SealRequest(ctx, req.Header, strings.NewReader(body), int64(len(body))); err != nil {
-			t.Fatal(err)
-		}
-		h := http.Header{"Content-Type": {"application/json"}}
-		if opened, _, err = x.OpenResponse(ctx, 200, h, bytes.NewReader(sealed), int64(len(sealed))); err != nil {
-			t.Fatal(err)
-		}
+		x, sealed, opened := r.sendMessage(t, text)
+		x.Close()
 		return sealed, opened
 	}
 	sealed, opened := round(canary)
