@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzRewriteForm -fuzztime $(FUZZTIME)
 	$(GO) test ./engine -run '^$$' -fuzz FuzzCanonicalize -fuzztime $(FUZZTIME)
+	$(GO) test ./engine -run '^$$' -fuzz FuzzValidJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/codec -run '^$$' -fuzz FuzzHasTokenMarker -fuzztime $(FUZZTIME)
 	$(GO) test ./audit -run '^$$' -fuzz FuzzAppendJSON -fuzztime $(FUZZTIME)
 	$(GO) test ./identity -run '^$$' -fuzz FuzzReadHeader -fuzztime $(FUZZTIME)

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/http/pprof"
 	"net/url"
 	"strconv"
 	"sync"
@@ -26,8 +27,8 @@ const baselineFlag = "-serve-baseline"
 // serveBaseline is the bare reverse proxy phiguard is compared with: the
 // same listener protocols (HTTP/1.1 and h2c), a transport that keeps enough
 // idle connections to the app, a buffer pool, nothing else. It serves Go's
-// runtime metrics on a second port so its allocations are counted the same
-// way as phiguard's.
+// runtime metrics (and, for -cpuprofile, Go's CPU profiler) on a second
+// port so it is measured the same way as phiguard.
 func serveBaseline(ctx context.Context, args []string, stderr io.Writer) error {
 	if len(args) != 4 {
 		return fmt.Errorf("%s wants ADDR UPSTREAM METRICS_ADDR MAX_IDLE_CONNS", baselineFlag)
@@ -71,6 +72,7 @@ func serveBaseline(ctx context.Context, args []string, stderr io.Writer) error {
 	srv.Protocols.SetUnencryptedHTTP2(true)
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	msrv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: errLog}
 
 	ln, err := net.Listen("tcp", addr)

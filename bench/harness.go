@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -19,6 +20,7 @@ type target struct {
 	origin     string // http://127.0.0.1:PORT
 	child      *child
 	metricsURL string // "" when it serves no metrics
+	adminURL   string // http://127.0.0.1:PORT of its metrics (and profiler); "" when none
 	h1, h2     *http.Client
 	open       *http.Client // open loop: no connection cap
 }
@@ -110,7 +112,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) error
 		return err
 	}
 	defer up.close()
-	setup, tokens, err := preparePhiguard(ctx, bin, dir, up.url(), cfg.conns)
+	setup, tokens, err := preparePhiguard(ctx, bin, dir, up.url(), cfg.conns, cfg.profile != "")
 	if err != nil {
 		return err
 	}
@@ -160,6 +162,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) error
 			return err
 		}
 		targets[1].metricsURL = "http://" + setup.adminAddr + "/metrics"
+		targets[1].adminURL = "http://" + setup.adminAddr
 	}
 	defer func() {
 		for _, t := range targets {
@@ -203,7 +206,7 @@ func runHarness(ctx context.Context, cfg config, stdout, stderr io.Writer) error
 }
 
 func newTarget(name, addr string, c *child, metricsURL string, conns int) *target {
-	return &target{name: name, origin: "http://" + addr, child: c, metricsURL: metricsURL,
+	return &target{name: name, origin: "http://" + addr, child: c, metricsURL: metricsURL, adminURL: strings.TrimSuffix(metricsURL, "/metrics"),
 		h1: newClient(false, conns), h2: newClient(true, conns), open: newClient(false, 0)}
 }
 
@@ -263,11 +266,15 @@ func (r *runner) measure(ctx context.Context, t *target, w *workload, round int)
 	cpu0, cpuErr0 := cpuTime(t.child.pid())
 	self0, selfErr0 := cpuTime(os.Getpid())
 	conns0 := r.up.conns.Load()
+	profiled := r.profile(ctx, t, w, round)
 	res := closedLoop(ctx, t.client(w), t.origin, w, r.auths, r.cfg.conns, r.cfg.duration)
 	m.upConns = r.up.conns.Load() - conns0
 	self1, selfErr1 := cpuTime(os.Getpid())
 	cpu1, cpuErr1 := cpuTime(t.child.pid())
 	mallocs1, allocErr1 := scrapeMallocs(ctx, r.metrics, t.metricsURL)
+	if err := <-profiled; err != nil {
+		r.progress("no CPU profile of %s %s: %v", t.name, w.name, err)
+	}
 	if err := ctx.Err(); err != nil {
 		return m, err
 	}
@@ -286,6 +293,27 @@ func (r *runner) measure(ctx context.Context, t *target, w *workload, round int)
 		m.busy = (self1 - self0).Seconds() / res.elapsed.Seconds() / float64(r.pin.harnessCPUs())
 	}
 	return m, nil
+}
+
+// profile records, with -cpuprofile, a CPU profile of t for the length of
+// one measurement into DIR/WORKLOAD-PROXY-rROUND.pprof, read with
+// go tool pprof. The returned channel yields once the profile is written.
+func (r *runner) profile(ctx context.Context, t *target, w *workload, round int) <-chan error {
+	done := make(chan error, 1)
+	if r.cfg.profile == "" {
+		done <- nil
+		return done
+	}
+	if t.adminURL == "" {
+		done <- fmt.Errorf("%s serves no profiler", t.name)
+		return done
+	}
+	secs := max(int(r.cfg.duration.Round(time.Second)/time.Second), 1)
+	path := filepath.Join(r.cfg.profile, fmt.Sprintf("%s-%s-r%d.pprof", w.name, t.name, round+1))
+	go func() {
+		done <- fetchProfile(ctx, t.adminURL+"/debug/pprof/profile?seconds="+strconv.Itoa(secs), path, time.Duration(secs+10)*time.Second)
+	}()
+	return done
 }
 
 // openRounds runs the open-loop phase for the workloads marked open.

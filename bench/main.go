@@ -5,6 +5,7 @@
 //
 //	go run ./bench [-rounds 3] [-duration 2s] [-conns 32] [-rate 500]
 //	               [-workloads a,b] [-phiguard PATH] [-pin=true] [-out FILE]
+//	               [-cpuprofile DIR]
 package main
 
 import (
@@ -42,6 +43,7 @@ type config struct {
 	phiguard  string
 	pin       bool
 	out       string
+	profile   string // directory for CPU profiles of each closed-loop measurement; "" for none
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -66,6 +68,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	workloads := fs.String("workloads", "", "comma-separated workloads to run (default all)")
 	fs.StringVar(&cfg.phiguard, "phiguard", "", "phiguard binary (default: go build ./cmd/phiguard into a temp dir)")
 	fs.BoolVar(&cfg.pin, "pin", true, "pin each proxy to the last CPU and the harness to the others (needs 2 CPUs)")
+	fs.StringVar(&cfg.profile, "cpuprofile", "", "write a CPU profile of each proxy for each closed-loop measurement into this directory")
 	fs.StringVar(&cfg.out, "out", "", "results in Go benchmark format for benchstat (default bin/bench/COMMIT.txt)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err

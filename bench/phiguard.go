@@ -41,7 +41,7 @@ type phiguardSetup struct {
 // preparePhiguard writes a keyring (with phiguard's own keys commands), a
 // JWKS and the policy into dir, and returns bearer tokens for benchUsers
 // users of benchOrg with role agent, valid for an hour.
-func preparePhiguard(ctx context.Context, bin, dir, upstreamURL string, conns int) (phiguardSetup, []string, error) {
+func preparePhiguard(ctx context.Context, bin, dir, upstreamURL string, conns int, pprof bool) (phiguardSetup, []string, error) {
 	keyring := filepath.Join(dir, "keyring")
 	for _, args := range [][]string{
 		{"keys", "init", "-keyring", keyring},
@@ -62,7 +62,7 @@ func preparePhiguard(ctx context.Context, bin, dir, upstreamURL string, conns in
 	if s.adminAddr, err = freeAddr(); err != nil {
 		return s, nil, err
 	}
-	if err := os.WriteFile(s.policy, policyYAML(s.listen, upstreamURL, s.adminAddr, conns), 0o600); err != nil {
+	if err := os.WriteFile(s.policy, policyYAML(s.listen, upstreamURL, s.adminAddr, conns, pprof), 0o600); err != nil {
 		return s, nil, err
 	}
 	// A phiguard without the admin listener refuses the unknown key:
@@ -70,7 +70,7 @@ func preparePhiguard(ctx context.Context, bin, dir, upstreamURL string, conns in
 	out, err := exec.CommandContext(ctx, bin, "check", "-config", s.policy).CombinedOutput()
 	if err != nil && bytes.Contains(out, []byte("admin")) {
 		s.adminAddr = ""
-		if err := os.WriteFile(s.policy, policyYAML(s.listen, upstreamURL, "", conns), 0o600); err != nil {
+		if err := os.WriteFile(s.policy, policyYAML(s.listen, upstreamURL, "", conns, false), 0o600); err != nil {
 			return s, nil, err
 		}
 		out, err = exec.CommandContext(ctx, bin, "check", "-config", s.policy).CombinedOutput()
@@ -83,7 +83,7 @@ func preparePhiguard(ctx context.Context, bin, dir, upstreamURL string, conns in
 
 // policyYAML is the benchmark policy: one passthrough route that still
 // needs a caller, one encrypting and two decrypting routes.
-func policyYAML(listen, upstreamURL, adminAddr string, conns int) []byte {
+func policyYAML(listen, upstreamURL, adminAddr string, conns int, pprof bool) []byte {
 	sel := make([]string, len(phiFields))
 	for i, f := range phiFields {
 		sel[i] = `"$.` + f + `"`
@@ -123,7 +123,7 @@ routes:
     readers: [agent]
 `, jwtIssuer, jwtAudience, benchOrg, fields, fields)
 	if adminAddr != "" {
-		fmt.Fprintf(&b, "admin: {listen: %q}\n", adminAddr)
+		fmt.Fprintf(&b, "admin: {listen: %q, pprof: %t}\n", adminAddr, pprof)
 	}
 	return b.Bytes()
 }

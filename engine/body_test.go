@@ -77,6 +77,12 @@ func TestBodyBuffers(t *testing.T) {
 		t.Error("a returned buffer still holds its body")
 	}
 	putBuffer(make([]byte, 0, 1000)) // not a size class: not pooled, no panic
+
+	// Lending and giving back allocates nothing once the pools are warm.
+	putBuffer(getBuffer(4 << 10))
+	if n := testing.AllocsPerRun(100, func() { putBuffer(getBuffer(4 << 10)) }); n != 0 {
+		t.Errorf("%v allocations per lend and give back, want 0", n)
+	}
 }
 
 // TestDeclaredLengthIsNotTrusted: a request that declares a huge body and

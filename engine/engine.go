@@ -162,6 +162,12 @@ type Exchange struct {
 	plan     *routePlan
 	rec      audit.Record
 	audited  bool
+	// lent are pooled buffers handed to the adapter (OpenResponse's body),
+	// given back by Close.
+	lent [][]byte
+	// fields and actions back rec's slices for the usual few entries.
+	fields  [16]audit.Field
+	actions [4]string
 }
 
 // Begin judges a request's head: capacity, canonical path and method,
@@ -175,6 +181,8 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 		RequestID: newRequestID(),
 		Method:    req.Method,
 		Path:      req.Path,
+		Fields:    x.fields[:0],
+		Actions:   x.actions[:0],
 	}
 	if req.Peer.IsValid() {
 		x.rec.ClientIP = req.Peer.Addr().Unmap().String()
@@ -309,12 +317,19 @@ func checkQuery(query url.Values, route *policy.Route) error {
 	return nil
 }
 
-// Close releases the exchange's capacity slot. It is safe to call twice.
+// Close releases the exchange's capacity slot and the buffers it lent: a
+// body OpenResponse returned must not be used afterwards. It is safe to
+// call twice.
 func (x *Exchange) Close() {
 	if x.slot {
 		x.slot = false
 		<-x.e.slots
 	}
+	for i, b := range x.lent {
+		putBuffer(b)
+		x.lent[i] = nil
+	}
+	x.lent = x.lent[:0]
 }
 
 // RequestID identifies the request in the audit trail, logs and answers.

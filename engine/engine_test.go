@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/go-json-experiment/json/jsontext"
+
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/keys"
@@ -458,22 +460,60 @@ func BenchmarkOpenList50(b *testing.B) {
 	}
 }
 
-// TestBodiesAreNotShared: read buffers are pooled and wiped; what
-// SealRequest and OpenResponse return stays intact while other requests
-// go through.
+// TestBodiesAreNotShared: read buffers are pooled and wiped. What
+// SealRequest returns stays intact while other requests go through; what
+// OpenResponse returns stays intact until its exchange is closed, and is
+// wiped then, since it holds plaintext PHI.
 func TestBodiesAreNotShared(t *testing.T) {
 	r := newRig(t)
-	round := func(text string) (sealed, opened []byte) {
-		x, sealed, opened := r.sendMessage(t, text)
-		x.Close()
-		return sealed, opened
-	}
-	sealed, opened := round(canary)
+	x, sealed, opened := r.sendMessage(t, canary)
 	keepSealed, keepOpened := string(sealed), string(opened)
+	if !strings.Contains(keepOpened, canary) {
+		t.Fatalf("opened %s", opened)
+	}
 	for i := range 20 {
-		round("other value " + strconv.Itoa(i))
+		other, _, _ := r.sendMessage(t, "other value "+strconv.Itoa(i))
+		other.Close()
 	}
 	if string(sealed) != keepSealed || string(opened) != keepOpened {
-		t.Errorf("a body changed after other requests: %s / %s", sealed, opened)
+		t.Errorf("a body changed while its exchange was open: %s / %s", sealed, opened)
 	}
+	x.Close()
+	if bytes.Contains(opened[:cap(opened)], []byte(canary)) {
+		t.Error("the opened body still holds plaintext after Close")
+	}
+	x.Close() // twice is harmless
+	for i := range 5 {
+		other, _, _ := r.sendMessage(t, "after close "+strconv.Itoa(i))
+		other.Close()
+	}
+	if string(sealed) != keepSealed {
+		t.Errorf("the sealed body changed after its exchange was closed")
+	}
+}
+
+// TestValidJSON: the one-pass check for plain strings agrees with the
+// decoder, and everything else is left to the decoder.
+func TestValidJSON(t *testing.T) {
+	for _, v := range []string{
+		`"plain text"`, `""`, `"caf\u00e9"`, `"tab\there"`, `"naïve 日本"`,
+		"\"ctl\x01\"", "\"bad \xff utf8\"", `"a","role":"admin"`, `"a"` + "\n", `"unterminated`,
+		`"`, `"\"`, `"\q"`, `{"a":1}`, `{"a":1,"a":2}`, `[1,2]`, `12`, `null`, `true`, ``, `"x" "y"`,
+	} {
+		want := jsontext.Value(v).IsValid()
+		if got := validJSON([]byte(v)); got != want {
+			t.Errorf("validJSON(%q) = %v, the decoder says %v", v, got, want)
+		}
+	}
+}
+
+func FuzzValidJSON(f *testing.F) {
+	for _, s := range []string{`"x"`, `"a\"b"`, "\"\x00\"", `"\u00"`, `{}`, `"é"`, "\"\xc3\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if got, want := validJSON(b), jsontext.Value(b).IsValid(); got != want {
+			t.Errorf("validJSON(%q) = %v, the decoder says %v", b, got, want)
+		}
+	})
 }

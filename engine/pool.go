@@ -11,12 +11,19 @@ var bodyClasses = [...]int{4 << 10, 32 << 10, 256 << 10}
 
 var bodyPools [len(bodyClasses)]sync.Pool
 
+// boxes are the *[]byte a pool entry travels in, kept empty between uses
+// so that lending and giving back a buffer allocates nothing.
+var boxes sync.Pool
+
 // getBuffer returns an empty buffer with room for at least n bytes.
 func getBuffer(n int) []byte {
 	for i, c := range bodyClasses {
 		if n <= c {
-			if b, ok := bodyPools[i].Get().(*[]byte); ok {
-				return (*b)[:0]
+			if box, ok := bodyPools[i].Get().(*[]byte); ok {
+				b := (*box)[:0]
+				*box = nil
+				boxes.Put(box)
+				return b
 			}
 			return make([]byte, 0, c)
 		}
@@ -30,8 +37,12 @@ func putBuffer(b []byte) {
 	for i, c := range bodyClasses {
 		if cap(b) == c {
 			clear(b[:cap(b)])
-			b = b[:0]
-			bodyPools[i].Put(&b)
+			box, ok := boxes.Get().(*[]byte)
+			if !ok {
+				box = new([]byte)
+			}
+			*box = b[:0]
+			bodyPools[i].Put(box)
 			return
 		}
 	}

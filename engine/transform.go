@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -66,7 +67,8 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 
 func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 	route, org := x.decision.Route, x.decision.Org
-	out, _, err := codec.RewriteJSON(body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	out := make([]byte, 0, len(body)+len(body)/2)
+	out, err := codec.AppendRewriteJSON(out, body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
 		dst = append(dst, '"')
 		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
 		if err != nil {
@@ -74,8 +76,11 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
 		return append(dst, '"'), nil
-	})
-	return out, err
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
@@ -106,8 +111,9 @@ func (e *Engine) keyFailure(err error) error {
 // (size is its declared length, -1 when unknown; nil for none) and returns
 // it with every selected value decrypted for a reader or masked, and
 // forbids caching the answer. replaced is false when the body is passed on
-// as it is. h is updated to frame a new body. Any failure is a refusal:
-// the app's body is never passed on unread.
+// as it is. h is updated to frame a new body, which is valid until x.Close:
+// its buffer is then wiped and reused. Any failure is a refusal: the app's
+// body is never passed on unread.
 func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, body io.Reader, size int64) (out []byte, replaced bool, err error) {
 	x.rec.UpstreamStatus = status
 	if !x.plan.decrypts {
@@ -138,9 +144,14 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 		return nil, false, errUpstreamBody
 	}
 	route := x.decision.Route
-	out, _, err = codec.RewriteJSON(raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)+len(raw)/2), raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
 		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
-	})
+	}, nil)
+	if err != nil {
+		putBuffer(out)
+	} else {
+		x.lent = append(x.lent, out)
+	}
 	if errors.Is(err, refusal.BadRequest) {
 		return nil, false, errUpstreamBody // the app's JSON, not the client's
 	}
@@ -187,7 +198,7 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 	}
 	pt, err := x.e.keys.Decrypt(ctx, x.decision.Org, tok)
 	switch {
-	case err == nil && jsontext.Value(pt).IsValid():
+	case err == nil && validJSON(pt):
 		x.rec.AddField(audit.ActionDecrypt, path, "", 1)
 		return append(dst, pt...), nil
 	case errors.Is(err, keys.ErrOrgMismatch):
@@ -199,6 +210,28 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 	default:
 		return dst, x.e.keyFailure(err)
 	}
+}
+
+// validJSON reports whether pt is one complete JSON value. What a token
+// opens to was a valid value when phiguard sealed it; the check keeps a
+// bad key or a bug from ever splicing broken JSON into an answer. The
+// common case, a string without escapes, is checked in one pass: between
+// its quotes, no quote, backslash or control character, and valid UTF-8.
+func validJSON(pt []byte) bool {
+	if len(pt) >= 2 && pt[0] == '"' && pt[len(pt)-1] == '"' {
+		s := pt[1 : len(pt)-1]
+		plain := true
+		for _, c := range s {
+			if c < 0x20 || c == '"' || c == '\\' {
+				plain = false
+				break
+			}
+		}
+		if plain {
+			return utf8.Valid(s)
+		}
+	}
+	return jsontext.Value(pt).IsValid()
 }
 
 // tokenText returns the text of a JSON string that holds a token. A token

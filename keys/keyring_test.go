@@ -256,6 +256,11 @@ func TestParseTokenRejects(t *testing.T) {
 		"ephi:v1:org:a:0000000a:AAAA", "ephi:v1:org_a:0000000A:AAAA", "ephi:v1:org_a:000000:AAAA",
 		"ephi:v1:org_a:zzzzzzzz:AAAA", "ephi:v1:org_a:0000000a:", "ephi:v1:org_a:0000000a:AA==",
 		"ephi:v1:org_a:0000000a:A+/A", "ephi:v1::0000000a:AAAA",
+		// Bytes outside the alphabet, line breaks (which a lenient decoder
+		// skips) and non-canonical trailing bits.
+		"ephi:v1:org_a:0000000a:AA\nAA", "ephi:v1:org_a:0000000a:AA\rAA", "ephi:v1:org_a:0000000a:AAAA\r\n",
+		"ephi:v1:org_a:0000000a:AA AA", "ephi:v1:org_a:0000000a:AA\tA", "ephi:v1:org_a:0000000a:AB",
+		"ephi:v1:org_a:0000000a:AAAAA", "ephi:v1:org_a:0000000a:AA.A",
 	} {
 		if _, err := ParseToken(s); !errors.Is(err, ErrNotToken) {
 			t.Errorf("ParseToken(%q) = %v, want ErrNotToken", s, err)

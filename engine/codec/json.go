@@ -81,28 +81,39 @@ type Edit func(dst []byte, sel int, value jsontext.Value) ([]byte, error)
 // selector i picked. Body errors are *refusal.Error (BadRequest); edit's errors are returned
 // as they are.
 func RewriteJSON(src []byte, m *Matcher, edit Edit) (out []byte, counts []int, err error) {
+	counts = make([]int, m.total)
+	out, err = AppendRewriteJSON(make([]byte, 0, len(src)+len(src)/2), src, m, edit, counts)
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, counts, nil
+}
+
+// AppendRewriteJSON is RewriteJSON writing into dst, which must not overlap
+// src: the rewritten body is appended to dst and returned. counts, when
+// not nil, has an element for each selector the matcher was built from,
+// and each is increased by how many values that selector picked. On error
+// dst's contents are unspecified.
+func AppendRewriteJSON(dst, src []byte, m *Matcher, edit Edit, counts []int) ([]byte, error) {
 	w := walkers.Get().(*walker)
 	defer w.release()
-	w.m, w.src, w.edit, w.n = m, src, edit, len(m.sels)
-	w.counts = make([]int, m.total)
-	w.in = bytes.NewBuffer(src) // parsed in place, without a copy
+	w.m, w.src, w.edit, w.n, w.counts, w.out = m, src, edit, len(m.sels), counts, dst
+	w.in = *bytes.NewBuffer(src) // parsed in place, without a copy
 	// Duplicate names are found by w.names, without a string per name.
-	w.dec.Reset(w.in, jsontext.AllowDuplicateNames(true))
+	w.dec.Reset(&w.in, jsontext.AllowDuplicateNames(true))
 	w.names.reset()
-	w.out = make([]byte, 0, len(src)+len(src)/2)
 	root := w.frame(0)
 	for i := range w.n {
 		root[i] = 1     // exact: at step 0
 		root[w.n+i] = 1 // case-folded: at step 0
 	}
 	if err := w.value(0); err != nil {
-		return nil, nil, err
+		return w.out, err
 	}
 	if _, err := w.dec.ReadToken(); err != io.EOF {
-		return nil, nil, malformed("data after the JSON value")
+		return w.out, malformed("data after the JSON value")
 	}
-	w.out = append(w.out, src[w.last:]...)
-	return w.out, w.counts, nil
+	return append(w.out, src[w.last:]...), nil
 }
 
 // walkers keeps walkers and their decoders' state between bodies.
@@ -112,7 +123,7 @@ type walker struct {
 	m         *Matcher
 	rootArray bool // the body is an array (request bodies: patch documents)
 	src       []byte
-	in        *bytes.Buffer
+	in        bytes.Buffer // src, for the decoder
 	dec       *jsontext.Decoder
 	name      []byte // an escaped key, unquoted
 	names     names  // duplicate member names
@@ -128,6 +139,7 @@ type walker struct {
 func (w *walker) release() {
 	w.dec.Reset(emptyBody{})
 	w.names.reset() // wiped; its buffers are kept for the next body
+	clear(w.name[:cap(w.name)])
 	*w = walker{dec: w.dec, states: w.states[:0], name: w.name[:0], names: w.names}
 	walkers.Put(w)
 }
@@ -337,7 +349,9 @@ func (w *walker) replace(i int) error {
 	}
 	w.out = out
 	w.last = end
-	w.counts[sel]++
+	if w.counts != nil {
+		w.counts[sel]++
+	}
 	return nil
 }
 

@@ -82,6 +82,31 @@ func TestRewriteJSONCounts(t *testing.T) {
 	}
 }
 
+// TestAppendRewriteJSON: the body is appended after what dst holds, counts
+// add up over calls, and nil counts are not kept.
+func TestAppendRewriteJSON(t *testing.T) {
+	m := NewMatcher(selectors(t, "$.title", "$.data[*].body"))
+	src := []byte(`{"data":[{"body":1},{"body":2}],"title":"t"}`)
+	counts := make([]int, 2)
+	out, err := AppendRewriteJSON([]byte("prefix:"), src, m, mark, counts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, _ := RewriteJSON(src, m, mark)
+	if string(out) != "prefix:"+string(want) {
+		t.Errorf("got %s, want prefix:%s", out, want)
+	}
+	if _, err := AppendRewriteJSON(nil, src, m, mark, counts); err != nil {
+		t.Fatal(err)
+	}
+	if counts[0] != 2 || counts[1] != 4 {
+		t.Errorf("counts after two bodies = %v, want [2 4]", counts)
+	}
+	if out, err := AppendRewriteJSON(nil, src, m, mark, nil); err != nil || string(out) != string(want) {
+		t.Errorf("without counts: %s, %v", out, err)
+	}
+}
+
 func TestRewriteJSONRefuses(t *testing.T) {
 	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
 	okDeep := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
