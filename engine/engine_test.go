@@ -508,7 +508,11 @@ func TestValidJSON(t *testing.T) {
 }
 
 func FuzzValidJSON(f *testing.F) {
-	for _, s := range []string{`"x"`, `"a\"b"`, "\"\x00\"", `"\u00"`, `{}`, `"é"`, "\"\xc3\""} {
+	for _, s := range []string{`"x"`, `"a\"b"`, "\"\x00\"", `"\u00"`, `{}`, `"é"`, "\"\xc3\"",
+		// Long enough for eight-byte words, with a stop byte in several lanes.
+		`"0123456789abcdef0123"`, `"0123456789"bcdef0123"`, `"0123456789ab\def0123"`,
+		"\"012\x1f456789abcdef0123\"", "\"0123456789abcde\x7f0123\"", "\"01234567\x80\x80abcdef0123\"",
+		"\"0123456\x20\x21\x22\x5b\x5c\x5d\""} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {

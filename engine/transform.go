@@ -3,6 +3,7 @@ package engine
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net/http"
@@ -219,19 +220,35 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 // its quotes, no quote, backslash or control character, and valid UTF-8.
 func validJSON(pt []byte) bool {
 	if len(pt) >= 2 && pt[0] == '"' && pt[len(pt)-1] == '"' {
-		s := pt[1 : len(pt)-1]
-		plain := true
-		for _, c := range s {
-			if c < 0x20 || c == '"' || c == '\\' {
-				plain = false
-				break
-			}
-		}
-		if plain {
+		if s := pt[1 : len(pt)-1]; plainString(s) {
 			return utf8.Valid(s)
 		}
 	}
 	return jsontext.Value(pt).IsValid()
+}
+
+// plainString reports whether s has no byte below 0x20, no '"' and no
+// '\\', eight bytes at a time: for each word, a byte below 0x20 (or equal
+// to 0 after xor-ing with '"' or '\\') sets its high bit in the mask.
+func plainString(s []byte) bool {
+	const (
+		ones  = 0x0101010101010101
+		highs = 0x8080808080808080
+	)
+	for len(s) >= 8 {
+		x := binary.LittleEndian.Uint64(s)
+		q, b := x^('"'*ones), x^('\\'*ones)
+		if ((x-0x20*ones)&^x|(q-ones)&^q|(b-ones)&^b)&highs != 0 {
+			return false
+		}
+		s = s[8:]
+	}
+	for _, c := range s {
+		if c < 0x20 || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // tokenText returns the text of a JSON string that holds a token. A token

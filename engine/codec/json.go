@@ -7,6 +7,7 @@ import (
 	"math/bits"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	"github.com/go-json-experiment/json/jsontext"
 
@@ -24,6 +25,16 @@ type Matcher struct {
 	total int               // length of the list it was built from
 	// request: the body comes from a client (see NewRequestMatcher).
 	request bool
+	// named maps the name of every named step (.name or ..name),
+	// ASCII-lower-cased, to the set of selectors (bit i: m.sels[i]) with a
+	// step of that name. It is used when every such name is ASCII and
+	// there are at most 64 selectors (namedOK): a member whose ASCII name,
+	// lower-cased, is not in it cannot match a .name step of any other
+	// selector, exactly or by case folding, and advance then drops the
+	// steps whose bit is in childBits[i] (the .name steps of selector i).
+	named     map[string]uint64
+	namedOK   bool
+	childBits []uint64
 }
 
 // NewMatcher compiles the JSON selectors of sels; form selectors are skipped.
@@ -42,7 +53,50 @@ func NewMatcher(sels []policy.Selector, refused ...policy.Selector) *Matcher {
 		m.sels = append(m.sels, s)
 		m.idx = append(m.idx, -1)
 	}
+	m.named, m.namedOK = map[string]uint64{}, len(m.sels) <= 64
+	for i, s := range m.sels {
+		var bits uint64
+		for j, st := range s.Steps {
+			if st.Kind == policy.StepChild || st.Kind == policy.StepDescendant {
+				m.namedOK = m.namedOK && isASCII(st.Name)
+				m.named[strings.ToLower(st.Name)] |= 1 << (i % 64)
+			}
+			if st.Kind == policy.StepChild {
+				bits |= 1 << j
+			}
+		}
+		m.childBits = append(m.childBits, bits)
+	}
 	return m
+}
+
+func isASCII[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
+}
+
+// namers returns the selectors with a named step that name could match,
+// exactly or by case folding (bit i: m.sels[i]); ok is false when it
+// cannot tell, and every selector must then be stepped.
+func (m *Matcher) namers(name []byte) (sels uint64, ok bool) {
+	var buf [64]byte
+	if !m.namedOK || len(name) > len(buf) {
+		return 0, false
+	}
+	for i, c := range name {
+		if c >= utf8.RuneSelf {
+			return 0, false // may fold to an ASCII name: the full steps decide
+		}
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		buf[i] = c
+	}
+	return m.named[string(buf[:len(name)])], true
 }
 
 // NewRequestMatcher is NewMatcher for request bodies, which are judged
@@ -286,6 +340,29 @@ func (w *walker) advance(d int, live bool, name []byte, member bool) {
 	parent := w.frame(d)
 	if !live {
 		clear(child)
+		return
+	}
+	namers, ok := uint64(0), !member
+	if member {
+		namers, ok = w.m.namers(name)
+	}
+	if ok {
+		// Only the selectors named name can take a .name step; the others
+		// move by [*], .* and ..name steps alone, if at all.
+		for i, sel := range w.m.sels {
+			cb := w.m.childBits[i]
+			if namers&(1<<i) != 0 {
+				cb = 0
+			}
+			exact, folded := parent[i]&^cb, parent[w.n+i]&^cb
+			child[i], child[w.n+i] = 0, 0
+			if exact != 0 {
+				child[i] = step(sel.Steps, exact, name, member, false)
+			}
+			if folded != 0 {
+				child[w.n+i] = step(sel.Steps, folded, name, member, true)
+			}
+		}
 		return
 	}
 	for i, sel := range w.m.sels {

@@ -2,6 +2,7 @@ package codec
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -141,6 +142,8 @@ func TestRewriteJSONRefuses(t *testing.T) {
 		{"case variant beside selected key", []string{"$.body"}, `{"body":"x","BODY":"y"}`, ErrAmbiguousKey},
 		{"case variant of a parent", []string{"$.data[*].body"}, `{"Data":[{"body":"x"}]}`, ErrAmbiguousKey},
 		{"unicode fold variant", []string{"$.mask"}, `{"mas\u212a":"x"}`, ErrAmbiguousKey},
+		{"long s fold variant", []string{"$.a.subject"}, `{"a":{"\u017fubject":"x"}}`, ErrAmbiguousKey},
+		{"case variant of an upper-case selector", []string{"$.Subject"}, `{"subject":"x"}`, ErrAmbiguousKey},
 		{"case variant below descendant", []string{"$..note"}, `{"a":{"NOTE":"x"}}`, ErrAmbiguousKey},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -193,16 +196,31 @@ func FuzzRewriteJSON(f *testing.F) {
 		`{"body":"hi","attachments":[{"caption":"c"}]}`, `{"a":{"b":[1,2,{"note":"n"}]}}`, `[]`, `"x"`, `{"Body":1}`,
 		`{"a":1,"a":2}`, "{\"a\":\"\xff\"}", `{"odd key":[true,null]}`, ` { "body" : 1.5e10 } `, `{"b\u006fdy":"x"}`,
 		wide(20, `,"k3":1`), wide(18, ""), `{"a":` + wide(17, "") + `,"a":1}`,
+		// Names that fold to a selected one: by ASCII case, and by the
+		// Kelvin sign and long s, which fold to ASCII letters.
+		`{"SUBJECT":"x"}`, `{"subject":"x"}`, "{\"\u212aey\":1}", "{\"key\":{\"\u017fubject\":2}}", `{"ke":{"y":1}}`,
 	} {
 		f.Add([]byte(s))
 	}
 	sels := []policy.Selector{}
-	for _, s := range []string{"$.body", "$.attachments[*].caption", "$..note", "$['odd key']", "$.a.*"} {
+	for _, s := range []string{"$.body", "$.attachments[*].caption", "$..note", "$['odd key']", "$.a.*", "$.Subject", "$.key.subject"} {
 		sel, _ := policy.ParseSelector(s)
 		sels = append(sels, sel)
 	}
 	m := NewMatcher(sels)
+	// full takes every step for every name: the answer the skip of
+	// unnamed members must agree with.
+	full := NewMatcher(sels)
+	full.namedOK = false
+	tag := func(dst []byte, sel int, _ jsontext.Value) ([]byte, error) {
+		return fmt.Appendf(dst, `"sel %d"`, sel), nil
+	}
 	f.Fuzz(func(t *testing.T, in []byte) {
+		got, gotCounts, gotErr := RewriteJSON(in, m, tag)
+		want, wantCounts, wantErr := RewriteJSON(in, full, tag)
+		if string(got) != string(want) || fmt.Sprint(gotCounts) != fmt.Sprint(wantCounts) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("skipping unnamed members changed the answer for %q:\n%s %v %v\nwant\n%s %v %v", in, got, gotCounts, gotErr, want, wantCounts, wantErr)
+		}
 		same, _, err := RewriteJSON(in, m, func(dst []byte, _ int, v jsontext.Value) ([]byte, error) { return append(dst, v...), nil })
 		if err != nil {
 			var be *refusal.Error
