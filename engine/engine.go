@@ -165,6 +165,11 @@ type Exchange struct {
 	// lent are pooled buffers handed to the adapter (OpenResponse's body),
 	// given back by Close.
 	lent [][]byte
+	// sealed is SealRequest's body, given back once Close and the readers
+	// of SealedBody have all let go. It is set once; closed says whether
+	// Close let go of it.
+	sealed *lent
+	closed bool
 	// fields and actions back rec's slices for the usual few entries.
 	fields  [16]audit.Field
 	actions [4]string
@@ -318,8 +323,9 @@ func checkQuery(query url.Values, route *policy.Route) error {
 }
 
 // Close releases the exchange's capacity slot and the buffers it lent: a
-// body OpenResponse returned must not be used afterwards. It is safe to
-// call twice.
+// body SealRequest or OpenResponse returned must not be used afterwards
+// (readers from SealedBody keep theirs until they are closed). It is safe
+// to call twice.
 func (x *Exchange) Close() {
 	if x.slot {
 		x.slot = false
@@ -330,6 +336,10 @@ func (x *Exchange) Close() {
 		x.lent[i] = nil
 	}
 	x.lent = x.lent[:0]
+	if x.sealed != nil && !x.closed {
+		x.sealed.release()
+	}
+	x.closed = true
 }
 
 // RequestID identifies the request in the audit trail, logs and answers.

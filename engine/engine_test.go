@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -461,15 +462,14 @@ func BenchmarkOpenList50(b *testing.B) {
 }
 
 // TestBodiesAreNotShared: read buffers are pooled and wiped. What
-// SealRequest returns stays intact while other requests go through; what
-// OpenResponse returns stays intact until its exchange is closed, and is
-// wiped then, since it holds plaintext PHI.
+// SealRequest and OpenResponse return stays intact while other requests go
+// through, until the exchange is closed, and is wiped then.
 func TestBodiesAreNotShared(t *testing.T) {
 	r := newRig(t)
 	x, sealed, opened := r.sendMessage(t, canary)
 	keepSealed, keepOpened := string(sealed), string(opened)
-	if !strings.Contains(keepOpened, canary) {
-		t.Fatalf("opened %s", opened)
+	if !strings.Contains(keepOpened, canary) || !strings.Contains(keepSealed, "ephi:") {
+		t.Fatalf("sealed %s, opened %s", sealed, opened)
 	}
 	for i := range 20 {
 		other, _, _ := r.sendMessage(t, "other value "+strconv.Itoa(i))
@@ -482,13 +482,88 @@ func TestBodiesAreNotShared(t *testing.T) {
 	if bytes.Contains(opened[:cap(opened)], []byte(canary)) {
 		t.Error("the opened body still holds plaintext after Close")
 	}
+	if bytes.Contains(sealed[:cap(sealed)], []byte("ephi:")) {
+		t.Error("the sealed body was not given back at Close")
+	}
 	x.Close() // twice is harmless
-	for i := range 5 {
-		other, _, _ := r.sendMessage(t, "after close "+strconv.Itoa(i))
+}
+
+// TestSealedBodyOutlivesClose: a reader opened on the sealed body keeps it
+// whole after the exchange is closed (an HTTP client may still be sending
+// it), the body is given back when the last reader closes, and a reader
+// opened or read after that fails instead of reading another body.
+func TestSealedBodyOutlivesClose(t *testing.T) {
+	r := newRig(t)
+	x, sealed, _ := r.sendMessage(t, canary)
+	want := string(sealed)
+	first, retry := x.SealedBody(), x.SealedBody()
+	if b, err := io.ReadAll(first); err != nil || string(b) != want {
+		t.Fatalf("first reader: %v, %d bytes of %d", err, len(b), len(want))
+	}
+	first.Close()
+	x.Close()
+	for i := range 10 { // other requests take buffers from the pool
+		other, _, _ := r.sendMessage(t, "other value "+strconv.Itoa(i))
 		other.Close()
 	}
-	if string(sealed) != keepSealed {
-		t.Errorf("the sealed body changed after its exchange was closed")
+	if b, err := io.ReadAll(retry); err != nil || string(b) != want {
+		t.Fatalf("a reader open across Close read %v, %q", err, b)
+	}
+	retry.Close()
+	retry.Close() // twice is harmless
+	if bytes.Contains(sealed[:cap(sealed)], []byte("ephi:")) {
+		t.Error("the sealed body was not given back when its last reader closed")
+	}
+	if _, err := x.SealedBody().Read(make([]byte, 10)); !errors.Is(err, errBodyReleased) {
+		t.Errorf("a reader opened after the body was given back: %v", err)
+	}
+	if _, err := retry.Read(make([]byte, 10)); !errors.Is(err, errBodyReleased) {
+		t.Errorf("a closed reader read: %v", err)
+	}
+
+	// Before SealRequest, there is nothing to read.
+	y, err := r.eng.Begin(context.Background(), request("POST", msgPath, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer y.Close()
+	if _, err := y.SealedBody().Read(make([]byte, 10)); !errors.Is(err, errBodyReleased) {
+		t.Errorf("a reader before SealRequest: %v", err)
+	}
+}
+
+// TestSealedBodyConcurrentClose: readers read and close on other
+// goroutines while the exchange closes (run with -race); each reader sees
+// the whole body or an error, never another body's bytes.
+func TestSealedBodyConcurrentClose(t *testing.T) {
+	r := newRig(t)
+	for range 20 {
+		x, sealed, _ := r.sendMessage(t, canary)
+		want := string(sealed)
+		var wg sync.WaitGroup
+		for range 4 {
+			rd := x.SealedBody()
+			wg.Go(func() {
+				defer rd.Close()
+				var got []byte
+				buf := make([]byte, 7)
+				for {
+					n, err := rd.Read(buf)
+					got = append(got, buf[:n]...)
+					if err == io.EOF {
+						if string(got) != want {
+							t.Errorf("read %q, want the sealed body", got)
+						}
+						return
+					}
+					if err != nil {
+						return
+					}
+				}
+			})
+		}
+		x.Close()
+		wg.Wait()
 	}
 }
 

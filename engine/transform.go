@@ -24,7 +24,11 @@ import (
 // fields replaced by tokens. A route that only decrypts still has its
 // request body judged. h is updated to frame the new body: no
 // Content-Encoding, its Content-Length. Call it only for a request that
-// has a body.
+// has a body, and once.
+//
+// The sealed body is lent from a pool: it is valid until x.Close, or, if
+// readers were opened on it with x.SealedBody, until x.Close and the last
+// of them is closed.
 func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reader, size int64) ([]byte, error) {
 	route := x.decision.Route
 	kind, why, err := requestMediaKind(h)
@@ -58,6 +62,7 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	if err != nil {
 		return nil, err
 	}
+	x.sealed = newLent(out)
 	if int64(len(out)) > in.MaxResponseBytes {
 		// The app would store what phiguard could never hand back.
 		return nil, errTooLargeSealed
@@ -66,10 +71,21 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	return out, nil
 }
 
+// SealedBody opens a reader on the body SealRequest returned, for a
+// client that sends it (and may reopen it to retry) on its own schedule:
+// the body stays valid until the reader is closed, even past x.Close.
+// Before SealRequest succeeded, or after the body was given back, the
+// reader fails.
+func (x *Exchange) SealedBody() io.ReadCloser {
+	if x.sealed == nil {
+		return &lentReader{done: true}
+	}
+	return x.sealed.open()
+}
+
 func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 	route, org := x.decision.Route, x.decision.Org
-	out := make([]byte, 0, len(body)+len(body)/2)
-	out, err := codec.AppendRewriteJSON(out, body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	out, err := codec.AppendRewriteJSON(getBuffer(len(body)+len(body)/2), body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
 		dst = append(dst, '"')
 		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
 		if err != nil {
@@ -79,6 +95,7 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 		return append(dst, '"'), nil
 	}, nil)
 	if err != nil {
+		putBuffer(out)
 		return nil, err
 	}
 	return out, nil

@@ -130,9 +130,17 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.refuse(w, r, x, err)
 			return
 		}
-		r.Body, r.ContentLength = io.NopCloser(bytes.NewReader(body)), int64(len(body))
+		// The sealed body is lent by the exchange. The reverse proxy never
+		// closes the body it forwards, and stops every read of it before
+		// ServeHTTP returns; closing the reader after that (defers run
+		// last in, first out: before x.Close) waits for a read in flight
+		// and lets the buffer go back to the pool. A retry's reader
+		// belongs to the transport, which closes it.
+		sealed := x.SealedBody()
+		defer sealed.Close()
+		r.Body, r.ContentLength = sealed, int64(len(body))
 		r.TransferEncoding = nil
-		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+		r.GetBody = func() (io.ReadCloser, error) { return x.SealedBody(), nil }
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
 }
