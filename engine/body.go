@@ -60,7 +60,26 @@ func parseMediaType(h http.Header) (bodyKind, string, string, error) {
 		}
 		return 0, "", "more than one Content-Type", errUnsupportedMedia
 	}
-	mt, params, err := mime.ParseMediaType(values[0])
+	if kind, mt, ok := commonMediaType(values[0]); ok {
+		return kind, mt, "", nil
+	}
+	return readMediaType(values[0])
+}
+
+// commonMediaType reads the usual spellings of the JSON and form types
+// without parsing, as readMediaType would read them.
+func commonMediaType(v string) (bodyKind, string, bool) {
+	switch v {
+	case "application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8", "application/json;charset=utf-8", "application/json;charset=UTF-8":
+		return bodyJSON, "application/json", true
+	case "application/x-www-form-urlencoded":
+		return bodyForm, "application/x-www-form-urlencoded", true
+	}
+	return 0, "", false
+}
+
+func readMediaType(v string) (bodyKind, string, string, error) {
+	mt, params, err := mime.ParseMediaType(v)
 	if err != nil {
 		return 0, "", "unreadable Content-Type", errUnsupportedMedia
 	}

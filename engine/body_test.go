@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -101,5 +102,41 @@ func TestDeclaredLengthIsNotTrusted(t *testing.T) {
 	got, err := readLimited(strings.NewReader(big), int64(len(big)), 10<<20)
 	if err != nil || len(got) != len(big) {
 		t.Fatalf("read %d bytes, %v; want %d", len(got), err, len(big))
+	}
+}
+
+// TestMediaKind: what a response's Content-Type is read as; the usual
+// spellings read without parsing agree with the parser.
+func TestMediaKind(t *testing.T) {
+	for _, c := range []struct {
+		values []string
+		kind   bodyKind
+		ok     bool
+	}{
+		{[]string{"application/json"}, bodyJSON, true},
+		{[]string{"application/json; charset=utf-8"}, bodyJSON, true},
+		{[]string{"Application/JSON; Charset=\"UTF-8\""}, bodyJSON, true},
+		{[]string{"application/problem+json"}, bodyJSON, true},
+		{[]string{"application/x-www-form-urlencoded"}, bodyForm, true},
+		{[]string{"application/json; charset=latin1"}, 0, false},
+		{[]string{"application/json;"}, bodyJSON, true},
+		{[]string{"application/json; charset"}, 0, false},
+		{[]string{"text/plain"}, 0, false},
+		{[]string{""}, 0, false},
+		{nil, 0, false},
+		{[]string{"application/json", "application/json"}, 0, false},
+	} {
+		kind, _, err := mediaKind(http.Header{"Content-Type": c.values})
+		if (err == nil) != c.ok || kind != c.kind {
+			t.Errorf("%q: kind %v, err %v; want kind %v, ok %v", c.values, kind, err, c.kind, c.ok)
+		}
+	}
+	for _, v := range []string{"application/json", "application/json; charset=utf-8", "application/json; charset=UTF-8",
+		"application/json;charset=utf-8", "application/json;charset=UTF-8", "application/x-www-form-urlencoded"} {
+		kind, mt, ok := commonMediaType(v)
+		pkind, pmt, _, err := readMediaType(v)
+		if !ok || err != nil || kind != pkind || mt != pmt {
+			t.Errorf("%q: read as %v %q, parsed as %v %q (%v)", v, kind, mt, pkind, pmt, err)
+		}
 	}
 }

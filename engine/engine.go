@@ -162,9 +162,10 @@ type Exchange struct {
 	plan     *routePlan
 	rec      audit.Record
 	audited  bool
-	// lent are pooled buffers handed to the adapter (OpenResponse's body),
-	// given back by Close.
-	lent [][]byte
+	// opened is OpenResponse's body, lent from the pool until Close;
+	// openedBody reads it.
+	opened     []byte
+	openedBody openedReader
 	// sealed is SealRequest's body, given back once Close and the readers
 	// of SealedBody have all let go. It is set once; closed says whether
 	// Close let go of it.
@@ -331,11 +332,11 @@ func (x *Exchange) Close() {
 		x.slot = false
 		<-x.e.slots
 	}
-	for i, b := range x.lent {
-		putBuffer(b)
-		x.lent[i] = nil
+	if x.opened != nil {
+		putBuffer(x.opened)
+		x.opened = nil
+		x.openedBody.r.Reset(nil)
 	}
-	x.lent = x.lent[:0]
 	if x.sealed != nil && !x.closed {
 		x.sealed.release()
 	}

@@ -596,3 +596,20 @@ func FuzzValidJSON(f *testing.F) {
 		}
 	})
 }
+
+// TestOpenedBody: the reader over the opened body reads it whole while the
+// exchange is open, and fails once it is closed.
+func TestOpenedBody(t *testing.T) {
+	r := newRig(t)
+	x, _, opened := r.sendMessage(t, canary)
+	want := string(opened)
+	b, err := io.ReadAll(x.OpenedBody())
+	if err != nil || string(b) != want {
+		t.Fatalf("read %q, %v; want %q", b, err, want)
+	}
+	rd := x.OpenedBody()
+	x.Close()
+	if _, err := rd.Read(make([]byte, 10)); !errors.Is(err, errBodyReleased) {
+		t.Errorf("read after Close: %v", err)
+	}
+}

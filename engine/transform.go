@@ -168,7 +168,7 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	if err != nil {
 		putBuffer(out)
 	} else {
-		x.lent = append(x.lent, out)
+		x.opened = out
 	}
 	if errors.Is(err, refusal.BadRequest) {
 		return nil, false, errUpstreamBody // the app's JSON, not the client's
@@ -179,6 +179,31 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	frame(h, out)
 	return out, true, nil
 }
+
+// OpenedBody returns a reader over the body OpenResponse returned, for an
+// adapter that hands the answer on as a stream. It is valid until x.Close
+// and is used on the goroutine that closes x; it allocates nothing.
+func (x *Exchange) OpenedBody() io.ReadCloser {
+	x.openedBody.x = x
+	x.openedBody.r.Reset(x.opened)
+	return &x.openedBody
+}
+
+// openedReader reads an exchange's opened body, and fails once the
+// exchange is closed rather than read a buffer back in the pool.
+type openedReader struct {
+	x *Exchange
+	r bytes.Reader
+}
+
+func (o *openedReader) Read(p []byte) (int, error) {
+	if o.x.closed {
+		return 0, errBodyReleased
+	}
+	return o.r.Read(p)
+}
+
+func (o *openedReader) Close() error { return nil }
 
 // frame sets the headers of a body phiguard rewrote: decoded (no
 // Content-Encoding) and of a known length.

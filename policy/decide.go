@@ -65,7 +65,8 @@ func CanonicalMethod(method string) (canonical string, ok bool) {
 
 // Match finds the first route that takes method (canonical) and path.
 func (p *Policy) Match(method, path string) (*Route, Params) {
-	segs := splitPath(path)
+	var segBuf [16]string // most paths: no allocation
+	segs := appendSegments(segBuf[:0], path)
 	try := func(r *Route) (Params, bool) {
 		if !r.takesMethod(method) {
 			return nil, false
@@ -112,12 +113,21 @@ func (r *Route) takesMethod(m string) bool {
 
 // splitPath splits a canonical path into segments, ignoring one trailing slash.
 func splitPath(path string) []string {
+	return appendSegments(nil, path)
+}
+
+// appendSegments appends the segments of path, without its leading and
+// trailing '/', to dst.
+func appendSegments(dst []string, path string) []string {
 	path = strings.TrimPrefix(path, "/")
 	path = strings.TrimSuffix(path, "/")
 	if path == "" {
-		return nil
+		return dst
 	}
-	return strings.Split(path, "/")
+	for seg := range strings.SplitSeq(path, "/") {
+		dst = append(dst, seg)
+	}
+	return dst
 }
 
 // NeedsCaller reports whether a request matched to r (nil: the default)
@@ -197,7 +207,7 @@ func (p *Policy) resolveOrg(r *Route, params Params, req Request) (string, error
 			return "", nil
 		}
 	case OrgFromPathParam:
-		org = params[r.OrgFrom.Name]
+		org, _ = params.Get(r.OrgFrom.Name)
 	case OrgFromHeader:
 		if !req.FromTrustedGateway {
 			return "", refuse(ErrForbidden, "the organization header is accepted only from a trusted gateway")

@@ -21,12 +21,27 @@ type segment struct {
 // Template is a compiled route path: literal segments, {param} segments and
 // an optional trailing **.
 type Template struct {
-	text string
-	segs []segment
+	text   string
+	segs   []segment
+	params int // how many segments are {param}
 }
 
-// Params holds the path parameters of a matched route.
-type Params map[string]string
+// Params holds the path parameters of a matched route, in path order.
+type Params []Param
+
+// Param is one path parameter: its name in the template and the segment
+// it took.
+type Param struct{ Name, Value string }
+
+// Get returns the value of the parameter called name.
+func (p Params) Get(name string) (string, bool) {
+	for _, kv := range p {
+		if kv.Name == name {
+			return kv.Value, true
+		}
+	}
+	return "", false
+}
 
 func parseTemplate(s string) (Template, error) {
 	if !strings.HasPrefix(s, "/") {
@@ -65,6 +80,7 @@ func parseTemplate(s string) (Template, error) {
 			}
 			seen[name] = true
 			t.segs = append(t.segs, segment{kind: segParam, text: name})
+			t.params++
 		case strings.ContainsAny(part, "{}*"):
 			return Template{}, fmt.Errorf("path %q: segment %q mixes text with {, } or *; a parameter or ** is a whole segment", s, part)
 		default:
@@ -111,9 +127,9 @@ func (t Template) match(segs []string, caseSensitive bool) (Params, bool) {
 		}
 		if s.kind == segParam {
 			if params == nil {
-				params = make(Params, 2)
+				params = make(Params, 0, t.params)
 			}
-			params[s.text] = segs[i]
+			params = append(params, Param{s.text, segs[i]})
 		}
 	}
 	return params, true

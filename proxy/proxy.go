@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -196,7 +195,9 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	}
 	if replaced {
 		resp.Body.Close()
-		resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(out)), int64(len(out))
+		// Lent by the exchange until x.Close, which ServeHTTP defers until
+		// the reverse proxy has copied the answer.
+		resp.Body, resp.ContentLength = x.OpenedBody(), int64(len(out))
 		resp.TransferEncoding = nil
 	}
 	return x.Allow(ctx, resp.StatusCode)
