@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"sync"
 )
 
@@ -105,10 +106,25 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 		return fmt.Errorf("audit sink %s: %w", s.name, errClosed)
 	}
 	if !s.writing {
+		// The writer is idle: this line starts a batch and its caller writes
+		// it, after letting the goroutines ready to run add their lines. On
+		// a busy core (a sidecar given one CPU) the others cannot run while
+		// this one writes, so without the yield every line would be a write
+		// of its own.
 		s.writing = true
+		b := &batch{buf: append(s.spare, line...)}
+		b.done.Add(1)
+		s.next, s.spare = b, nil
 		s.mu.Unlock()
-		err := s.write(line)
-		s.release(nil)
+		runtime.Gosched()
+		s.mu.Lock()
+		s.next = nil
+		s.mu.Unlock()
+		s.changed.Broadcast() // lines waiting for room go to the next batch
+		err := s.write(b.buf)
+		b.err = err
+		s.release(b.buf)
+		b.done.Done()
 		return err
 	}
 	if b := s.next; b != nil {

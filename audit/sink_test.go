@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -426,4 +427,44 @@ func benchmarkSinkParallel(b *testing.B, s Sink) {
 			}
 		}
 	})
+}
+
+// countingWriter counts the calls made to it.
+type countingWriter struct {
+	mu    sync.Mutex
+	calls int
+	lines int
+}
+
+func (w *countingWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.calls++
+	w.lines += bytes.Count(p, []byte("\n"))
+	return len(p), nil
+}
+
+// TestWriterSinkBatchesOnOneCPU: on one CPU a writer cannot be interrupted
+// by the other callers, so the caller that finds the writer idle lets the
+// callers ready to run add their lines first: many lines, few writes.
+func TestWriterSinkBatchesOnOneCPU(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	w := &countingWriter{}
+	s := NewWriterSink("count", w)
+	const n = 32
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			if err := s.Write(context.Background(), numbered(i)); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if w.lines != n {
+		t.Fatalf("%d lines written, want %d", w.lines, n)
+	}
+	if w.calls > n/4 {
+		t.Errorf("%d lines took %d writes; want them batched", n, w.calls)
+	}
 }

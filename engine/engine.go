@@ -172,7 +172,7 @@ type Exchange struct {
 	sealed *lent
 	closed bool
 	// fields and actions back rec's slices for the usual few entries.
-	fields  [16]audit.Field
+	fields  [10]audit.Field
 	actions [4]string
 }
 
