@@ -150,7 +150,7 @@ func readLimited(r io.Reader, size, limit int64) ([]byte, error) {
 	// phiguard hold max_body_bytes for a body that never comes.
 	c := int64(512)
 	if size >= 0 {
-		c = min(size+1, int64(bodyClasses[len(bodyClasses)-1]))
+		c = min(size+1, int64(maxPooled))
 	}
 	buf := getBuffer(int(min(c, limit+1)))
 	for {

@@ -64,10 +64,18 @@ func TestReadLimited(t *testing.T) {
 // TestBodyBuffers: a lent buffer has room for what was asked; a returned
 // one is wiped before anyone else can get it, since bodies hold PHI.
 func TestBodyBuffers(t *testing.T) {
-	for _, n := range []int{0, 1, 4 << 10, 4<<10 + 1, 300 << 10} {
+	for _, n := range []int{0, 1, 4 << 10, 4<<10 + 1, 37 << 10, 256 << 10, 256<<10 + 1, 300 << 10} {
 		b := getBuffer(n)
 		if len(b) != 0 || cap(b) < n {
 			t.Errorf("getBuffer(%d): len %d cap %d", n, len(b), cap(b))
+		}
+		// A pooled buffer is at most twice the size asked for (wiping it
+		// costs in proportion); above the classes, exactly that size.
+		if n > 4<<10 && cap(b) > 2*n {
+			t.Errorf("getBuffer(%d): cap %d, more than twice the size", n, cap(b))
+		}
+		if n > maxPooled && cap(b) != n {
+			t.Errorf("getBuffer(%d): cap %d, want exactly %d", n, cap(b), n)
 		}
 	}
 	b := getBuffer(100)
@@ -77,7 +85,12 @@ func TestBodyBuffers(t *testing.T) {
 	if bytes.Contains(b[:cap(b)], []byte("canary")) {
 		t.Error("a returned buffer still holds its body")
 	}
-	putBuffer(make([]byte, 0, 1000)) // not a size class: not pooled, no panic
+	// A buffer of no size class is not pooled, but it is wiped all the same.
+	odd := append(make([]byte, 0, 1000), "canary-phi-value"...)
+	putBuffer(odd)
+	if bytes.Contains(odd[:cap(odd)], []byte("canary")) {
+		t.Error("a buffer of no size class still holds its body")
+	}
 
 	// Lending and giving back allocates nothing once the pools are warm.
 	putBuffer(getBuffer(4 << 10))
@@ -94,7 +107,7 @@ func TestDeclaredLengthIsNotTrusted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cap(b) > bodyClasses[len(bodyClasses)-1] {
+	if cap(b) > maxPooled {
 		t.Errorf("reserved %d bytes for a body declared at 10 MiB that sent 1", cap(b))
 	}
 	// A body of that size still reads in full, growing as it arrives.

@@ -419,6 +419,43 @@ func TestNonReaderSeesMask(t *testing.T) {
 	}
 }
 
+// TestMaskedAnswerOutgrowsItsBuffer: values that are not tokens are
+// masked, and a mask longer than the value makes the answer longer than
+// what the app sent; it grows, and nothing is lost.
+func TestMaskedAnswerOutgrowsItsBuffer(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	x, err := r.eng.Begin(ctx, request("GET", msgPath, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer x.Close()
+	var app, want strings.Builder
+	app.WriteString(`{"data":[`)
+	want.WriteString(`{"data":[`)
+	for i := range 2000 {
+		if i > 0 {
+			app.WriteByte(',')
+			want.WriteByte(',')
+		}
+		app.WriteString(`{"body":1}`)
+		want.WriteString(`{"body":"[protected]"}`)
+	}
+	app.WriteString(`]}`)
+	want.WriteString(`]}`)
+	out, _, err := x.OpenResponse(ctx, 200, http.Header{"Content-Type": {"application/json"}}, strings.NewReader(app.String()), int64(app.Len()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(out) != want.String() {
+		t.Fatalf("answer of %d bytes, want %d", len(out), want.Len())
+	}
+	x.Allow(ctx, 200)
+	if f := r.aud.last(t).Fields; len(f) != 1 || f[0].Count != 2000 || f[0].Reason != MaskNotToken {
+		t.Errorf("fields %+v", f)
+	}
+}
+
 // BenchmarkOpenList50 is the engine's share of make bench's list-50
 // workload: a 50-message list, each a 200-byte body, decrypted for a
 // reader, with the head judged and the record written.

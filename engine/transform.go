@@ -162,7 +162,9 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 		return nil, false, errUpstreamBody
 	}
 	route := x.decision.Route
-	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)+len(raw)/2), raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	// Tokens open to shorter plaintexts: the answer is rarely longer than
+	// what the app sent, and if masks make it so, it grows wiped.
+	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)+len(raw)/8), raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
 		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
 	}, nil)
 	if err != nil {
@@ -227,29 +229,29 @@ const (
 func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsontext.Value) ([]byte, error) {
 	mask := x.e.mask
 	if v.Kind() == 'n' {
-		return append(dst, v...), nil // null holds nothing to protect
+		return codec.AppendWiping(dst, v), nil // null holds nothing to protect
 	}
 	if !x.decision.Reader {
 		x.rec.AddField(audit.ActionMask, path, MaskNotReader, 1)
-		return append(dst, mask...), nil
+		return codec.AppendWiping(dst, mask), nil
 	}
 	tok, ok := tokenText(v)
 	if !ok {
 		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
 		x.rec.AddField(audit.ActionMask, path, MaskNotToken, 1)
-		return append(dst, mask...), nil
+		return codec.AppendWiping(dst, mask), nil
 	}
 	pt, err := x.e.keys.Decrypt(ctx, x.decision.Org, tok)
 	switch {
 	case err == nil && validJSON(pt):
 		x.rec.AddField(audit.ActionDecrypt, path, "", 1)
-		return append(dst, pt...), nil
+		return codec.AppendWiping(dst, pt), nil
 	case errors.Is(err, keys.ErrOrgMismatch):
 		x.rec.AddField(audit.ActionMask, path, MaskOtherOrg, 1)
-		return append(dst, mask...), nil
+		return codec.AppendWiping(dst, mask), nil
 	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
 		x.rec.AddField(audit.ActionMask, path, MaskUndecodable, 1)
-		return append(dst, mask...), nil
+		return codec.AppendWiping(dst, mask), nil
 	default:
 		return dst, x.e.keyFailure(err)
 	}

@@ -35,7 +35,19 @@ type Matcher struct {
 	named     map[string]uint64
 	namedOK   bool
 	childBits []uint64
+	// few holds named as a list when it is short: comparing a handful of
+	// names is cheaper than hashing each member name a body holds.
+	few []namedSels
 }
+
+// namedSels is one entry of Matcher.named.
+type namedSels struct {
+	name string // ASCII, lower-cased
+	sels uint64
+}
+
+// maxFewNames is the most names Matcher.few holds; above it, the map.
+const maxFewNames = 8
 
 // NewMatcher compiles the JSON selectors of sels; form selectors are skipped.
 // Edit callbacks and counts refer to positions in sels. A body in which a
@@ -67,7 +79,27 @@ func NewMatcher(sels []policy.Selector, refused ...policy.Selector) *Matcher {
 		}
 		m.childBits = append(m.childBits, bits)
 	}
+	if len(m.named) <= maxFewNames {
+		for name, sels := range m.named {
+			m.few = append(m.few, namedSels{name, sels})
+		}
+	}
 	return m
+}
+
+// lowerEq reports whether name, ASCII, equals lower once its upper-case
+// letters are lowered; the two are of the same length.
+func lowerEq(lower string, name []byte) bool {
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func isASCII[T string | []byte](s T) bool {
@@ -83,8 +115,22 @@ func isASCII[T string | []byte](s T) bool {
 // exactly or by case folding (bit i: m.sels[i]); ok is false when it
 // cannot tell, and every selector must then be stepped.
 func (m *Matcher) namers(name []byte) (sels uint64, ok bool) {
+	if !m.namedOK {
+		return 0, false
+	}
+	if m.few != nil || len(m.named) == 0 {
+		if !isASCII(name) {
+			return 0, false // may fold to an ASCII name: the full steps decide
+		}
+		for _, e := range m.few {
+			if len(e.name) == len(name) && lowerEq(e.name, name) {
+				return e.sels, true
+			}
+		}
+		return 0, true
+	}
 	var buf [64]byte
-	if !m.namedOK || len(name) > len(buf) {
+	if len(name) > len(buf) {
 		return 0, false
 	}
 	for i, c := range name {
@@ -167,7 +213,22 @@ func AppendRewriteJSON(dst, src []byte, m *Matcher, edit Edit, counts []int) ([]
 	if _, err := w.dec.ReadToken(); err != io.EOF {
 		return w.out, malformed("data after the JSON value")
 	}
-	return append(w.out, src[w.last:]...), nil
+	return AppendWiping(w.out, src[w.last:]), nil
+}
+
+// AppendWiping is append(dst, p...), except that when dst must grow, the
+// array it leaves behind is wiped: a rewritten body may hold plaintext,
+// and an array dropped while growing it would keep a copy until the
+// collector reuses the memory. The new array has room for twice what it
+// holds.
+func AppendWiping(dst, p []byte) []byte {
+	if cap(dst)-len(dst) >= len(p) {
+		return append(dst, p...)
+	}
+	grown := make([]byte, len(dst), 2*(len(dst)+len(p)))
+	copy(grown, dst)
+	clear(dst[:cap(dst)])
+	return append(grown, p...)
 }
 
 // walkers keeps walkers and their decoders' state between bodies.
@@ -419,7 +480,7 @@ func (w *walker) replace(i int) error {
 	end := int(w.dec.InputOffset())
 	start := end - len(v)
 	sel := w.m.idx[i]
-	w.out = append(w.out, w.src[w.last:start]...)
+	w.out = AppendWiping(w.out, w.src[w.last:start])
 	out, err := w.edit(w.out, sel, v)
 	if err != nil {
 		return err

@@ -108,6 +108,29 @@ func TestAppendRewriteJSON(t *testing.T) {
 	}
 }
 
+// TestAppendWiping: appending with room is append; growing leaves the old
+// array wiped, and the result holds everything in order.
+func TestAppendWiping(t *testing.T) {
+	dst := append(make([]byte, 0, 16), "canary-phi"...)
+	same := AppendWiping(dst, []byte("!"))
+	if string(same) != "canary-phi!" || &same[0] != &dst[0] {
+		t.Fatalf("with room: %q, moved %v", same, &same[0] != &dst[0])
+	}
+	grown := AppendWiping(same, []byte(" and more than fits"))
+	if string(grown) != "canary-phi! and more than fits" {
+		t.Fatalf("grown: %q", grown)
+	}
+	if &grown[0] == &dst[0] {
+		t.Fatal("did not grow")
+	}
+	if strings.Contains(string(dst[:cap(dst)]), "canary") {
+		t.Errorf("the array left behind still holds %q", dst[:cap(dst)])
+	}
+	if got := AppendWiping(nil, []byte("x")); string(got) != "x" {
+		t.Errorf("from nil: %q", got)
+	}
+}
+
 func TestRewriteJSONRefuses(t *testing.T) {
 	deep := strings.Repeat("[", MaxDepth+1) + strings.Repeat("]", MaxDepth+1)
 	okDeep := strings.Repeat("[", MaxDepth) + strings.Repeat("]", MaxDepth)
@@ -212,6 +235,12 @@ func FuzzRewriteJSON(f *testing.F) {
 	// unnamed members must agree with.
 	full := NewMatcher(sels)
 	full.namedOK = false
+	// m finds names in a short list; hashed, in the map larger sets use.
+	hashed := NewMatcher(sels)
+	hashed.few = nil
+	if m.few == nil {
+		f.Fatal("the fuzz selectors no longer take the short-list path")
+	}
 	tag := func(dst []byte, sel int, _ jsontext.Value) ([]byte, error) {
 		return fmt.Appendf(dst, `"sel %d"`, sel), nil
 	}
@@ -220,6 +249,9 @@ func FuzzRewriteJSON(f *testing.F) {
 		want, wantCounts, wantErr := RewriteJSON(in, full, tag)
 		if string(got) != string(want) || fmt.Sprint(gotCounts) != fmt.Sprint(wantCounts) || fmt.Sprint(gotErr) != fmt.Sprint(wantErr) {
 			t.Fatalf("skipping unnamed members changed the answer for %q:\n%s %v %v\nwant\n%s %v %v", in, got, gotCounts, gotErr, want, wantCounts, wantErr)
+		}
+		if h, hCounts, hErr := RewriteJSON(in, hashed, tag); string(h) != string(want) || fmt.Sprint(hCounts) != fmt.Sprint(wantCounts) || fmt.Sprint(hErr) != fmt.Sprint(wantErr) {
+			t.Fatalf("names found by hash changed the answer for %q:\n%s %v %v\nwant\n%s %v %v", in, h, hCounts, hErr, want, wantCounts, wantErr)
 		}
 		same, _, err := RewriteJSON(in, m, func(dst []byte, _ int, v jsontext.Value) ([]byte, error) { return append(dst, v...), nil })
 		if err != nil {
