@@ -47,17 +47,19 @@ type WriterSink struct {
 	limit int // maxBatch; smaller in tests
 
 	mu sync.Mutex
-	// changed is signalled (on mu) when next is taken or the writer goes
-	// idle: a line waiting for room, and Close, wait on it.
+	// changed is signalled (on mu) when next is taken, the writer is
+	// handed on or goes idle: a line waiting for room, a batch waiting for
+	// the writer, and Close, wait on it.
 	changed sync.Cond
 	writing bool   // a caller holds the writer
 	next    *batch // lines waiting for the writer; nil if none, always nil unless writing
 	spare   []byte // the buffer of a written batch, for the next one
 	closed  bool
 
-	// turn passes the writer to the caller that started next. It holds
-	// one token at most: there is one next batch at a time.
-	turn chan struct{}
+	// handed is the batch the writer was passed to, until its caller
+	// takes it up. The writer is passed to one batch by name: a caller
+	// whose batch started after the handing must not take it.
+	handed *batch
 
 	// torn is set when a write stopped inside a line. Only the caller that
 	// holds the writer uses it.
@@ -76,7 +78,7 @@ var _ Sink = (*WriterSink)(nil)
 
 // NewWriterSink writes to w, named name in errors.
 func NewWriterSink(name string, w io.Writer) *WriterSink {
-	s := &WriterSink{name: name, w: w, limit: maxBatch, turn: make(chan struct{}, 1)}
+	s := &WriterSink{name: name, w: w, limit: maxBatch}
 	s.changed.L = &s.mu
 	return s
 }
@@ -136,9 +138,11 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 	b := &batch{buf: append(s.spare, line...)}
 	b.done.Add(1)
 	s.next, s.spare = b, nil
+	for s.handed != b {
+		s.changed.Wait()
+	}
+	s.handed = nil
 	s.mu.Unlock()
-
-	<-s.turn
 	err := s.write(b.buf)
 	b.err = err
 	s.release(b.buf)
@@ -180,8 +184,7 @@ func (s *WriterSink) release(buf []byte) {
 		s.spare = buf[:0]
 	}
 	if s.next != nil {
-		s.next = nil
-		s.turn <- struct{}{}
+		s.handed, s.next = s.next, nil
 	} else {
 		s.writing = false
 	}

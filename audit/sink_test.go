@@ -180,53 +180,66 @@ func TestWriterSinkBatchBound(t *testing.T) {
 // and whole, the writer never sees two writes at once, and each caller's
 // lines keep their order.
 func TestWriterSinkConcurrent(t *testing.T) {
+	// The hand-over races it looks for are rare in any one run: a batch
+	// started just after the writer was handed to an earlier one must not
+	// take it. Rounds make a miss unlikely.
+	const rounds = 15
 	for _, limit := range []int{maxBatch, 100, 1} {
 		t.Run(fmt.Sprintf("limit %d", limit), func(t *testing.T) {
-			w := newGateWriter(nil, nil)
-			s := NewWriterSink("gate", w)
-			s.limit = limit
-			const callers, each = 16, 200
-			var wg sync.WaitGroup
-			for c := range callers {
-				wg.Go(func() {
-					for i := range each {
-						if err := s.Write(context.Background(), numbered(c*each+i)); err != nil {
-							t.Error(err)
-							return
-						}
-					}
-				})
+			for range rounds {
+				writeConcurrently(t, limit)
 			}
-			wg.Wait()
-			if w.overlap.Load() {
-				t.Error("the writer saw two writes at once")
-			}
-			last := make([]int, callers)
-			for c := range last {
-				last[c] = -1
-			}
-			count := make(map[int]int)
-			for _, l := range bytes.SplitAfter(bytes.Join(w.writes, nil), []byte("\n")) {
-				if len(l) == 0 {
-					continue
-				}
-				var v struct{ N int }
-				if err := json.Unmarshal(l, &v); err != nil {
-					t.Fatalf("a split or interleaved line %q: %v", l, err)
-				}
-				count[v.N]++
-				c, i := v.N/each, v.N%each
-				if i <= last[c] {
-					t.Errorf("caller %d: line %d after line %d", c, i, last[c])
-				}
-				last[c] = i
-			}
-			for i := range callers * each {
-				if count[i] != 1 {
-					t.Errorf("line %d written %d times, want once", i, count[i])
+		})
+	}
+}
+
+// writeConcurrently has 16 callers write 200 numbered lines each through
+// a sink with the given batch limit, and checks what the writer got.
+func writeConcurrently(t *testing.T, limit int) {
+	t.Helper()
+	w := newGateWriter(nil, nil)
+	s := NewWriterSink("gate", w)
+	s.limit = limit
+	const callers, each = 16, 200
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			for i := range each {
+				if err := s.Write(context.Background(), numbered(c*each+i)); err != nil {
+					t.Error(err)
+					return
 				}
 			}
 		})
+	}
+	wg.Wait()
+	if w.overlap.Load() {
+		t.Error("the writer saw two writes at once")
+	}
+	last := make([]int, callers)
+	for c := range last {
+		last[c] = -1
+	}
+	count := make(map[int]int)
+	for _, l := range bytes.SplitAfter(bytes.Join(w.writes, nil), []byte("\n")) {
+		if len(l) == 0 {
+			continue
+		}
+		var v struct{ N int }
+		if err := json.Unmarshal(l, &v); err != nil {
+			t.Fatalf("a split or interleaved line %q: %v", l, err)
+		}
+		count[v.N]++
+		c, i := v.N/each, v.N%each
+		if i <= last[c] {
+			t.Errorf("caller %d: line %d after line %d", c, i, last[c])
+		}
+		last[c] = i
+	}
+	for i := range callers * each {
+		if count[i] != 1 {
+			t.Fatalf("line %d written %d times, want once", i, count[i])
+		}
 	}
 }
 
