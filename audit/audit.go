@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -92,10 +94,21 @@ func (r *Record) AddAction(action string) {
 
 // Auditor sends every record to all its sinks.
 type Auditor struct {
-	sinks      []Sink
+	sinks      []sinkState
 	failClosed bool
 	log        *slog.Logger
+	now        func() time.Time
 	bufs       sync.Pool // of *[]byte, a line's buffer
+}
+
+// sinkState is a sink and what became of the lines written to it.
+type sinkState struct {
+	Sink
+	name    string
+	written atomic.Uint64
+	failed  atomic.Uint64
+	// down: the sink's last write failed, and no write since succeeded.
+	down atomic.Bool
 }
 
 // maxPooledLine is the largest buffer kept for the next record; a record
@@ -109,7 +122,15 @@ func NewAuditor(log *slog.Logger, failClosed bool, sinks ...Sink) *Auditor {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Auditor{sinks: sinks, failClosed: failClosed, log: log}
+	a := &Auditor{sinks: make([]sinkState, len(sinks)), failClosed: failClosed, log: log, now: time.Now}
+	for i, s := range sinks {
+		a.sinks[i].Sink = s
+		a.sinks[i].name = fmt.Sprintf("sink%d", i)
+		if n, ok := s.(interface{ Name() string }); ok {
+			a.sinks[i].name = n.Name()
+		}
+	}
+	return a
 }
 
 // ErrUnavailable wraps a sink failure that must refuse the request.
@@ -125,8 +146,8 @@ func (a *Auditor) Record(ctx context.Context, r *Record) error {
 	}
 	line := append(r.AppendJSON((*buf)[:0]), '\n')
 	var errs []error
-	for _, s := range a.sinks {
-		if err := s.Write(ctx, line); err != nil {
+	for i := range a.sinks {
+		if err := a.sinks[i].write(ctx, line); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -143,4 +164,85 @@ func (a *Auditor) Record(ctx context.Context, r *Record) error {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}
 	return nil
+}
+
+func (s *sinkState) write(ctx context.Context, line []byte) error {
+	err := s.Write(ctx, line)
+	if err != nil {
+		s.failed.Add(1)
+		s.down.Store(true)
+		return err
+	}
+	s.written.Add(1)
+	if s.down.Load() {
+		s.down.Store(false)
+	}
+	return nil
+}
+
+// SinkStatus is what became of the lines given to one sink.
+type SinkStatus struct {
+	// Name is the sink's name: stdout, stderr, or the file's path.
+	Name string
+	// Written and Failed count lines (records and check lines).
+	Written, Failed uint64
+	// Up: the sink's last write succeeded, or it has not failed yet.
+	Up bool
+}
+
+// Sinks returns the status of every sink, in the policy's order.
+func (a *Auditor) Sinks() []SinkStatus {
+	st := make([]SinkStatus, len(a.sinks))
+	for i := range a.sinks {
+		s := &a.sinks[i]
+		st[i] = SinkStatus{Name: s.name, Written: s.written.Load(), Failed: s.failed.Load(), Up: !s.down.Load()}
+	}
+	return st
+}
+
+// ErrSinkDown names the sinks whose last write failed.
+var ErrSinkDown = errors.New("audit sink down")
+
+// Check reports whether records can be written: nil when every sink is
+// up, or when the auditor does not fail closed (a sink is then not
+// required). A sink whose last write failed is tried again with a check
+// line, {"time":…,"event":"audit_sink_check","sink":NAME}, so that a sink
+// that recovered while no request came is seen as up: a readiness probe
+// that calls Check is what brings traffic back.
+func (a *Auditor) Check(ctx context.Context) error {
+	var down []string
+	for i := range a.sinks {
+		s := &a.sinks[i]
+		if !s.down.Load() {
+			continue
+		}
+		if err := s.write(ctx, a.checkLine(s.name)); err != nil {
+			down = append(down, s.name)
+		}
+	}
+	if len(down) == 0 || !a.failClosed {
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrSinkDown, strings.Join(down, ", "))
+}
+
+func (a *Auditor) checkLine(sink string) []byte {
+	b := append([]byte(`{"time":`), '"')
+	b = a.now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, `","event":"audit_sink_check","sink":`...)
+	b = appendString(b, sink)
+	return append(b, "}\n"...)
+}
+
+// Reopen reopens every file sink at its path, for log rotation: lines
+// written after it returns go to the file now at the path. Every sink is
+// tried; the errors are joined.
+func (a *Auditor) Reopen() error {
+	var errs []error
+	for i := range a.sinks {
+		if r, ok := a.sinks[i].Sink.(interface{ Reopen() error }); ok {
+			errs = append(errs, r.Reopen())
+		}
+	}
+	return errors.Join(errs...)
 }

@@ -42,9 +42,15 @@ var errClosed = errors.New("closed")
 // torn line stays on its own.
 type WriterSink struct {
 	name  string
-	w     io.Writer
-	c     io.Closer
-	limit int // maxBatch; smaller in tests
+	path  string // the file's path, for a file sink
+	limit int    // maxBatch; smaller in tests
+
+	// w and c are the writer and what closes it, used by the caller that
+	// holds the writer; pending, when set, replaces them before its next
+	// write (a reopened file).
+	w       io.Writer
+	c       io.Closer
+	pending *os.File
 
 	mu sync.Mutex
 	// changed is signalled (on mu) when next is taken, the writer is
@@ -90,8 +96,64 @@ func OpenFileSink(path string) (*WriterSink, error) {
 		return nil, fmt.Errorf("open audit file: %w", err)
 	}
 	s := NewWriterSink(path, f)
-	s.c = f
+	s.c, s.path = f, path
 	return s, nil
+}
+
+// Name is the name the sink was given: the file's path for a file sink.
+func (s *WriterSink) Name() string { return s.name }
+
+// Reopen opens the sink's file again at its path, creating it if it was
+// moved away, and writes every later line there: after a log rotation,
+// the old file gets no more lines once the write in progress, if any, is
+// done. A sink that is not a file does nothing. If the file cannot be
+// opened, the sink keeps writing to the one it has.
+func (s *WriterSink) Reopen() error {
+	if s.path == "" {
+		return nil
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("reopen audit file: %w", err)
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		f.Close()
+		return fmt.Errorf("audit sink %s: %w", s.name, errClosed)
+	}
+	if s.pending != nil {
+		s.pending.Close() // a reopen no write has taken up yet
+	}
+	s.pending = f
+	if s.writing {
+		// The caller that holds the writer, or the next, takes it up.
+		s.mu.Unlock()
+		return nil
+	}
+	old := s.takePending()
+	s.mu.Unlock()
+	return closeOld(old)
+}
+
+// takePending puts a reopened file in place, if there is one, and returns
+// what closes the one it replaces. The caller holds mu and the writer, or
+// the writer is idle.
+func (s *WriterSink) takePending() io.Closer {
+	if s.pending == nil {
+		return nil
+	}
+	old := s.c
+	s.w, s.c, s.pending = s.pending, s.pending, nil
+	s.torn = false // a new file starts on a line of its own
+	return old
+}
+
+func closeOld(c io.Closer) error {
+	if c == nil {
+		return nil
+	}
+	return c.Close()
 }
 
 // Write writes line, alone if the writer is idle, else in the next batch,
@@ -121,8 +183,10 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 		runtime.Gosched()
 		s.mu.Lock()
 		s.next = nil
+		old := s.takePending()
 		s.mu.Unlock()
 		s.changed.Broadcast() // lines waiting for room go to the next batch
+		closeOld(old)
 		err := s.write(b.buf)
 		b.err = err
 		s.release(b.buf)
@@ -142,7 +206,9 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 		s.changed.Wait()
 	}
 	s.handed = nil
+	old := s.takePending()
 	s.mu.Unlock()
+	closeOld(old)
 	err := s.write(b.buf)
 	b.err = err
 	s.release(b.buf)
@@ -206,9 +272,15 @@ func (s *WriterSink) Close() error {
 	for s.writing {
 		s.changed.Wait()
 	}
+	pending := s.pending
+	s.pending = nil
 	s.mu.Unlock()
-	if s.c == nil {
-		return nil
+	var err error
+	if pending != nil {
+		err = pending.Close()
 	}
-	return s.c.Close()
+	if s.c == nil {
+		return err
+	}
+	return errors.Join(s.c.Close(), err)
 }

@@ -115,6 +115,8 @@ type Config struct {
 	// forgotten, and refused, once its exp has passed (within ClockSkew,
 	// as for a token that is verified).
 	CacheTTL time.Duration
+	// Stats receives the verifier's counts; nil gives it its own.
+	Stats *Stats
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -185,10 +187,27 @@ type Verifier struct {
 	// state is swapped whole by SetKeySet: a verification that loaded
 	// the old one caches into the old cache, which no later one reads.
 	state atomic.Pointer[verifierState]
+	stats *Stats
+}
+
+// Stats counts what verifiers did. One Stats may be shared by the
+// verifiers that follow one another across policy reloads, so that the
+// counts only grow.
+type Stats struct {
 	// hits are striped by digest so that hits on different tokens do not
 	// write one cache line.
-	hits   [maxShards]counter
-	misses atomic.Uint64
+	hits    [maxShards]counter
+	valid   atomic.Uint64 // tokens verified and accepted
+	invalid atomic.Uint64 // bearer tokens refused, from the cache or not
+}
+
+// Load returns the cache hits, the tokens verified and accepted, and the
+// bearer tokens refused (a missing or malformed header is not a token).
+func (s *Stats) Load() (hits, valid, invalid uint64) {
+	for i := range s.hits {
+		hits += s.hits[i].n.Load()
+	}
+	return hits, s.valid.Load(), s.invalid.Load()
 }
 
 // verifierState is a key set and the cache of the tokens it verified.
@@ -233,7 +252,10 @@ func NewVerifierFromJWKS(cfg Config, jwks []byte) (*Verifier, error) {
 	if _, err := validator(cfg, cfg.Now()); err != nil {
 		return nil, err
 	}
-	v := &Verifier{cfg: cfg}
+	v := &Verifier{cfg: cfg, stats: cfg.Stats}
+	if v.stats == nil {
+		v.stats = new(Stats)
+	}
 	v.setKeys(keys)
 	return v, nil
 }
@@ -260,10 +282,8 @@ func (v *Verifier) setKeys(keys *keySet) {
 // (hits) and how many were verified (misses), since the Verifier was made.
 // Refused tokens count in neither.
 func (v *Verifier) CacheStats() (hits, misses uint64) {
-	for i := range v.hits {
-		hits += v.hits[i].n.Load()
-	}
-	return hits, v.misses.Load()
+	hits, misses, _ = v.stats.Load()
+	return hits, misses
 }
 
 // checkConfig refuses claim names and limits Verify could not apply.
@@ -318,18 +338,20 @@ func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller,
 	if cacheable {
 		c, isExpired := st.cache.get(d, now)
 		if isExpired {
+			v.stats.invalid.Add(1)
 			return nil, ErrInvalidToken
 		}
 		if c != nil {
-			v.hits[int(d[0])%len(v.hits)].n.Add(1)
+			v.stats.hits[int(d[0])%len(v.stats.hits)].n.Add(1)
 			return c, nil
 		}
 	}
 	c, err := v.verify(st.keys, token, now)
 	if err != nil {
+		v.stats.invalid.Add(1)
 		return nil, err
 	}
-	v.misses.Add(1)
+	v.stats.valid.Add(1)
 	if cacheable {
 		st.cache.put(d, c, now)
 	}

@@ -1,0 +1,212 @@
+package audit
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// switchSink fails while broken is set.
+type switchSink struct {
+	broken atomic.Bool
+	lines  [][]byte
+}
+
+func (s *switchSink) Write(_ context.Context, line []byte) error {
+	if s.broken.Load() {
+		return errors.New("disk full")
+	}
+	s.lines = append(s.lines, bytes.Clone(line))
+	return nil
+}
+
+func (s *switchSink) Name() string { return "switch" }
+
+// TestAuditorCheck: a sink whose write failed is down, and Check says so
+// (by name, for a fail-closed auditor) until a check line gets through;
+// a sink that never failed is not written to by Check.
+func TestAuditorCheck(t *testing.T) {
+	ctx := context.Background()
+	sw, ok := &switchSink{}, &recordingSink{}
+	a := NewAuditor(nil, true, ok, sw)
+	a.now = func() time.Time { return time.Date(2026, 12, 1, 9, 0, 0, 0, time.UTC) }
+
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("Check with every sink up: %v", err)
+	}
+	if len(ok.lines)+len(sw.lines) != 0 {
+		t.Fatal("Check wrote to sinks that are up")
+	}
+
+	sw.broken.Store(true)
+	if err := a.Record(ctx, sample()); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Record with a broken sink: %v, want ErrUnavailable", err)
+	}
+	err := a.Check(ctx)
+	if !errors.Is(err, ErrSinkDown) || !strings.Contains(err.Error(), "switch") || strings.Contains(err.Error(), "sink0") {
+		t.Fatalf("Check with a broken sink: %v, want ErrSinkDown naming switch only", err)
+	}
+	st := a.Sinks()
+	if st[0] != (SinkStatus{Name: "sink0", Written: 1, Up: true}) || st[1] != (SinkStatus{Name: "switch", Failed: 2, Up: false}) {
+		t.Errorf("statuses while down: %+v", st)
+	}
+
+	sw.broken.Store(false)
+	if err := a.Check(ctx); err != nil {
+		t.Fatalf("Check once the sink recovered: %v", err)
+	}
+	if len(sw.lines) != 1 {
+		t.Fatalf("the recovered sink got %d lines, want the check line", len(sw.lines))
+	}
+	var check map[string]string
+	if err := json.Unmarshal(sw.lines[0], &check); err != nil {
+		t.Fatalf("check line %q: %v", sw.lines[0], err)
+	}
+	want := map[string]string{"time": "2026-12-01T09:00:00Z", "event": "audit_sink_check", "sink": "switch"}
+	for k, v := range want {
+		if check[k] != v {
+			t.Errorf("check line %s = %q, want %q", k, check[k], v)
+		}
+	}
+	if st := a.Sinks()[1]; !st.Up || st.Written != 1 || st.Failed != 2 {
+		t.Errorf("status after recovery: %+v", st)
+	}
+	if err := a.Check(ctx); err != nil || len(sw.lines) != 1 {
+		t.Errorf("Check with every sink up again: %v, %d lines (want no new line)", err, len(sw.lines))
+	}
+}
+
+// TestAuditorCheckFailOpen: an auditor that does not fail closed needs no
+// sink, so Check does not hold readiness on one; it still retries it.
+func TestAuditorCheckFailOpen(t *testing.T) {
+	sw := &switchSink{}
+	a := NewAuditor(nil, false, sw)
+	sw.broken.Store(true)
+	if err := a.Record(context.Background(), sample()); err != nil {
+		t.Fatalf("fail-open Record: %v", err)
+	}
+	if err := a.Check(context.Background()); err != nil {
+		t.Errorf("fail-open Check: %v, want nil", err)
+	}
+	if st := a.Sinks()[0]; st.Up || st.Failed != 2 {
+		t.Errorf("status: %+v, want down after the record and the check", st)
+	}
+}
+
+// TestFileSinkReopen: after the file is renamed (log rotation), lines go
+// to the renamed file until Reopen, and to a new file at the path after.
+func TestFileSinkReopen(t *testing.T) {
+	dir := t.TempDir()
+	path, rotated := filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "audit.jsonl.1")
+	s, err := OpenFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	mustWrite(t, s, numbered(1))
+	if err := os.Rename(path, rotated); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, numbered(2))
+	if err := s.Reopen(); err != nil {
+		t.Fatalf("Reopen: %v", err)
+	}
+	mustWrite(t, s, numbered(3))
+	if err := s.Write(ctx, numbered(4)); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, rotated, numberedRange(1, 3))
+	assertFile(t, path, numberedRange(3, 5))
+	if fi, err := os.Stat(path); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("reopened file: %v, mode %v, want 0600", err, fi.Mode().Perm())
+	}
+}
+
+// TestFileSinkReopenWhileWriting: a Reopen during a write takes effect
+// for the next write, never in the middle of one.
+func TestFileSinkReopenWhileWriting(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "audit.jsonl")
+	gate := make(chan struct{})
+	w := newGateWriter(gate, nil)
+	s := NewWriterSink(path, w)
+	s.path = path // a file sink whose current file is w
+	done := make(chan error, 1)
+	go func() { done <- s.Write(context.Background(), numbered(1)) }()
+	waitInWrite(t, w)
+	if err := s.Reopen(); err != nil {
+		t.Fatalf("Reopen during a write: %v", err)
+	}
+	gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, s, numbered(2))
+	if len(w.writes) != 1 || !bytes.Equal(w.writes[0], numbered(1)) {
+		t.Errorf("old writer got %q, want only line 1", w.writes)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	assertFile(t, path, numbered(2))
+}
+
+// TestFileSinkReopenFails: a path that cannot be opened leaves the sink
+// writing where it did, and says why.
+func TestFileSinkReopenFails(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "audit.jsonl")
+	if err := os.Mkdir(filepath.Dir(path), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	s, err := OpenFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := os.Rename(filepath.Dir(path), filepath.Join(dir, "moved")); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Reopen(); err == nil || !strings.Contains(err.Error(), "reopen audit file") {
+		t.Fatalf("Reopen into a missing folder: %v, want an error", err)
+	}
+	mustWrite(t, s, numbered(1))
+	assertFile(t, filepath.Join(dir, "moved", "audit.jsonl"), numbered(1))
+}
+
+func mustWrite(t *testing.T, s Sink, line []byte) {
+	t.Helper()
+	if err := s.Write(context.Background(), line); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func assertFile(t *testing.T, path string, want []byte) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s holds %q, want %q", filepath.Base(path), got, want)
+	}
+}
+
+// waitInWrite waits until a write has reached w, within a deadline.
+func waitInWrite(t *testing.T, w *gateWriter) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !w.inWrite.Load() {
+		if time.Now().After(deadline) {
+			t.Fatal("no write reached the writer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
