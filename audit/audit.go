@@ -216,7 +216,7 @@ func (a *Auditor) Check(ctx context.Context) error {
 		if !s.down.Load() {
 			continue
 		}
-		if err := s.write(ctx, a.checkLine(s.name)); err != nil {
+		if err := s.write(ctx, a.event(EventSinkCheck, "sink", s.name)); err != nil {
 			down = append(down, s.name)
 		}
 	}
@@ -226,11 +226,36 @@ func (a *Auditor) Check(ctx context.Context) error {
 	return fmt.Errorf("%w: %s", ErrSinkDown, strings.Join(down, ", "))
 }
 
-func (a *Auditor) checkLine(sink string) []byte {
+// Events an event line can name.
+const (
+	EventSinkCheck    = "audit_sink_check"
+	EventPolicyReload = "policy_reload"
+)
+
+// Event writes an event line to every sink: {"time":…,"event":event}
+// followed by the attrs, given as key, value pairs. Attrs name things
+// (sinks, files, digests, outcomes); never a value from a request. It
+// returns the sinks' errors, joined; a failed sink is marked down.
+func (a *Auditor) Event(ctx context.Context, event string, attrs ...string) error {
+	line := a.event(event, attrs...)
+	var errs []error
+	for i := range a.sinks {
+		errs = append(errs, a.sinks[i].write(ctx, line))
+	}
+	return errors.Join(errs...)
+}
+
+func (a *Auditor) event(event string, attrs ...string) []byte {
 	b := append([]byte(`{"time":`), '"')
 	b = a.now().UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","event":"audit_sink_check","sink":`...)
-	b = appendString(b, sink)
+	b = append(b, `","event":`...)
+	b = appendString(b, event)
+	for i := 0; i+1 < len(attrs); i += 2 {
+		b = append(b, ',')
+		b = appendString(b, attrs[i])
+		b = append(b, ':')
+		b = appendString(b, attrs[i+1])
+	}
 	return append(b, "}\n"...)
 }
 

@@ -57,6 +57,54 @@ type Auditor interface {
 	Record(ctx context.Context, r *audit.Record) error
 }
 
+// Observer is told how every exchange ended, once, when it is closed:
+// metrics. It must not keep o, which is reused.
+type Observer interface {
+	Observe(o *Outcome)
+}
+
+// Outcome is how an exchange ended. It holds names, codes, counts and
+// durations; never a value from the request.
+type Outcome struct {
+	// Route is the route matched; nil when none did.
+	Route *policy.Route
+	// Decision is the audit decision (audit.DecisionAllow, DecisionDeny,
+	// DecisionError); empty when the exchange ended before an answer.
+	Decision string
+	// Status is what phiguard answered; 0 with Decision.
+	Status int
+	// Refusal is the refusal's code (refusal.Kind.Code); empty when allowed.
+	Refusal string
+	// Fields are what the actions did, as in the audit record.
+	Fields []audit.Field
+	// Duration runs from Begin to Close.
+	Duration time.Duration
+	// Upstream runs from forwarding the request to the app's response
+	// headers; 0 when the app did not answer.
+	Upstream time.Duration
+	// Request and Response say which of the route's selectors found a
+	// value in a body they were applied to.
+	Request, Response Coverage
+}
+
+// Coverage is which selectors of a route found a value in one body.
+type Coverage struct {
+	// Checked: the selectors were applied to a body (a request body that
+	// was sealed; a 2xx JSON answer that was opened).
+	Checked bool
+	// Found has bit i set when selector i found a value; selectors past
+	// the 63rd share bit 63.
+	Found uint64
+}
+
+// Complete reports whether each of n selectors found a value.
+func (c Coverage) Complete(n int) bool {
+	n = min(n, 64)
+	return c.Found == 1<<n-1 || n == 64 && c.Found == ^uint64(0)
+}
+
+func (c *Coverage) found(sel int) { c.Found |= 1 << min(sel, 63) }
+
 // Options configure an Engine. Policy, Keys (when a route has field
 // actions) and Auditor are required.
 type Options struct {
@@ -65,6 +113,8 @@ type Options struct {
 	// Verifier identifies callers; nil refuses every route that needs one.
 	Verifier Verifier
 	Auditor  Auditor
+	// Observer is told how each exchange ended; nil tells no one.
+	Observer Observer
 	// Log receives operational messages, never PHI; nil discards them.
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
@@ -77,6 +127,7 @@ type Engine struct {
 	keys     Keys
 	verifier Verifier
 	auditor  Auditor
+	observer Observer
 	log      *slog.Logger
 	now      func() time.Time
 	plans    []routePlan // by route index
@@ -101,7 +152,7 @@ func New(o Options) (*Engine, error) {
 	if o.Policy == nil || o.Auditor == nil {
 		return nil, errors.New("engine: Policy and Auditor are required")
 	}
-	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, log: o.Log, now: o.Now,
+	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now,
 		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -127,6 +178,20 @@ func New(o Options) (*Engine, error) {
 	}
 	return e, nil
 }
+
+// Successor builds an engine for o that shares e's capacity slots: what
+// a policy reload puts in force. o's max_concurrent_requests is not used.
+func (e *Engine) Successor(o Options) (*Engine, error) {
+	n, err := New(o)
+	if err != nil {
+		return nil, err
+	}
+	n.slots = e.slots
+	return n, nil
+}
+
+// InFlight returns the requests holding a capacity slot.
+func (e *Engine) InFlight() int { return len(e.slots) }
 
 // Policy returns the policy the engine applies.
 func (e *Engine) Policy() *policy.Policy { return e.pol }
@@ -171,6 +236,9 @@ type Exchange struct {
 	// Close let go of it.
 	sealed *lent
 	closed bool
+	// upstart is when the request was forwarded; out is for the observer.
+	upstart time.Time
+	out     Outcome
 	// fields and actions back rec's slices for the usual few entries.
 	fields  [10]audit.Field
 	actions [4]string
@@ -227,6 +295,7 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	route, params := e.pol.Match(method, path.decoded)
 	if route != nil {
 		x.rec.Route = route.Name
+		x.out.Route = route
 	}
 	preq := policy.Request{
 		Method:             method,
@@ -328,6 +397,9 @@ func checkQuery(query url.Values, route *policy.Route) error {
 // (readers from SealedBody keep theirs until they are closed). It is safe
 // to call twice.
 func (x *Exchange) Close() {
+	if !x.closed && x.e.observer != nil {
+		x.observe()
+	}
 	if x.slot {
 		x.slot = false
 		<-x.e.slots
@@ -341,6 +413,23 @@ func (x *Exchange) Close() {
 		x.sealed.release()
 	}
 	x.closed = true
+}
+
+func (x *Exchange) observe() {
+	o := &x.out
+	o.Decision, o.Status, o.Fields = x.rec.Decision, x.rec.Status, x.rec.Fields
+	o.Duration = x.e.now().Sub(x.start)
+	x.e.observer.Observe(o)
+}
+
+// ForwardStarted notes that the request is being sent to the app.
+func (x *Exchange) ForwardStarted() { x.upstart = x.e.now() }
+
+// ForwardAnswered notes that the app's response headers arrived.
+func (x *Exchange) ForwardAnswered() {
+	if !x.upstart.IsZero() {
+		x.out.Upstream = x.e.now().Sub(x.upstart)
+	}
 }
 
 // RequestID identifies the request in the audit trail, logs and answers.
@@ -377,11 +466,11 @@ func (x *Exchange) SetUpstreamHeaders(h http.Header) {
 // was not written: the adapter must refuse (x.Refuse) instead of passing
 // the answer on.
 func (x *Exchange) Allow(ctx context.Context, status int) error {
+	x.rec.Decision = audit.DecisionAllow
+	x.rec.Status = status
 	if x.plan == nil {
 		return nil
 	}
-	x.rec.Decision = audit.DecisionAllow
-	x.rec.Status = status
 	return x.record(ctx)
 }
 
@@ -396,12 +485,15 @@ func (x *Exchange) Refuse(ctx context.Context, err error) *refusal.Error {
 	x.rec.Decision = decisionOf(ref.Kind)
 	x.rec.Reason = ref.Reason
 	x.rec.Status = Status(ref.Kind)
+	x.out.Refusal = ref.Kind.Code()
 	if !ref.Kind.Failure() {
 		x.rec.AddAction(audit.ActionDeny)
 	}
 	if ref.Kind != refusal.AuditUnavailable && !x.audited {
 		if aerr := x.record(ctx); aerr != nil {
 			ref = errAudit
+			x.rec.Decision, x.rec.Status = decisionOf(ref.Kind), Status(ref.Kind)
+			x.out.Refusal = ref.Kind.Code()
 		}
 	}
 	return ref

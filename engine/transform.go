@@ -63,6 +63,7 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 		return nil, err
 	}
 	x.sealed = newLent(out)
+	x.out.Request.Checked = len(route.EncryptRequest) > 0
 	if int64(len(out)) > in.MaxResponseBytes {
 		// The app would store what phiguard could never hand back.
 		return nil, errTooLargeSealed
@@ -92,6 +93,7 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 			return dst, x.e.keyFailure(err)
 		}
 		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		x.out.Request.found(sel)
 		return append(dst, '"'), nil
 	}, nil)
 	if err != nil {
@@ -113,6 +115,7 @@ func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
 			return "", x.e.keyFailure(err)
 		}
 		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
+		x.out.Request.found(sel)
 		return string(tok), nil
 	}, methodOverrideParam)
 	return out, err
@@ -165,6 +168,7 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	// Tokens open to shorter plaintexts: the answer is rarely longer than
 	// what the app sent, and if masks make it so, it grows wiped.
 	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)+len(raw)/8), raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		x.out.Response.found(sel)
 		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
 	}, nil)
 	if err != nil {
@@ -179,6 +183,7 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 		return nil, false, err
 	}
 	frame(h, out)
+	x.out.Response.Checked = status >= 200 && status < 300
 	return out, true, nil
 }
 

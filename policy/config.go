@@ -19,9 +19,11 @@ type File struct {
 	Keys *Keys `yaml:"keys"`
 	// Audit says where audit records go. Default: stdout, fail closed.
 	Audit Audit `yaml:"audit"`
-	// Admin is the operations listener (/healthz, /metrics), never the
-	// proxy's port. Default: none.
+	// Admin is the operations listener (/healthz, /readyz, /metrics),
+	// never the proxy's port. Default: on 127.0.0.1:9901.
 	Admin *Admin `yaml:"admin"`
+	// Reload says how a changed policy file is taken up without a restart.
+	Reload Reload `yaml:"reload"`
 	// Default is what happens to a request no route matches: deny
 	// (default) or allow (forwarded untouched but for path normalization
 	// and header hygiene).
@@ -86,6 +88,14 @@ type Ingress struct {
 	// max_concurrent_requests for ever. It must exceed read_timeout +
 	// upstream_timeout. Default 2m.
 	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// DrainDelay is how long phiguard, told to stop (SIGTERM, SIGINT),
+	// keeps serving after /readyz turns false, so that load balancers
+	// stop sending before the listener closes. Default 0.
+	DrainDelay time.Duration `yaml:"drain_delay"`
+	// DrainTimeout bounds waiting for requests in flight once the
+	// listener is closed; then the audit sinks are flushed and phiguard
+	// exits 0, or 1 if requests were still in flight. Default 20s.
+	DrainTimeout time.Duration `yaml:"drain_timeout"`
 }
 
 // TLS names a certificate and its key, PEM files.
@@ -153,13 +163,28 @@ type Keys struct {
 
 // Admin configures the operations listener.
 type Admin struct {
-	// Listen is the admin address. Required. Keep it on loopback or a
-	// pod-internal address: metrics name routes and counts.
+	// Listen is the admin address. Default "127.0.0.1:9901"; "off" serves
+	// no admin listener. Keep it on loopback or a pod-internal address:
+	// metrics name routes and counts.
 	Listen string `yaml:"listen"`
+	// CheckUpstream makes /readyz also need a TCP connection to the app
+	// to succeed. Default false.
+	CheckUpstream bool `yaml:"check_upstream"`
 	// Pprof serves Go's profiler at /debug/pprof/ on the admin listener,
 	// to see where a busy sidecar spends its CPU. Default false. Profiles
 	// hold no request data, but a CPU profile costs CPU while it runs.
 	Pprof bool `yaml:"pprof"`
+}
+
+// Reload configures taking up a changed policy file.
+type Reload struct {
+	// Watch reads the policy file every Interval and reloads it when its
+	// content changed (a Kubernetes ConfigMap update swaps a symlink; the
+	// file's content is what counts). SIGHUP reloads either way. Default
+	// true.
+	Watch *bool `yaml:"watch"`
+	// Interval between reads of the policy file. Default 5s.
+	Interval time.Duration `yaml:"interval"`
 }
 
 // Audit configures the audit trail.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/subtle"
 	"go.yaml.in/yaml/v3"
 
 	"github.com/phiguard/phiguard/internal/orgid"
@@ -23,6 +25,9 @@ import (
 // Defaults applied to keys the policy leaves out.
 const (
 	DefaultListen            = ":8443"
+	DefaultAdminListen       = "127.0.0.1:9901"
+	DefaultDrainTimeout      = 20 * time.Second
+	DefaultReloadInterval    = 5 * time.Second
 	DefaultMaxBodyBytes      = 10 << 20
 	DefaultMask              = "[protected]"
 	DefaultReadHeaderTimeout = 10 * time.Second
@@ -56,6 +61,9 @@ type Policy struct {
 	UpstreamProxy *url.URL
 	// TrustedGateways are the parsed identity.trusted_gateways.
 	TrustedGateways []netip.Prefix
+	// SHA256 is the hex SHA-256 of the policy text, to tell which policy
+	// is in force (metrics, reload logs).
+	SHA256 string
 
 	defaultAllow bool
 	orgs         map[string]bool
@@ -132,7 +140,7 @@ func Parse(name string, data []byte) (*Policy, error) {
 	// Validation runs even after decode problems, so one run reports them
 	// all; it stays quiet about paths whose value could not be decoded.
 	ps.suppressDecoded()
-	p := &Policy{File: f}
+	p := &Policy{File: f, SHA256: Digest(data)}
 	p.compile(ps, filepath.Dir(name))
 	if err := ps.err(); err != nil {
 		return nil, err
@@ -180,13 +188,12 @@ func (p *Policy) compile(ps *problems, dir string) {
 		f.Keys.Keyring = resolve(dir, f.Keys.Keyring)
 	}
 	p.compileAudit(ps, dir)
-	if a := f.Admin; a != nil {
-		if _, port, err := net.SplitHostPort(a.Listen); err != nil {
-			ps.add("admin.listen", "want host:port, got %q", a.Listen)
-		} else if a.Listen == f.Ingress.Listen && port != "0" {
-			ps.add("admin.listen", "the admin listener must not share the proxy's address %q", a.Listen)
-		}
+	p.compileAdmin(ps)
+	if f.Reload.Watch == nil {
+		t := true
+		f.Reload.Watch = &t
 	}
+	defaultDuration(ps, "reload.interval", &f.Reload.Interval, DefaultReloadInterval)
 	switch f.Default {
 	case "", "deny":
 		f.Default = "deny"
@@ -286,9 +293,48 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	defaultDuration(ps, "ingress.read_timeout", &in.ReadTimeout, DefaultReadTimeout)
 	defaultDuration(ps, "ingress.idle_timeout", &in.IdleTimeout, DefaultIdleTimeout)
 	defaultDuration(ps, "ingress.write_timeout", &in.WriteTimeout, DefaultWriteTimeout)
+	if in.DrainDelay < 0 {
+		ps.add("ingress.drain_delay", "must not be negative")
+	}
+	defaultDuration(ps, "ingress.drain_timeout", &in.DrainTimeout, DefaultDrainTimeout)
 	if in.WriteTimeout > 0 && in.UpstreamTimeout > 0 && in.ReadTimeout > 0 && in.WriteTimeout <= in.ReadTimeout+in.UpstreamTimeout {
 		ps.add("ingress.write_timeout", "%s does not exceed read_timeout + upstream_timeout (%s): an answer could be cut after the app has acted", in.WriteTimeout, in.ReadTimeout+in.UpstreamTimeout)
 	}
+}
+
+func (p *Policy) compileAdmin(ps *problems) {
+	f := &p.File
+	if f.Admin == nil {
+		f.Admin = &Admin{}
+	}
+	a := f.Admin
+	switch a.Listen {
+	case "":
+		a.Listen = DefaultAdminListen
+	case "off":
+		if a.Pprof || a.CheckUpstream {
+			ps.add("admin", "admin.listen is off: pprof and check_upstream need the admin listener")
+		}
+		f.Admin = nil
+		return
+	}
+	if _, port, err := net.SplitHostPort(a.Listen); err != nil {
+		ps.add("admin.listen", `want host:port or "off", got %q`, a.Listen)
+	} else if sameAddr(a.Listen, f.Ingress.Listen) && port != "0" {
+		ps.add("admin.listen", "the admin listener must not share the proxy's address %q", a.Listen)
+	}
+}
+
+// sameAddr reports whether two listen addresses would take the same
+// port: equal, or one of them on every address.
+func sameAddr(a, b string) bool {
+	ha, pa, errA := net.SplitHostPort(a)
+	hb, pb, errB := net.SplitHostPort(b)
+	if errA != nil || errB != nil {
+		return a == b
+	}
+	wild := func(h string) bool { return h == "" || h == "0.0.0.0" || h == "::" }
+	return pa == pb && (ha == hb || wild(ha) || wild(hb))
 }
 
 // defaultDuration fills an unset duration with def and refuses a negative one.
@@ -544,4 +590,13 @@ func resolve(dir, path string) string {
 		return path
 	}
 	return filepath.Join(dir, path)
+}
+
+// Digest is the hex SHA-256 of data: a policy text's SHA256.
+func Digest(data []byte) string {
+	sum, err := subtle.ComputeHash(subtle.GetHashFunc("SHA256"), data)
+	if err != nil {
+		panic(err) // SHA256 is always known
+	}
+	return hex.EncodeToString(sum)
 }

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
+	"net/url"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/phiguard/phiguard/audit"
@@ -26,6 +28,8 @@ type Options struct {
 	// Verifier identifies callers; nil refuses every route that needs one.
 	Verifier engine.Verifier
 	Auditor  engine.Auditor
+	// Observer is told how each exchange ended; nil tells no one.
+	Observer engine.Observer
 	// Transport reaches the app; nil means a transport built from the
 	// policy's ingress settings.
 	Transport http.RoundTripper
@@ -38,19 +42,21 @@ type Options struct {
 // Proxy is the HTTP ingress: an adapter that hands each request to the
 // engine and forwards what the engine allows. It is an http.Handler.
 type Proxy struct {
-	eng *engine.Engine
-	pol *policy.Policy
+	// eng is the engine in force: a request keeps the one it began with.
+	eng atomic.Pointer[engine.Engine]
+	up  *url.URL // the app; fixed for the proxy's life
 	log *slog.Logger
 	rp  *httputil.ReverseProxy
 }
 
 // New builds the ingress for a policy.
 func New(o Options) (*Proxy, error) {
-	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Log: o.Log, Now: o.Now})
+	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now})
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{eng: eng, pol: o.Policy, log: o.Log}
+	p := &Proxy{up: o.Policy.Upstream, log: o.Log}
+	p.eng.Store(eng)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -94,6 +100,15 @@ func NewTransport(pol *policy.Policy) *http.Transport {
 	return t
 }
 
+// Engine returns the engine in force.
+func (p *Proxy) Engine() *engine.Engine { return p.eng.Load() }
+
+// SetEngine puts e in force for the requests that begin after it returns;
+// requests in flight finish on the engine they began with. e should come
+// from Engine().Successor, so that they share the capacity slots. The app's
+// address and the transport to it stay as they are.
+func (p *Proxy) SetEngine(e *engine.Engine) { p.eng.Store(e) }
+
 type exchangeKey struct{}
 
 func exchangeOf(ctx context.Context) *engine.Exchange {
@@ -107,7 +122,7 @@ func exchangeOf(ctx context.Context) *engine.Exchange {
 // and audited in modifyResponse.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	x, err := p.eng.Begin(ctx, &engine.Request{
+	x, err := p.eng.Load().Begin(ctx, &engine.Request{
 		Method:   r.Method,
 		Path:     requestPath(r),
 		Query:    r.URL.RawQuery,
@@ -164,7 +179,8 @@ func peer(r *http.Request) netip.AddrPort {
 // path, fresh forwarding headers and phiguard's identity headers.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	x := exchangeOf(pr.In.Context())
-	up := p.pol.Upstream
+	x.ForwardStarted()
+	up := p.up
 	pr.Out.URL.Scheme = up.Scheme
 	pr.Out.URL.Host = up.Host
 	pr.Out.URL.RawPath = strings.TrimSuffix(up.EscapedPath(), "/") + x.EscapedPath()
@@ -182,8 +198,12 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	ctx := resp.Request.Context()
 	x := exchangeOf(ctx)
-	if x == nil || !x.TouchesPHI() {
+	if x == nil {
 		return nil
+	}
+	x.ForwardAnswered()
+	if !x.TouchesPHI() {
+		return x.Allow(ctx, resp.StatusCode) // counted, not audited
 	}
 	var body io.Reader
 	if resp.Body != nil && resp.Body != http.NoBody {

@@ -2,9 +2,8 @@ package main
 
 import (
 	"context"
-	"errors"
+	"encoding/json"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/pprof"
 	"time"
@@ -16,8 +15,8 @@ import (
 	"github.com/phiguard/phiguard/internal/liblog"
 )
 
-// newRegistry holds phiguard's metrics: the Go runtime's and the process's
-// for now. It is injected, never the global default registry.
+// newRegistry holds phiguard's metrics, with the Go runtime's and the
+// process's. It is injected, never the global default registry.
 func newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -28,9 +27,10 @@ func newRegistry() *prometheus.Registry {
 }
 
 // adminHandler serves the operations endpoints: /healthz (the process
-// answers), /metrics (Prometheus text format) and, when asked, Go's
-// profiler under /debug/pprof/.
-func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool) http.Handler {
+// answers), /readyz (ready for requests, or why not), /metrics
+// (Prometheus text format) and, when asked, Go's profiler under
+// /debug/pprof/. notReady returns the reasons phiguard is not ready.
+func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool, notReady func(context.Context) []string) http.Handler {
 	mux := http.NewServeMux()
 	if pprofOn {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
@@ -42,34 +42,35 @@ func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool) http
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		why := notReady(ctx)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		if len(why) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(struct {
+				Status  string   `json:"status"`
+				Reasons []string `json:"reasons"`
+			}{"not ready", why})
+			return
+		}
+		w.Write([]byte(`{"status":"ready"}` + "\n"))
+	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
 		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError),
 	}))
 	return mux
 }
 
-// serveAdmin runs the admin listener until ctx ends.
-func serveAdmin(ctx context.Context, ln net.Listener, h http.Handler, log *slog.Logger) error {
-	srv := &http.Server{
+// adminServer serves h with the admin listener's timeouts.
+func adminServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      30 * time.Second,
+		WriteTimeout:      60 * time.Second, // a CPU profile runs 30s by default
 		ErrorLog:          liblog.New(log, "admin server"),
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	log.Info("admin listening", "addr", ln.Addr().String())
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	srv.Shutdown(shutdownCtx)
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }

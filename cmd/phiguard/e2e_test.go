@@ -91,19 +91,19 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewJSONHandler(s.logs, nil))
-	h, closeAll, err := build(ctx, p, io.Discard, io.Discard, log)
+	sc, err := newSidecar(ctx, polPath, p, io.Discard, io.Discard, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln := listen(t)
 	done := make(chan error, 1)
-	go func() { done <- serve(ctx, ln, p, h, log) }()
+	go func() { done <- sc.serve(ctx, ln, nil, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("serve: %v", err)
 		}
-		closeAll()
+		sc.Close()
 		for name, b := range map[string][]byte{"logs": s.logs.Bytes(), "audit": s.read(t, "audit.jsonl")} {
 			if bytes.Contains(b, []byte(phi)) {
 				t.Errorf("%s hold PHI:\n%s", name, b)

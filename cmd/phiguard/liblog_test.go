@@ -69,6 +69,7 @@ func libraryLogCanary(t *testing.T, ids *stack, head string, status int) {
 	pol := filepath.Join(t.TempDir(), "policy.yaml")
 	src := `version: 1
 ingress: {listen: "127.0.0.1:0", upstream: "http://` + app.addr + `"}
+admin: {listen: "127.0.0.1:0"}
 identity:
   jwt: {jwks: "` + filepath.Join(ids.dir, "jwks.json") + `", issuer: "https://auth.demo.example", audience: messaging-app}
 keys: {keyring: "` + filepath.Join(ids.dir, "keyring") + `"}

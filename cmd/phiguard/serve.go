@@ -9,19 +9,29 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/phiguard/phiguard/audit"
-	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/liblog"
-	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
-	"github.com/phiguard/phiguard/proxy"
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	config := fs.String("config", "", "policy file (required)")
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `Usage: phiguard serve -config FILE
+
+Runs the proxy, and the admin listener (/healthz, /readyz, /metrics) unless
+admin.listen is off. SIGHUP reopens the audit files and reloads the policy;
+SIGTERM or SIGINT drains (ingress.drain_delay, ingress.drain_timeout) and
+exits 0 once the requests in flight are done.
+
+`)
+		fs.PrintDefaults()
+	}
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -34,122 +44,52 @@ func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err != nil {
 		return err
 	}
-	handler, closeAll, err := build(ctx, pol, stdout, stderr, log)
+	sc, err := newSidecar(ctx, *config, pol, stdout, stderr, log)
 	if err != nil {
 		return err
 	}
-	defer closeAll()
 	ln, err := net.Listen("tcp", pol.File.Ingress.Listen)
 	if err != nil {
+		sc.Close()
 		return err
 	}
-	if pol.File.Admin == nil {
-		return serve(ctx, ln, pol, handler, log)
+	var aln net.Listener
+	if a := pol.File.Admin; a != nil {
+		if aln, err = net.Listen("tcp", a.Listen); err != nil {
+			ln.Close()
+			sc.Close()
+			return fmt.Errorf("admin listener (admin.listen; \"off\" for none): %w", err)
+		}
 	}
-	aln, err := net.Listen("tcp", pol.File.Admin.Listen)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("admin listener: %w", err)
-	}
-	// Either listener failing stops both.
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	adminDone := make(chan error, 1)
-	go func() {
-		err := serveAdmin(ctx, aln, adminHandler(newRegistry(), log, pol.File.Admin.Pprof), log)
-		cancel()
-		adminDone <- err
-	}()
-	err = serve(ctx, ln, pol, handler, log)
-	cancel()
-	return errors.Join(err, <-adminDone)
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	return errors.Join(sc.serve(ctx, ln, aln, hup), sc.Close())
 }
 
-// build wires the policy's parts into the proxy: keyring, verifier, auditor.
-func build(ctx context.Context, pol *policy.Policy, stdout, stderr io.Writer, log *slog.Logger) (http.Handler, func(), error) {
-	var closers []func() error
-	closeAll := func() {
-		for _, c := range closers {
-			c()
-		}
-	}
-	var sinks []audit.Sink
-	for _, s := range pol.File.Audit.Sinks {
-		switch s.Type {
-		case "stdout":
-			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
-		case "stderr":
-			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
-		case "file":
-			fsink, err := audit.OpenFileSink(s.Path)
-			if err != nil {
-				closeAll()
-				return nil, nil, err
-			}
-			sinks = append(sinks, fsink)
-			closers = append(closers, fsink.Close)
-		}
-	}
-	opts := proxy.Options{
-		Policy:  pol,
-		Auditor: audit.NewAuditor(log, *pol.File.Audit.FailClosed, sinks...),
-		Log:     log,
-	}
-	if k := pol.File.Keys; k != nil {
-		lp, err := keys.OpenLocal(k.Keyring)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		kr, err := keys.Open(ctx, k.Keyring, lp)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		for _, o := range pol.File.Orgs {
-			if !kr.Has(o.ID) {
-				log.Warn("organization has no keys: its PHI routes will answer 503", "org", o.ID, "fix", "phiguard keys create -keyring "+k.Keyring+" -org "+o.ID)
-			}
-		}
-		opts.Keys = kr
-	}
-	if id := pol.File.Identity; id != nil && id.JWT != nil {
-		v, err := identity.NewVerifier(identity.Config{
-			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
-			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
-			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role,
-		})
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		opts.Verifier = v
-	}
-	p, err := proxy.New(opts)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	return p, closeAll, nil
-}
-
-// serve runs the listener until ctx ends, then drains for up to 10s.
-func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Handler, log *slog.Logger) error {
+// serve runs the listeners until ctx ends, then drains; aln may be nil.
+// A value on hup is SIGHUP.
+func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, hup <-chan os.Signal) error {
+	pol := sc.Policy()
 	in := pol.File.Ingress
 	srv := &http.Server{
-		Handler:           h,
+		Handler:           sc.proxy,
 		ReadHeaderTimeout: in.ReadHeaderTimeout,
 		ReadTimeout:       in.ReadTimeout,
 		WriteTimeout:      in.WriteTimeout,
 		IdleTimeout:       in.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          liblog.New(log, "net/http server"),
+		ErrorLog:          liblog.New(sc.log, "net/http server"),
 		Protocols:         new(http.Protocols),
 	}
 	srv.Protocols.SetHTTP1(true)
 	if in.TLS != nil {
 		cert, err := tls.LoadX509KeyPair(in.TLS.Cert, in.TLS.Key)
 		if err != nil {
+			ln.Close()
+			if aln != nil {
+				aln.Close()
+			}
 			return fmt.Errorf("ingress tls: %w", err)
 		}
 		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
@@ -157,7 +97,7 @@ func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Hand
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() {
 		if in.TLS != nil {
 			errc <- srv.ServeTLS(ln, "", "")
@@ -165,19 +105,64 @@ func serve(ctx context.Context, ln net.Listener, pol *policy.Policy, h http.Hand
 			errc <- srv.Serve(ln)
 		}
 	}()
-	log.Info("phiguard listening", "addr", ln.Addr().String(), "upstream", pol.Upstream.String(), "routes", len(pol.Routes), "version", version)
+	var asrv *http.Server
+	if aln != nil {
+		asrv = adminServer(adminHandler(sc.reg, sc.log, pol.File.Admin.Pprof, sc.readiness), sc.log)
+		go func() { errc <- asrv.Serve(aln) }()
+		sc.log.Info("admin listening", "addr", aln.Addr().String())
+	}
+	sc.log.Info("phiguard listening", "addr", ln.Addr().String(), "upstream", pol.Upstream.String(), "routes", len(pol.Routes), "version", version)
+
+	// Background work ends with the listeners.
+	bg, stopBG := context.WithCancel(context.Background())
+	defer stopBG()
+	if *pol.File.Reload.Watch {
+		go sc.watch(bg, pol.File.Reload.Interval)
+	}
+	go func() {
+		for {
+			select {
+			case <-bg.Done():
+				return
+			case <-hup:
+				sc.hangup(bg)
+			}
+		}
+	}()
+
+	var failed error
 	select {
 	case err := <-errc:
-		return err
+		failed = err // a listener failed: stop the other one too
 	case <-ctx.Done():
 	}
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	return errors.Join(failed, sc.drain(srv, asrv, in))
+}
+
+// drain turns readiness off, keeps serving for drain_delay, closes the
+// ingress listener and waits up to drain_timeout for the requests in
+// flight, then stops the admin listener.
+func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress) error {
+	sc.draining.Store(true)
+	sc.ready.Store(false)
+	sc.log.Info("draining", "delay", in.DrainDelay.String(), "timeout", in.DrainTimeout.String(), "in_flight", sc.proxy.Engine().InFlight())
+	if in.DrainDelay > 0 {
+		time.Sleep(in.DrainDelay)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), in.DrainTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		return err
+	var err error
+	if serr := srv.Shutdown(ctx); serr != nil {
+		err = fmt.Errorf("drain: requests still in flight after ingress.drain_timeout (%s): %w", in.DrainTimeout, serr)
+		srv.Close()
 	}
-	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if asrv != nil {
+		actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)
+		asrv.Shutdown(actx)
+		acancel()
 	}
-	return nil
+	if err == nil {
+		sc.log.Info("drained")
+	}
+	return err
 }

@@ -30,6 +30,7 @@ func TestServeStartupFailures(t *testing.T) {
 	policy := func(listen, keyringPath, jwks, auditPath string) string {
 		src := `version: 1
 ingress: {listen: "` + listen + `", upstream: "http://127.0.0.1:1"}
+admin: {listen: "127.0.0.1:0"}
 identity: {jwt: {jwks: "` + jwks + `"}}
 keys: {keyring: "` + keyringPath + `"}
 audit: {sinks: [{type: file, path: "` + auditPath + `"}]}

@@ -62,6 +62,7 @@ func TestSlowBodyIsCutOff(t *testing.T) {
 
 	addr, stdout := startServe(t, `version: 1
 ingress: {listen: "127.0.0.1:0", upstream: "http://`+appLn.Addr().String()+`", read_timeout: 300ms}
+admin: {listen: "127.0.0.1:0"}
 keys: {keyring: "`+keyring+`"}
 audit: {sinks: [{type: stdout}]}
 orgs: [{id: org_a}]
@@ -110,6 +111,7 @@ func TestClientThatStopsReadingFreesItsSlot(t *testing.T) {
 	t.Cleanup(func() { app.Close() })
 	addr, _ := startServe(t, `version: 1
 ingress: {listen: "127.0.0.1:0", upstream: "http://`+appLn.Addr().String()+`", max_concurrent_requests: 1, read_timeout: 1s, upstream_timeout: 1s, write_timeout: 3s}
+admin: {listen: "127.0.0.1:0"}
 audit: {sinks: [{type: stdout}]}
 default: allow
 routes: [{name: ping, match: {path: /ping}, auth: none}]

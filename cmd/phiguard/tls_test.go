@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"testing"
@@ -26,8 +27,11 @@ import (
 func TestServeTLS(t *testing.T) {
 	dir := t.TempDir()
 	certPath, keyPath, pool := selfSigned(t, dir)
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "app") }))
+	defer app.Close()
 	src := `version: 1
-ingress: {upstream: "http://127.0.0.1:1", tls: {cert: "` + certPath + `", key: "` + keyPath + `"}}
+ingress: {upstream: "` + app.URL + `", tls: {cert: "` + certPath + `", key: "` + keyPath + `"}}
+admin: {listen: "off"}
 default: allow
 `
 	pol, err := policy.Parse(filepath.Join(dir, "p.yaml"), []byte(src))
@@ -39,9 +43,13 @@ default: allow
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	sc, err := newSidecar(ctx, filepath.Join(dir, "p.yaml"), pol, io.Discard, io.Discard, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
 	done := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, r.Proto) })
-	go func() { done <- serve(ctx, ln, pol, h, slog.New(slog.DiscardHandler)) }()
+	go func() { done <- sc.serve(ctx, ln, nil, nil) }()
 	defer func() {
 		cancel()
 		if err := <-done; err != nil {
@@ -58,8 +66,8 @@ default: allow
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.ProtoMajor != 2 || string(body) != "HTTP/2.0" {
-		t.Errorf("over TLS: proto %s, handler saw %q; want HTTP/2", resp.Proto, body)
+	if resp.ProtoMajor != 2 || string(body) != "app" {
+		t.Errorf("over TLS: proto %s, body %q; want HTTP/2 and the app's answer", resp.Proto, body)
 	}
 }
 

@@ -1,0 +1,279 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine"
+	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/metrics"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/proxy"
+)
+
+// sidecar is a running phiguard: the proxy, and what outlives a policy
+// reload (the audit sinks, the transport to the app, the capacity slots,
+// the metrics).
+type sidecar struct {
+	path    string // the policy file
+	log     *slog.Logger
+	auditor *audit.Auditor
+	closers []func() error // the file sinks
+	jwt     *identity.Stats
+	reg     *prometheus.Registry
+	metrics *metrics.Metrics
+	proxy   *proxy.Proxy
+
+	mu   sync.Mutex // serializes reloads
+	pol  atomic.Pointer[policy.Policy]
+	seen string // the digest of the policy text last tried; under mu
+
+	draining atomic.Bool
+	ready    atomic.Bool // the last /readyz answer
+}
+
+// newSidecar builds what pol describes. Close it when done.
+func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, stderr io.Writer, log *slog.Logger) (*sidecar, error) {
+	sc := &sidecar{path: path, log: log, jwt: new(identity.Stats), reg: newRegistry(), seen: pol.SHA256}
+	var sinks []audit.Sink
+	for _, s := range pol.File.Audit.Sinks {
+		switch s.Type {
+		case "stdout":
+			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
+		case "stderr":
+			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
+		case "file":
+			fsink, err := audit.OpenFileSink(s.Path)
+			if err != nil {
+				sc.Close()
+				return nil, err
+			}
+			sinks = append(sinks, fsink)
+			sc.closers = append(sc.closers, fsink.Close)
+		}
+	}
+	sc.auditor = audit.NewAuditor(log, *pol.File.Audit.FailClosed, sinks...)
+	sc.metrics = metrics.New(sc.reg, metrics.Sources{
+		InFlight: func() int { return sc.proxy.Engine().InFlight() },
+		Ready:    sc.ready.Load,
+		JWT:      sc.jwt,
+		Auditor:  sc.auditor,
+		Version:  version,
+	})
+	kr, v, err := sc.parts(ctx, pol)
+	if err != nil {
+		sc.Close()
+		return nil, err
+	}
+	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log})
+	if err != nil {
+		sc.Close()
+		return nil, err
+	}
+	sc.proxy = p
+	sc.pol.Store(pol)
+	sc.metrics.SetPolicy(pol)
+	sc.ready.Store(true)
+	return sc, nil
+}
+
+// parts opens the keyring and reads the JWKS that pol names. A nil
+// interface, not a nil pointer, stands for a part pol does not use.
+func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, engine.Verifier, error) {
+	var kr engine.Keys
+	if k := pol.File.Keys; k != nil {
+		ring, err := openKeyring(ctx, k.Keyring)
+		sc.metrics.KeyringReloaded(err)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, o := range pol.File.Orgs {
+			if !ring.Has(o.ID) {
+				sc.log.Warn("organization has no keys: its PHI routes will answer 503", "org", o.ID, "fix", "phiguard keys create -keyring "+k.Keyring+" -org "+o.ID)
+			}
+		}
+		kr = ring
+	}
+	var v engine.Verifier
+	if id := pol.File.Identity; id != nil && id.JWT != nil {
+		ver, err := identity.NewVerifier(identity.Config{
+			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
+			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
+			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role,
+			Stats: sc.jwt,
+		})
+		if err != nil {
+			return nil, nil, err
+		}
+		v = ver
+	}
+	return kr, v, nil
+}
+
+func openKeyring(ctx context.Context, dir string) (*keys.Keyring, error) {
+	lp, err := keys.OpenLocal(dir)
+	if err != nil {
+		return nil, err
+	}
+	return keys.Open(ctx, dir, lp)
+}
+
+// Close flushes and closes the file sinks.
+func (sc *sidecar) Close() error {
+	var errs []error
+	for _, c := range sc.closers {
+		errs = append(errs, c())
+	}
+	return errors.Join(errs...)
+}
+
+// Policy returns the policy in force.
+func (sc *sidecar) Policy() *policy.Policy { return sc.pol.Load() }
+
+// reload reads the policy file and, if it is valid, puts it in force
+// with a freshly opened keyring and JWKS: requests that begin afterwards
+// use it, requests in flight finish on the one they began with. An
+// invalid policy, keyring or JWKS leaves everything as it was. Settings
+// that only a restart applies (ingress, admin, audit, reload) keep their
+// running values; a change to them is reported, never half-applied.
+// With onlyChanged, a file whose text was already tried is not reloaded.
+func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) error {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	data, err := os.ReadFile(sc.path)
+	if err != nil {
+		if onlyChanged {
+			return nil // a ConfigMap swap in progress; the next look sees it
+		}
+		return sc.reloadFailed(ctx, cause, fmt.Errorf("read policy: %w", err))
+	}
+	digest := policy.Digest(data)
+	if onlyChanged && digest == sc.seen {
+		return nil
+	}
+	sc.seen = digest
+	next, err := policy.Parse(sc.path, data)
+	if err != nil {
+		return sc.reloadFailed(ctx, cause, err)
+	}
+	cur := sc.pol.Load()
+	restart := restartOnly(cur, next)
+	kr, v, err := sc.parts(ctx, next)
+	if err != nil {
+		return sc.reloadFailed(ctx, cause, err)
+	}
+	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log})
+	if err != nil {
+		return sc.reloadFailed(ctx, cause, err)
+	}
+	sc.proxy.SetEngine(eng)
+	sc.pol.Store(next)
+	sc.metrics.Reloaded(next, nil, len(restart) > 0)
+	sc.log.Info("policy reloaded", "cause", cause, "sha256", next.SHA256, "routes", len(next.Routes), "restart_required", restart)
+	if len(restart) > 0 {
+		sc.log.Warn("policy changes that take effect only after a restart; the running values stay", "keys", restart)
+	}
+	sc.auditor.Event(ctx, audit.EventPolicyReload, "result", metrics.ResultSuccess, "cause", cause, "sha256", next.SHA256)
+	return nil
+}
+
+func (sc *sidecar) reloadFailed(ctx context.Context, cause string, err error) error {
+	sc.metrics.Reloaded(nil, err, false)
+	sc.log.Error("policy reload failed; the previous policy stays in force", "cause", cause, "err", err)
+	sc.auditor.Event(ctx, audit.EventPolicyReload, "result", metrics.ResultFailure, "cause", cause, "reason", err.Error())
+	return err
+}
+
+// restartOnly returns the sections of next that differ from cur and that
+// only a restart applies, and gives next cur's values for them.
+func restartOnly(cur, next *policy.Policy) []string {
+	var changed []string
+	if !reflect.DeepEqual(cur.File.Ingress, next.File.Ingress) {
+		changed = append(changed, "ingress")
+	}
+	if !reflect.DeepEqual(cur.File.Admin, next.File.Admin) {
+		changed = append(changed, "admin")
+	}
+	if !reflect.DeepEqual(cur.File.Audit, next.File.Audit) {
+		changed = append(changed, "audit")
+	}
+	if !reflect.DeepEqual(cur.File.Reload, next.File.Reload) {
+		changed = append(changed, "reload")
+	}
+	next.File.Ingress, next.Upstream, next.UpstreamProxy = cur.File.Ingress, cur.Upstream, cur.UpstreamProxy
+	next.File.Admin, next.File.Audit, next.File.Reload = cur.File.Admin, cur.File.Audit, cur.File.Reload
+	return changed
+}
+
+// watch reloads the policy whenever its file's text changes, until ctx ends.
+func (sc *sidecar) watch(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			sc.reload(ctx, "file changed", true)
+		}
+	}
+}
+
+// hangup is SIGHUP: reopen the file sinks (log rotation), then reload.
+func (sc *sidecar) hangup(ctx context.Context) {
+	if err := sc.auditor.Reopen(); err != nil {
+		sc.log.Error("audit files not reopened; records go to the files open before", "err", err)
+	} else {
+		sc.log.Info("audit files reopened")
+	}
+	sc.reload(ctx, "SIGHUP", false)
+}
+
+// readiness returns why phiguard should not be sent requests; none when
+// it is ready.
+func (sc *sidecar) readiness(ctx context.Context) []string {
+	var why []string
+	if sc.draining.Load() {
+		why = append(why, "draining: phiguard is shutting down")
+	}
+	if err := sc.auditor.Check(ctx); err != nil {
+		why = append(why, err.Error())
+	}
+	pol := sc.pol.Load()
+	if a := pol.File.Admin; a != nil && a.CheckUpstream {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", upstreamAddr(pol))
+		if err != nil {
+			why = append(why, "upstream unreachable: "+err.Error())
+		} else {
+			c.Close()
+		}
+	}
+	sc.ready.Store(len(why) == 0)
+	return why
+}
+
+// upstreamAddr is the app's host:port.
+func upstreamAddr(pol *policy.Policy) string {
+	u := pol.Upstream
+	if u.Port() != "" {
+		return u.Host
+	}
+	if u.Scheme == "https" {
+		return net.JoinHostPort(u.Hostname(), "443")
+	}
+	return net.JoinHostPort(u.Hostname(), "80")
+}
