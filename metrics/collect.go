@@ -64,7 +64,7 @@ var latencyBuckets = []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25
 
 func (f factory) histogramVec(name, help string, labels ...string) *prometheus.HistogramVec {
 	n := fqName(name)
-	f.note(n, n+"_bucket", n+"_sum", n+"_count")
+	f.note(n+"_bucket", n+"_sum", n+"_count") // the series; n only names the family
 	h := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: fqName(name), Help: help, Buckets: latencyBuckets}, labels)
 	f.mustRegister(h)
 	return h
@@ -140,8 +140,8 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	})
 }
 
-// Names returns the name of every series phiguard exports, sorted
-// (a histogram's _bucket, _sum and _count too): for alert rules and
+// Names returns the name of every series phiguard exports, sorted (for a
+// histogram, its _bucket, _sum and _count): for alert rules and
 // dashboards to be checked against.
 func Names() []string {
 	var names []string

@@ -29,6 +29,7 @@ const phi = "CANARY-PHI-e2e-Biopsy"
 type stack struct {
 	dir      string
 	proxyURL string
+	admin    string // the admin listener's address
 	appURL   string
 	appHits  *atomic.Int64
 	appProto atomic.Value // protocol of the app's last request
@@ -95,9 +96,10 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln := listen(t)
+	ln, aln := listen(t), listen(t)
+	s.admin = aln.Addr().String()
 	done := make(chan error, 1)
-	go func() { done <- sc.serve(ctx, ln, nil, nil) }()
+	go func() { done <- sc.serve(ctx, ln, aln, nil) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

@@ -1,0 +1,314 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/phiguard/phiguard/metrics"
+)
+
+// opsStack is `phiguard serve` run in-process on a policy file the test
+// may rewrite, with its stdout (the audit sink) failing on demand.
+type opsStack struct {
+	policy string        // the policy file
+	proxy  string        // the proxy's address
+	admin  string        // the admin listener's address
+	stdout *failingStdout // the audit trail
+	stderr *lockedBuffer  // the logs
+	done   chan struct{}
+	err    error // run's result, once done is closed
+	cancel context.CancelFunc
+}
+
+// failingStdout is a stdout that fails every write while broken is set.
+type failingStdout struct {
+	lockedBuffer
+	broken atomic.Bool
+}
+
+func (w *failingStdout) Write(p []byte) (int, error) {
+	if w.broken.Load() {
+		return 0, errors.New("no space left on device")
+	}
+	return w.lockedBuffer.Write(p)
+}
+
+func startOps(t *testing.T, src string) *opsStack {
+	t.Helper()
+	s := &opsStack{
+		policy: filepath.Join(t.TempDir(), "policy.yaml"),
+		stdout: &failingStdout{lockedBuffer: *newLockedBuffer()},
+		stderr: newLockedBuffer(),
+		done:   make(chan struct{}),
+	}
+	s.write(t, src)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel = cancel
+	go func() {
+		defer close(s.done)
+		s.err = run(ctx, []string{"serve", "-config", s.policy}, s.stdout, s.stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-s.done:
+		case <-time.After(15 * time.Second):
+			t.Error("serve did not stop")
+		}
+	})
+	deadline := time.NewTimer(10 * time.Second)
+	defer deadline.Stop()
+	s.admin = waitLogged(t, s.stderr, s.done, deadline.C, "admin listening")
+	s.proxy = waitListening(t, s.stderr, s.done, deadline.C)
+	return s
+}
+
+func (s *opsStack) write(t *testing.T, src string) {
+	t.Helper()
+	// Written aside and renamed into place, as a ConfigMap update does:
+	// a reader never sees half a file.
+	tmp := s.policy + ".tmp"
+	if err := os.WriteFile(tmp, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, s.policy); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitLog waits for the n-th log line (from 1) whose msg is msg.
+func (s *opsStack) waitLog(t *testing.T, msg string, n int) map[string]any {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		seen := 0
+		for _, line := range bytes.Split(s.stderr.Bytes(), []byte("\n")) {
+			var rec map[string]any
+			if json.Unmarshal(line, &rec) == nil && rec["msg"] == msg {
+				if seen++; seen == n {
+					return rec
+				}
+			}
+		}
+		select {
+		case <-s.stderr.written:
+		case <-s.done:
+			t.Fatalf("serve stopped before logging %q:\n%s", msg, s.stderr.Bytes())
+		case <-deadline:
+			t.Fatalf("no log %q (#%d):\n%s", msg, n, s.stderr.Bytes())
+		}
+	}
+}
+
+func httpGet(t *testing.T, url string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestReadinessFollowsAuditSink: /readyz answers 503 naming the sink
+// while the audit trail cannot be written, and 200 once it can again,
+// without a request having to come first; /healthz stays 200.
+func TestReadinessFollowsAuditSink(t *testing.T) {
+	s := startOps(t, `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "http://127.0.0.1:1"}
+admin: {listen: "127.0.0.1:0"}
+routes:
+  - {name: tokens, match: {path: "/api/v1/tokens/**"}, deny: no personal access tokens}
+`)
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 || !strings.Contains(body, `"ready"`) {
+		t.Fatalf("/readyz at start: %d %s", code, body)
+	}
+	s.stdout.broken.Store(true)
+	// A refusal is audited; the record cannot be written.
+	if code, _ := httpGet(t, "http://"+s.proxy+"/api/v1/tokens/1"); code != http.StatusServiceUnavailable {
+		t.Errorf("refusal with the audit trail down: %d, want 503", code)
+	}
+	code, body := httpGet(t, "http://"+s.admin+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "audit sink down: stdout") {
+		t.Errorf("/readyz with the sink down: %d %s, want 503 naming stdout", code, body)
+	}
+	if code, _ := httpGet(t, "http://"+s.admin+"/healthz"); code != 200 {
+		t.Errorf("/healthz with the sink down: %d, want 200 (alive, not ready)", code)
+	}
+	_, m := httpGet(t, "http://"+s.admin+"/metrics")
+	for _, want := range []string{`phiguard_audit_sink_up{sink="stdout"} 0`, "phiguard_ready 0"} {
+		if !strings.Contains(m, "\n"+want+"\n") {
+			t.Errorf("metrics while down: no %q", want)
+		}
+	}
+
+	s.stdout.broken.Store(false)
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz once the sink recovered: %d %s, want 200", code, body)
+	}
+	if !bytes.Contains(s.stdout.Bytes(), []byte(`"event":"audit_sink_check","sink":"stdout"`)) {
+		t.Errorf("no check line reached the recovered sink:\n%s", s.stdout.Bytes())
+	}
+	_, m = httpGet(t, "http://"+s.admin+"/metrics")
+	for _, want := range []string{`phiguard_audit_sink_up{sink="stdout"} 1`, "phiguard_ready 1"} {
+		if !strings.Contains(m, "\n"+want+"\n") {
+			t.Errorf("metrics after recovery: no %q", want)
+		}
+	}
+}
+
+const reloadPolicy = `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "APP"}
+admin: {listen: "127.0.0.1:0"}
+reload: {interval: 20ms}
+routes:
+  - {name: NAME, match: {path: /slow}, auth: none}
+  - {name: tokens, match: {path: "/api/v1/tokens/**"}, deny: REASON}
+`
+
+// TestReloadSwapsPolicy: a changed policy file is put in force for new
+// requests while a request in flight finishes on the policy it began
+// with; an invalid file keeps the policy in force, is logged, audited and
+// counted; a change to a restart-only key is reported, not applied.
+func TestReloadSwapsPolicy(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		io.WriteString(w, "slow answer")
+	}))
+	policyWith := func(route, reason string) string {
+		return strings.NewReplacer("APP", app, "NAME", route, "REASON", reason).Replace(reloadPolicy)
+	}
+	s := startOps(t, policyWith("slow-a", "first reason"))
+
+	slow := make(chan string, 1)
+	go func() {
+		code, body := httpGet(t, "http://"+s.proxy+"/slow")
+		slow <- strings.Join([]string{http.StatusText(code), body}, " ")
+	}()
+	<-entered // the request is with the app, under the first policy
+
+	// The route now denies /slow.
+	s.write(t, strings.Replace(policyWith("slow-b", "second reason"), "{path: /slow}, auth: none}", "{path: /slow}, deny: closed}", 1))
+	rec := s.waitLog(t, "policy reloaded", 1)
+	if rec["cause"] != "file changed" {
+		t.Errorf("reload cause %v, want file changed", rec["cause"])
+	}
+	if code, body := httpGet(t, "http://"+s.proxy+"/slow"); code != http.StatusForbidden || !strings.Contains(body, "closed") {
+		t.Errorf("a new request after the reload: %d %s, want 403 closed", code, body)
+	}
+	close(release)
+	if got := <-slow; got != "OK slow answer" {
+		t.Errorf("the request in flight during the reload got %q, want the app's answer under the policy it began with", got)
+	}
+
+	// An invalid policy keeps the one in force.
+	s.write(t, "version: 1\nroutes: [{name: x}]\n")
+	rec = s.waitLog(t, "policy reload failed; the previous policy stays in force", 1)
+	if err, _ := rec["err"].(string); !strings.Contains(err, "policy.yaml") {
+		t.Errorf("reload failure logged %q, want the policy's problems with their place", err)
+	}
+	if code, _ := httpGet(t, "http://"+s.proxy+"/slow"); code != http.StatusForbidden {
+		t.Errorf("after an invalid policy: %d, want 403 from the policy still in force", code)
+	}
+	_, m := httpGet(t, "http://"+s.admin+"/metrics")
+	for _, want := range []string{
+		`phiguard_policy_reloads_total{result="success"} 1`,
+		`phiguard_policy_reloads_total{result="failure"} 1`,
+		"phiguard_policy_reload_success 0",
+		`phiguard_requests_total{code="200",decision="allow",route="slow-a"} 1`,
+		`phiguard_requests_total{code="403",decision="deny",route="slow-b"} 2`,
+	} {
+		if !strings.Contains(m, "\n"+want+"\n") {
+			t.Errorf("metrics: no %q", want)
+		}
+	}
+	audit := s.stdout.Bytes()
+	for _, want := range []string{`"event":"policy_reload","result":"success","cause":"file changed"`, `"event":"policy_reload","result":"failure"`} {
+		if !bytes.Contains(audit, []byte(want)) {
+			t.Errorf("audit trail has no %s:\n%s", want, audit)
+		}
+	}
+
+	// A new listen address needs a restart: reported, the rest applied.
+	next := strings.Replace(policyWith("slow-c", "third reason"), `admin: {listen: "127.0.0.1:0"}`, `admin: {listen: "127.0.0.1:1"}`, 1)
+	s.write(t, next)
+	rec = s.waitLog(t, "policy reloaded", 2)
+	if keys, _ := rec["restart_required"].([]any); len(keys) != 1 || keys[0] != "admin" {
+		t.Errorf("restart_required %v, want [admin]", rec["restart_required"])
+	}
+	if code, body := httpGet(t, "http://"+s.proxy+"/api/v1/tokens/1"); code != http.StatusForbidden || !strings.Contains(body, "third reason") {
+		t.Errorf("after a reload with a restart-only change: %d %s, want the new deny reason", code, body)
+	}
+	if code, _ := httpGet(t, "http://"+s.admin+"/healthz"); code != 200 {
+		t.Errorf("the admin listener moved: %d", code)
+	}
+	_, m = httpGet(t, "http://"+s.admin+"/metrics")
+	if !strings.Contains(m, "\nphiguard_restart_required 1\n") || !strings.Contains(m, "\nphiguard_policy_reload_success 1\n") {
+		t.Error("metrics do not say a restart is required after a good reload")
+	}
+}
+
+// newApp serves h on loopback until the test ends and returns its URL.
+func newApp(t *testing.T, h http.Handler) string {
+	t.Helper()
+	ln := listen(t)
+	srv := &http.Server{Handler: h}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return "http://" + ln.Addr().String()
+}
+
+// TestScrapeShowsEverySeries: after traffic through a PHI route, /metrics
+// holds every series metrics.Names lists; a route whose selector never
+// finds its field has a coverage ratio below 1.
+func TestScrapeShowsEverySeries(t *testing.T) {
+	st := startStack(t, false)
+	// The demo's send-message route encrypts $.body and
+	// $.attachments[*].caption: a message without attachments leaves the
+	// second selector without a field.
+	if code, body := st.do(t, "POST", st.proxyURL+"/api/v1/conversations/cv_1/messages", "alice", "application/json", []byte(`{"body":"`+phi+`"}`)); code/100 != 2 {
+		t.Fatalf("send: %d %s", code, body)
+	}
+	if code, _ := st.do(t, "GET", st.proxyURL+"/api/v1/tokens/1", "alice", "", nil); code != http.StatusForbidden {
+		t.Fatalf("denied route: %d", code)
+	}
+	_, m := httpGet(t, "http://"+st.admin+"/metrics")
+	for _, want := range []string{
+		`phiguard_route_coverage_ratio{direction="request",route="send-message"} 0`,
+		`phiguard_route_coverage_misses_total{direction="request",route="send-message"} 1`,
+		`phiguard_selector_hits_total{direction="request",route="send-message",selector="$.body"} 1`,
+		`phiguard_fields_total{action="encrypt",reason="",route="send-message"} 1`,
+		`phiguard_refusals_total{code="denied"} 1`,
+	} {
+		if !strings.Contains(m, "\n"+want+"\n") {
+			t.Errorf("/metrics: no %q", want)
+		}
+	}
+	// A selector that never found its field shows as a zero, from the
+	// policy's load on: an alert can compare it with the checks.
+	if want := `phiguard_selector_hits_total{direction="request",route="send-message",selector="$.attachments[*].caption"} 0`; !strings.Contains(m, "\n"+want+"\n") {
+		t.Errorf("/metrics: no %q", want)
+	}
+	for _, name := range metrics.Names() {
+		if !strings.Contains(m, "\n"+name+"{") && !strings.Contains(m, "\n"+name+" ") {
+			t.Errorf("/metrics has no %s series", name)
+		}
+	}
+	if strings.Contains(m, phi) {
+		t.Error("/metrics holds PHI")
+	}
+}
