@@ -20,9 +20,9 @@ import (
 // opsStack is `phiguard serve` run in-process on a policy file the test
 // may rewrite, with its stdout (the audit sink) failing on demand.
 type opsStack struct {
-	policy string        // the policy file
-	proxy  string        // the proxy's address
-	admin  string        // the admin listener's address
+	policy string         // the policy file
+	proxy  string         // the proxy's address
+	admin  string         // the admin listener's address
 	stdout *failingStdout // the audit trail
 	stderr *lockedBuffer  // the logs
 	done   chan struct{}
