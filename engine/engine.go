@@ -99,8 +99,7 @@ type Coverage struct {
 
 // Complete reports whether each of n selectors found a value.
 func (c Coverage) Complete(n int) bool {
-	n = min(n, 64)
-	return c.Found == 1<<n-1 || n == 64 && c.Found == ^uint64(0)
+	return c.Found == uint64(1)<<min(n, 64)-1 // 1<<64 is 0: all 64 bits
 }
 
 func (c *Coverage) found(sel int) { c.Found |= 1 << min(sel, 63) }

@@ -9,8 +9,8 @@ import (
 )
 
 func cmdCheck(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("check", stderr)
-	config := fs.String("config", "", "policy file to validate (required)")
+	fs := newFlags("check", "Validates a policy file and prints every problem as file:line:col: key: message.", stdout, stderr)
+	config := fs.String("config", "", "the policy `FILE` to validate (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

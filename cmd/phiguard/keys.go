@@ -8,16 +8,40 @@ import (
 	"github.com/phiguard/phiguard/keys"
 )
 
+const keysUsage = `Usage: phiguard keys SUBCOMMAND -keyring DIR [flags]
+
+Manages the keyring: a folder with a local master key and each
+organization's wrapped data keys.
+
+Subcommands:
+  init     create the keyring's local master key
+  create   add an organization's data keys (-org ID)
+  list     list the organizations with keys
+
+phiguard keys SUBCOMMAND -h shows a subcommand's flags.
+`
+
+var keysAbout = map[string]string{
+	"init":   "Creates the keyring's local master key in DIR (made if missing). Keep it secret; back it up.",
+	"create": "Adds the data keys of organization ID, wrapped by the master key.",
+	"list":   "Lists the organizations that have keys, one per line.",
+}
+
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
+		fmt.Fprint(stderr, keysUsage)
 		return usageError{"keys needs a subcommand: init, create or list"}
 	}
 	sub := args[0]
-	fs := newFlags("keys "+sub, stderr)
-	dir := fs.String("keyring", "", "keyring folder (required)")
+	if isHelp(sub) || sub == "help" {
+		fmt.Fprint(stdout, keysUsage)
+		return errHelpShown
+	}
+	fs := newFlags("keys "+sub, keysAbout[sub], stdout, stderr)
+	dir := fs.String("keyring", "", "the keyring folder `DIR` (required)")
 	var org *string
 	if sub == "create" {
-		org = fs.String("org", "", "organization id (required)")
+		org = fs.String("org", "", "the organization `ID` (required)")
 	}
 	switch sub {
 	case "init", "create", "list":

@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 
 	"github.com/phiguard/phiguard/internal/liblog"
@@ -24,7 +26,7 @@ func main() {
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) && !errors.Is(err, errReported) {
+		if !errors.Is(err, errReported) {
 			fmt.Fprintln(os.Stderr, "phiguard:", err)
 		}
 		os.Exit(exitCode(err))
@@ -41,7 +43,7 @@ func (e usageError) Error() string { return e.msg }
 
 func exitCode(err error) int {
 	var u usageError
-	if errors.As(err, &u) || errors.Is(err, flag.ErrHelp) {
+	if errors.As(err, &u) {
 		return 2
 	}
 	return 1
@@ -59,7 +61,17 @@ Usage:
   phiguard version                      print the version
 `
 
+// run runs the command in args. A command asked for its usage (-h,
+// -help, --help) prints it on stdout and succeeds.
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, stdout, stderr)
+	if errors.Is(err, errHelpShown) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, usage)
 		return usageError{"no command given"}
@@ -72,6 +84,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "keys":
 		return cmdKeys(ctx, args[1:], stdout, stderr)
 	case "version":
+		fs := newFlags("version", "Prints phiguard's version.", stdout, stderr)
+		if err := parseFlags(fs, args[1:]); err != nil {
+			return err
+		}
 		fmt.Fprintln(stdout, "phiguard", version)
 		return nil
 	case "help", "-h", "-help", "--help":
@@ -99,16 +115,57 @@ func routeStdLog(logger *slog.Logger) (restore func()) {
 	}
 }
 
-func newFlags(name string, stderr io.Writer) *flag.FlagSet {
-	fs := flag.NewFlagSet("phiguard "+name, flag.ContinueOnError)
+// errHelpShown: a command printed its usage because it was asked to.
+var errHelpShown = errors.New("help shown")
+
+// newFlags makes a command's flag set. about says what the command does;
+// its usage goes to stdout when asked for (-h) and to stderr with a flag
+// error.
+func newFlags(name, about string, stdout, stderr io.Writer) *flags {
+	fs := &flags{FlagSet: flag.NewFlagSet("phiguard "+name, flag.ContinueOnError), stdout: stdout}
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: phiguard %s%s\n\n%s\n", name, flagSynopsis(fs), about)
+		if flagCount(fs) > 0 {
+			fmt.Fprintln(fs.Output(), "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
 	return fs
 }
 
-func parseFlags(fs *flag.FlagSet, args []string) error {
+// flags is a command's flag set, and where a usage asked for goes.
+type flags struct {
+	*flag.FlagSet
+	stdout io.Writer
+}
+
+func flagSynopsis(fs *flags) string {
+	var b strings.Builder
+	fs.VisitAll(func(f *flag.Flag) {
+		name, _ := flag.UnquoteUsage(f)
+		b.WriteString(" -" + f.Name)
+		if name != "" {
+			b.WriteString(" " + strings.ToUpper(name))
+		}
+	})
+	return b.String()
+}
+
+func flagCount(fs *flags) (n int) {
+	fs.VisitAll(func(*flag.Flag) { n++ })
+	return n
+}
+
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
+func parseFlags(fs *flags, args []string) error {
+	if slices.ContainsFunc(args, isHelp) {
+		fs.SetOutput(fs.stdout)
+	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err
+			return errHelpShown
 		}
 		return usageError{err.Error()}
 	}

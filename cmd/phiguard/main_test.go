@@ -80,3 +80,34 @@ func TestVersion(t *testing.T) {
 		t.Errorf("version: %q %v", out, err)
 	}
 }
+
+// TestEveryCommandAnswersHelp: -h (and -help, --help) prints the command's
+// usage on stdout and succeeds, for the top level and every subcommand.
+func TestEveryCommandAnswersHelp(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string // in the usage
+	}{
+		{[]string{"-h"}, "phiguard serve -config FILE"},
+		{[]string{"help"}, "phiguard keys init"},
+		{[]string{"serve", "-h"}, "Usage: phiguard serve -config FILE"},
+		{[]string{"serve", "--help"}, "SIGHUP"},
+		{[]string{"check", "-help"}, "Usage: phiguard check -config FILE"},
+		{[]string{"keys", "-h"}, "Subcommands:"},
+		{[]string{"keys", "help"}, "Subcommands:"},
+		{[]string{"keys", "init", "-h"}, "Usage: phiguard keys init -keyring DIR"},
+		{[]string{"keys", "create", "-h"}, "Usage: phiguard keys create -keyring DIR -org ID"},
+		{[]string{"keys", "list", "-h"}, "Usage: phiguard keys list -keyring DIR"},
+		{[]string{"version", "-h"}, "Usage: phiguard version"},
+	} {
+		out, errOut, err := runCLI(t, tc.args...)
+		if err != nil || !strings.Contains(out, tc.want) || errOut != "" {
+			t.Errorf("%v: err %v, stdout %q, stderr %q; want %q on stdout only", tc.args, err, out, errOut, tc.want)
+		}
+	}
+	// A wrong flag still prints the usage, on stderr, and exits 2.
+	out, errOut, err := runCLI(t, "keys", "init", "-keyrng", "x")
+	if exitCode(err) != 2 || out != "" || !strings.Contains(errOut, "Usage: phiguard keys init") {
+		t.Errorf("bad flag: exit %d, stdout %q, stderr %q", exitCode(err), out, errOut)
+	}
+}

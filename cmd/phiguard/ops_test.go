@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -310,5 +311,39 @@ func TestScrapeShowsEverySeries(t *testing.T) {
 	}
 	if strings.Contains(m, phi) {
 		t.Error("/metrics holds PHI")
+	}
+}
+
+// TestReloadKeepsUpstreamConnections: the transport to the app outlives a
+// reload, so requests after it reuse the idle connection of the ones
+// before.
+func TestReloadKeepsUpstreamConnections(t *testing.T) {
+	var conns atomic.Int64
+	ln := listen(t)
+	app := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ConnState: func(_ net.Conn, st http.ConnState) {
+			if st == http.StateNew {
+				conns.Add(1)
+			}
+		},
+	}
+	go app.Serve(ln)
+	t.Cleanup(func() { app.Close() })
+	policyWith := func(reason string) string {
+		return strings.NewReplacer("APP", "http://"+ln.Addr().String(), "NAME", "slow", "REASON", reason).Replace(reloadPolicy)
+	}
+	s := startOps(t, policyWith("first"))
+	for i := range 3 {
+		if code, body := httpGet(t, "http://"+s.proxy+"/slow"); code != 200 || body != "ok" {
+			t.Fatalf("request %d: %d %s", i, code, body)
+		}
+		if i == 0 {
+			s.write(t, policyWith("second"))
+			s.waitLog(t, "policy reloaded", 1)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("the app saw %d connections for three sequential requests across a reload, want 1", n)
 	}
 }

@@ -19,19 +19,12 @@ import (
 )
 
 func cmdServe(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("serve", stderr)
-	config := fs.String("config", "", "policy file (required)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `Usage: phiguard serve -config FILE
-
-Runs the proxy, and the admin listener (/healthz, /readyz, /metrics) unless
-admin.listen is off. SIGHUP reopens the audit files and reloads the policy;
-SIGTERM or SIGINT drains (ingress.drain_delay, ingress.drain_timeout) and
-exits 0 once the requests in flight are done.
-
-`)
-		fs.PrintDefaults()
-	}
+	fs := newFlags("serve", `Runs the proxy, and the admin listener (/healthz, /readyz, /metrics)
+unless admin.listen is off. SIGHUP reopens the audit files and reloads the
+policy (so does a change to the file, with reload.watch); SIGTERM or SIGINT
+drains (ingress.drain_delay, ingress.drain_timeout) and exits 0 once the
+requests in flight are done.`, stdout, stderr)
+	config := fs.String("config", "", "the policy `FILE` (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

@@ -28,6 +28,7 @@ type options struct {
 const (
 	demoProxy = "127.0.0.1:8443"
 	demoApp   = "127.0.0.1:8080"
+	demoAdmin = "127.0.0.1:9901"
 	convID    = "cv_demo"
 	secret    = "Biopsy shows early melanoma; call Dr. Rivera"
 	caption   = "pathology report for J. Doe"
@@ -41,14 +42,16 @@ var demoUsers = []struct{ name, org, role string }{
 }
 
 type env struct {
-	dir, proxy, app string
+	dir, proxy, app, admin string
 }
 
 // step is one demo action: printed as a curl line, and checked with -check.
 type step struct {
 	title  string
 	method string
-	direct bool // call the app directly, bypassing phiguard
+	direct bool   // call the app directly, bypassing phiguard
+	admin  bool   // call phiguard's admin listener
+	pipe   string // shown after the curl line, e.g. "| grep x"
 	path   string
 	user   string
 	body   string
@@ -101,6 +104,18 @@ func steps() []step {
 			check: func(e env, status int, body []byte) error {
 				return want(status == 401, "want 401, got %d %s", status, body)
 			}},
+		{title: "Readiness, on the admin port (never the proxy's)", method: "GET", path: "/readyz", admin: true,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"ready"`)), "want 200 ready, got %d %s", status, body)
+			}},
+		{title: "Metrics: requests, fields and selector coverage by route; names and counts only", method: "GET", path: "/metrics", admin: true,
+			pipe: `| grep -E '^phiguard_(requests_total|fields_total|route_coverage_ratio)'`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && !bytes.Contains(body, []byte(secret)) &&
+					bytes.Contains(body, []byte(`phiguard_route_coverage_ratio{direction="request",route="send-message"} 1`)) &&
+					bytes.Contains(body, []byte(`phiguard_fields_total{action="mask",reason="the caller's role may not read it",route="list-messages"}`)),
+					"want coverage and mask counts, no PHI; got %d %s", status, body)
+			}},
 		{title: "The audit trail: paths and counts, never values", shell: "cat $D/audit.jsonl",
 			check: func(e env, _ int, _ []byte) error {
 				raw, err := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
@@ -125,12 +140,9 @@ func runDemo(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	e := env{dir: dir, proxy: demoProxy, app: demoApp}
+	e := env{dir: dir, proxy: demoProxy, app: demoApp, admin: demoAdmin}
 	if o.check {
-		if e.proxy, err = freeAddr(); err != nil {
-			return err
-		}
-		if e.app, err = freeAddr(); err != nil {
+		if e, err = freeEnv(dir); err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
@@ -174,6 +186,7 @@ func prepare(ctx context.Context, o options, e env) error {
 	}
 	pol = bytes.Replace(pol, []byte(demoProxy), []byte(e.proxy), 1)
 	pol = bytes.Replace(pol, []byte(demoApp), []byte(e.app), 1)
+	pol = bytes.Replace(pol, []byte(demoAdmin), []byte(e.admin), 1)
 	return os.WriteFile(filepath.Join(e.dir, "policy.yaml"), pol, 0o600)
 }
 
@@ -260,7 +273,22 @@ func start(ctx context.Context, o options, e env) (func(), error) {
 	return stopAll, fmt.Errorf("phiguard did not become ready on %s (ports %s and %s must be free):\n%s", e.proxy, e.proxy, e.app, log)
 }
 
+// freeEnv is an env in dir on free loopback ports, for runs beside others.
+func freeEnv(dir string) (env, error) {
+	e := env{dir: dir}
+	for _, addr := range []*string{&e.proxy, &e.app, &e.admin} {
+		var err error
+		if *addr, err = freeAddr(); err != nil {
+			return e, err
+		}
+	}
+	return e, nil
+}
+
 func (s step) url(e env) string {
+	if s.admin {
+		return "http://" + e.admin + s.path
+	}
 	if s.direct {
 		return "http://" + e.app + s.path
 	}
@@ -283,7 +311,11 @@ func printSteps(w io.Writer, e env) {
 			if s.body != "" {
 				fmt.Fprintf(w, ` -H 'Content-Type: application/json' -d '%s'`, s.body)
 			}
-			fmt.Fprintln(w, "; echo")
+			if s.pipe != "" {
+				fmt.Fprintln(w, " "+s.pipe)
+			} else {
+				fmt.Fprintln(w, "; echo")
+			}
 		}
 		fmt.Fprintln(w)
 	}

@@ -42,12 +42,8 @@ func TestDemo(t *testing.T) {
 
 	// The printed lines, pasted into a shell, show what the README promises.
 	dir := t.TempDir()
-	e := env{dir: dir}
-	var err error
-	if e.proxy, err = freeAddr(); err != nil {
-		t.Fatal(err)
-	}
-	if e.app, err = freeAddr(); err != nil {
+	e, err := freeEnv(dir)
+	if err != nil {
 		t.Fatal(err)
 	}
 	if err := prepare(ctx, o, e); err != nil {
@@ -65,7 +61,7 @@ func TestDemo(t *testing.T) {
 	if err != nil {
 		t.Fatalf("the printed lines failed in bash: %v\n%s\n--- script ---\n%s", err, got, script.String())
 	}
-	for _, want := range []string{secret, "ephi:v1:org_a:", "[protected]", "personal access tokens are disabled", `"code":"bad_request"`, `"code":"unauthenticated"`, `"action":"encrypt"`} {
+	for _, want := range []string{secret, "ephi:v1:org_a:", "[protected]", "personal access tokens are disabled", `"code":"bad_request"`, `"code":"unauthenticated"`, `"action":"encrypt"`, `{"status":"ready"}`, `phiguard_route_coverage_ratio{direction="request",route="send-message"} 1`} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("the printed lines' output lacks %q:\n%s", want, got)
 		}
