@@ -107,8 +107,12 @@ type sinkState struct {
 	name    string
 	written atomic.Uint64
 	failed  atomic.Uint64
-	// down: the sink's last write failed, and no write since succeeded.
-	down atomic.Bool
+	seq     atomic.Uint64 // numbers the writes, in the order they began
+
+	mu      sync.Mutex
+	last    uint64     // the number of the write whose outcome down holds
+	down    bool       // that write failed
+	checkMu sync.Mutex // one check line at a time
 }
 
 // maxPooledLine is the largest buffer kept for the next record; a record
@@ -167,15 +171,33 @@ func (a *Auditor) Record(ctx context.Context, r *Record) error {
 }
 
 func (s *sinkState) write(ctx context.Context, line []byte) error {
+	seq := s.seq.Add(1)
 	err := s.Write(ctx, line)
 	if err != nil {
 		s.failed.Add(1)
-		s.down.Store(true)
-		return err
+	} else {
+		s.written.Add(1)
 	}
-	s.written.Add(1)
-	if s.down.Load() {
-		s.down.Store(false)
+	// The outcome of the write that began last is the sink's state: an
+	// earlier write finishing late does not hide a later failure.
+	s.mu.Lock()
+	if seq > s.last {
+		s.last, s.down = seq, err != nil
+	}
+	s.mu.Unlock()
+	return err
+}
+
+func (s *sinkState) isDown() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.down
+}
+
+// health is what the sink itself says is wrong, if it can tell.
+func (s *sinkState) health() error {
+	if h, ok := s.Sink.(interface{ Health() error }); ok {
+		return h.Health()
 	}
 	return nil
 }
@@ -186,7 +208,8 @@ type SinkStatus struct {
 	Name string
 	// Written and Failed count lines (records and check lines).
 	Written, Failed uint64
-	// Up: the sink's last write succeeded, or it has not failed yet.
+	// Up: the sink's last write succeeded (or none failed yet), and the
+	// sink reports nothing wrong (a stalled write, a rotated file).
 	Up bool
 }
 
@@ -195,35 +218,63 @@ func (a *Auditor) Sinks() []SinkStatus {
 	st := make([]SinkStatus, len(a.sinks))
 	for i := range a.sinks {
 		s := &a.sinks[i]
-		st[i] = SinkStatus{Name: s.name, Written: s.written.Load(), Failed: s.failed.Load(), Up: !s.down.Load()}
+		st[i] = SinkStatus{Name: s.name, Written: s.written.Load(), Failed: s.failed.Load(), Up: !s.isDown() && s.health() == nil}
 	}
 	return st
 }
 
-// ErrSinkDown names the sinks whose last write failed.
+// ErrSinkDown says why sinks cannot take records.
 var ErrSinkDown = errors.New("audit sink down")
 
 // Check reports whether records can be written: nil when every sink is
 // up, or when the auditor does not fail closed (a sink is then not
-// required). A sink whose last write failed is tried again with a check
-// line, {"time":…,"event":"audit_sink_check","sink":NAME}, so that a sink
-// that recovered while no request came is seen as up: a readiness probe
-// that calls Check is what brings traffic back.
+// required). A sink is down when it reports a problem itself (a write
+// blocked for longer than StallAfter, a file rotated away without a
+// reopen) or when its last write failed. A sink whose last write failed
+// is tried again with a check line,
+// {"time":…,"event":"audit_sink_check","sink":NAME}, so that a sink that
+// recovered while no request came is seen as up: a readiness probe that
+// calls Check is what brings traffic back. Check returns when ctx is done
+// even if a check line is still being written.
 func (a *Auditor) Check(ctx context.Context) error {
-	var down []string
+	var why []string
 	for i := range a.sinks {
 		s := &a.sinks[i]
-		if !s.down.Load() {
+		if err := s.health(); err != nil {
+			why = append(why, s.name+": "+err.Error())
 			continue
 		}
-		if err := s.write(ctx, a.event(EventSinkCheck, "sink", s.name)); err != nil {
-			down = append(down, s.name)
+		if !s.isDown() {
+			continue
+		}
+		if err := a.checkLine(ctx, s); err != nil {
+			why = append(why, s.name+": "+err.Error())
 		}
 	}
-	if len(down) == 0 || !a.failClosed {
+	if len(why) == 0 || !a.failClosed {
 		return nil
 	}
-	return fmt.Errorf("%w: %s", ErrSinkDown, strings.Join(down, ", "))
+	return fmt.Errorf("%w: %s", ErrSinkDown, strings.Join(why, "; "))
+}
+
+var errCheckBusy = errors.New("an earlier check line is still being written")
+
+// checkLine writes a check line to s, giving up waiting when ctx is done.
+func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
+	if !s.checkMu.TryLock() {
+		return errCheckBusy
+	}
+	done := make(chan error, 1)
+	go func() {
+		defer s.checkMu.Unlock()
+		done <- s.write(context.WithoutCancel(ctx), a.event(EventSinkCheck, "sink", s.name))
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("the check line was not written in time: %w", ctx.Err())
+	}
 }
 
 // Events an event line can name.

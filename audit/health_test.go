@@ -130,25 +130,50 @@ func TestFileSinkReopen(t *testing.T) {
 	}
 }
 
+// closeWatcher records whether it was closed while its writer was inside
+// a write.
+type closeWatcher struct {
+	w             *gateWriter
+	closed        atomic.Bool
+	closedInWrite atomic.Bool
+}
+
+func (c *closeWatcher) Close() error {
+	c.closedInWrite.Store(c.w.inWrite.Load())
+	c.closed.Store(true)
+	return nil
+}
+
 // TestFileSinkReopenWhileWriting: a Reopen during a write takes effect
-// for the next write, never in the middle of one.
+// for the next write, never in the middle of one: the old file is closed
+// only once its write returned, and the line goes to it whole.
 func TestFileSinkReopenWhileWriting(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "audit.jsonl")
 	gate := make(chan struct{})
 	w := newGateWriter(gate, nil)
+	old := &closeWatcher{w: w}
 	s := NewWriterSink(path, w)
-	s.path = path // a file sink whose current file is w
+	s.path, s.c = path, old // a file sink whose current file is w
 	done := make(chan error, 1)
 	go func() { done <- s.Write(context.Background(), numbered(1)) }()
 	waitInWrite(t, w)
 	if err := s.Reopen(); err != nil {
 		t.Fatalf("Reopen during a write: %v", err)
 	}
+	if err := s.Reopen(); err != nil { // a second one replaces the first
+		t.Fatalf("second Reopen during a write: %v", err)
+	}
+	if old.closed.Load() {
+		t.Fatal("the file being written was closed by Reopen")
+	}
 	gate <- struct{}{}
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
 	mustWrite(t, s, numbered(2))
+	if !old.closed.Load() || old.closedInWrite.Load() {
+		t.Errorf("old file closed %v, during a write %v; want closed after its write", old.closed.Load(), old.closedInWrite.Load())
+	}
 	if len(w.writes) != 1 || !bytes.Equal(w.writes[0], numbered(1)) {
 		t.Errorf("old writer got %q, want only line 1", w.writes)
 	}
@@ -156,6 +181,9 @@ func TestFileSinkReopenWhileWriting(t *testing.T) {
 		t.Fatal(err)
 	}
 	assertFile(t, path, numbered(2))
+	if err := s.Reopen(); err == nil {
+		t.Error("Reopen after Close succeeded")
+	}
 }
 
 // TestFileSinkReopenFails: a path that cannot be opened leaves the sink
@@ -208,5 +236,153 @@ func waitInWrite(t *testing.T, w *gateWriter) {
 			t.Fatal("no write reached the writer")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestWriterSinkHealthStalled: a write that does not return is reported
+// once it has run longer than the stall limit, and no longer once it
+// returns.
+func TestWriterSinkHealthStalled(t *testing.T) {
+	gate := make(chan struct{})
+	w := newGateWriter(gate, nil)
+	s := NewWriterSink("pipe", w)
+	s.stall = time.Millisecond
+	if err := s.Health(); err != nil {
+		t.Fatalf("idle sink: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Write(context.Background(), numbered(1)) }()
+	waitInWrite(t, w)
+	deadline := time.Now().Add(5 * time.Second)
+	for s.Health() == nil {
+		if time.Now().After(deadline) {
+			t.Fatal("a blocked write was never reported")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Health(); !strings.Contains(err.Error(), "blocked") {
+		t.Errorf("stalled sink: %v", err)
+	}
+	gate <- struct{}{}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err != nil {
+		t.Errorf("after the write returned: %v", err)
+	}
+}
+
+// TestFileSinkHealthRotated: a file renamed or deleted under the sink is
+// reported until Reopen puts a file back at the path.
+func TestFileSinkHealthRotated(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "audit.jsonl")
+	s, err := OpenFileSink(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := s.Health(); err != nil {
+		t.Fatalf("fresh file: %v", err)
+	}
+	if err := os.Rename(path, path+".1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err == nil || !strings.Contains(err.Error(), "SIGHUP") {
+		t.Errorf("rotated away: %v, want the path reported", err)
+	}
+	if err := s.Reopen(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err != nil {
+		t.Errorf("reopened (pending until the next write): %v", err)
+	}
+	mustWrite(t, s, numbered(1))
+	if err := os.Remove(path); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Health(); err == nil {
+		t.Error("deleted file: no problem reported")
+	}
+}
+
+// blockingSink blocks each write until released, then fails it when
+// fail is set.
+type blockingSink struct {
+	release chan struct{}
+	fail    bool
+}
+
+func (s *blockingSink) Write(context.Context, []byte) error {
+	<-s.release
+	if s.fail {
+		return errors.New("pipe closed")
+	}
+	return nil
+}
+
+// TestAuditorCheckDoesNotHang: a check line that does not get written
+// ends Check when its context does, and the next Check does not pile a
+// second line behind it; once the sink recovers, Check says so.
+func TestAuditorCheckDoesNotHang(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{}), fail: true}
+	a := NewAuditor(nil, true, sink)
+	close(sink.release)
+	if err := a.Record(context.Background(), sample()); err == nil {
+		t.Fatal("Record to a failing sink succeeded")
+	}
+	sink.release, sink.fail = make(chan struct{}), false
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if err := a.Check(ctx); err == nil || !strings.Contains(err.Error(), "not written in time") {
+		t.Fatalf("Check on a blocked sink: %v", err)
+	}
+	if err := a.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "still being written") {
+		t.Fatalf("second Check while the first line is blocked: %v", err)
+	}
+	close(sink.release)
+	deadline := time.Now().Add(5 * time.Second)
+	for a.Check(context.Background()) != nil {
+		if time.Now().After(deadline) {
+			t.Fatal("the sink never came back up")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// orderedSink fails or succeeds each write as told, once released.
+type orderedSink struct{ gates map[string]chan error }
+
+func (s *orderedSink) Write(_ context.Context, line []byte) error {
+	return <-s.gates[string(line)]
+}
+
+// TestAuditorSinkStateFollowsTheLastWriteBegun: an earlier write that
+// succeeds after a later one failed does not mark the sink up.
+func TestAuditorSinkStateFollowsTheLastWriteBegun(t *testing.T) {
+	first, second := make(chan error), make(chan error, 1)
+	sink := &orderedSink{gates: map[string]chan error{"a": first, "b": second}}
+	a := NewAuditor(nil, true, sink)
+	s := &a.sinks[0]
+	done := make(chan error)
+	go func() { done <- s.write(context.Background(), []byte("a")) }()
+	deadline := time.Now().Add(5 * time.Second)
+	for s.seq.Load() != 1 { // the first write has begun
+		if time.Now().After(deadline) {
+			t.Fatal("the first write did not begin")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	second <- errors.New("disk full")
+	if err := s.write(context.Background(), []byte("b")); err == nil {
+		t.Fatal("second write succeeded")
+	}
+	first <- nil
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if !s.isDown() {
+		t.Error("the sink is up after its latest write failed")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Sink stores encoded records.
@@ -42,8 +44,9 @@ var errClosed = errors.New("closed")
 // torn line stays on its own.
 type WriterSink struct {
 	name  string
-	path  string // the file's path, for a file sink
-	limit int    // maxBatch; smaller in tests
+	path  string        // the file's path, for a file sink
+	limit int           // maxBatch; smaller in tests
+	stall time.Duration // StallAfter; smaller in tests
 
 	// w and c are the writer and what closes it, used by the caller that
 	// holds the writer; pending, when set, replaces them before its next
@@ -70,7 +73,14 @@ type WriterSink struct {
 	// torn is set when a write stopped inside a line. Only the caller that
 	// holds the writer uses it.
 	torn bool
+	// since is when the write call in progress began (Unix nanoseconds);
+	// 0 when none is.
+	since atomic.Int64
 }
+
+// StallAfter is how long one write may run before Health reports the sink
+// stalled: a pipe nobody reads, a hung network file system.
+const StallAfter = 5 * time.Second
 
 // batch is lines to write with one call. The caller whose line started
 // it writes it.
@@ -84,7 +94,7 @@ var _ Sink = (*WriterSink)(nil)
 
 // NewWriterSink writes to w, named name in errors.
 func NewWriterSink(name string, w io.Writer) *WriterSink {
-	s := &WriterSink{name: name, w: w, limit: maxBatch}
+	s := &WriterSink{name: name, w: w, limit: maxBatch, stall: StallAfter}
 	s.changed.L = &s.mu
 	return s
 }
@@ -134,6 +144,41 @@ func (s *WriterSink) Reopen() error {
 	old := s.takePending()
 	s.mu.Unlock()
 	return closeOld(old)
+}
+
+// Health reports what keeps the sink from taking lines although its
+// writes do not fail: a write blocked for longer than StallAfter, or, for
+// a file sink, a path that no longer names the file being written (it was
+// rotated away and not reopened, or deleted), so that the lines go where
+// nobody will look.
+func (s *WriterSink) Health() error {
+	if t := s.since.Load(); t != 0 {
+		if d := time.Since(time.Unix(0, t)); d > s.stall {
+			return fmt.Errorf("a write has been blocked for %s", d.Round(time.Second))
+		}
+	}
+	if s.path == "" {
+		return nil
+	}
+	s.mu.Lock()
+	cur := s.c
+	if s.pending != nil {
+		cur = s.pending
+	}
+	s.mu.Unlock()
+	f, ok := cur.(*os.File)
+	if !ok {
+		return nil
+	}
+	open, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	at, err := os.Stat(s.path)
+	if err != nil || !os.SameFile(open, at) {
+		return errors.New("the path no longer names the file being written (rotated without a reopen?); send SIGHUP")
+	}
+	return nil
 }
 
 // takePending puts a reopened file in place, if there is one, and returns
@@ -229,7 +274,9 @@ func (s *WriterSink) write(p []byte) error {
 
 // write1 makes one call to w, and notes whether it stopped inside a line.
 func (s *WriterSink) write1(p []byte) error {
+	s.since.Store(time.Now().UnixNano())
 	n, err := s.w.Write(p)
+	s.since.Store(0)
 	if n > 0 {
 		s.torn = p[min(n, len(p))-1] != '\n'
 	}

@@ -396,9 +396,7 @@ func checkQuery(query url.Values, route *policy.Route) error {
 // (readers from SealedBody keep theirs until they are closed). It is safe
 // to call twice.
 func (x *Exchange) Close() {
-	if !x.closed && x.e.observer != nil {
-		x.observe()
-	}
+	observe := !x.closed && x.e.observer != nil
 	if x.slot {
 		x.slot = false
 		<-x.e.slots
@@ -412,6 +410,9 @@ func (x *Exchange) Close() {
 		x.sealed.release()
 	}
 	x.closed = true
+	if observe {
+		x.observe() // last: whatever the observer does, the slot and buffers are back
+	}
 }
 
 func (x *Exchange) observe() {

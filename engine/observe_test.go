@@ -3,11 +3,13 @@ package engine
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/refusal"
 )
 
 // outcomes keeps a copy of every Outcome it is told.
@@ -126,4 +128,33 @@ func TestCoverageComplete(t *testing.T) {
 	if c.Found != 1|1<<63 {
 		t.Errorf("found(0), found(80): %b", c.Found)
 	}
+}
+
+// TestSuccessorSharesSlots: an engine put in force by a reload shares the
+// capacity of the one before, so a reload never doubles the requests in
+// flight.
+func TestSuccessorSharesSlots(t *testing.T) {
+	r := newRig(t) // max_concurrent_requests: 2
+	ctx := context.Background()
+	next, err := r.eng.Successor(Options{Policy: r.eng.Policy(), Keys: r.keys, Verifier: r.ver, Auditor: r.aud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	b, _ := next.Begin(ctx, request("GET", "/healthz", ""))
+	if next.InFlight() != 2 || r.eng.InFlight() != 2 {
+		t.Errorf("in flight: %d and %d, want 2 in both", r.eng.InFlight(), next.InFlight())
+	}
+	c, err := next.Begin(ctx, request("GET", "/healthz", ""))
+	if !errors.Is(err, refusal.Busy) {
+		t.Errorf("a third request across the two engines: %v, want busy", err)
+	}
+	c.Close()
+	a.Close()
+	if d, err := next.Begin(ctx, request("GET", "/healthz", "")); err != nil {
+		t.Errorf("after the old engine's request ended: %v", err)
+	} else {
+		d.Close()
+	}
+	b.Close()
 }

@@ -63,11 +63,11 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 		return nil, err
 	}
 	x.sealed = newLent(out)
-	x.out.Request.Checked = len(route.EncryptRequest) > 0
 	if int64(len(out)) > in.MaxResponseBytes {
 		// The app would store what phiguard could never hand back.
 		return nil, errTooLargeSealed
 	}
+	x.out.Request.Checked = len(route.EncryptRequest) > 0
 	frame(h, out)
 	return out, nil
 }

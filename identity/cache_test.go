@@ -364,3 +364,42 @@ func TestConcurrentVerify(t *testing.T) {
 		t.Errorf("got %d hits + %d misses, want %d: one per accepted token", hits, misses, accepted.Load())
 	}
 }
+
+// TestStatsSharedAndInvalidCounted: verifiers given one Stats add to the
+// same counts, so they only grow across a policy reload; refused tokens
+// (forged, expired in the cache) count as invalid, a missing header not.
+func TestStatsSharedAndInvalidCounted(t *testing.T) {
+	k := newTestKey(t, "k1")
+	clk := newClock(now)
+	stats := new(Stats)
+	c := cfg()
+	c.Now, c.Stats = clk.now, stats
+	first, err := NewVerifierFromJWKS(c, jwksOf(t, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := NewVerifierFromJWKS(c, jwksOf(t, k))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok := k.sign(t, claims(now.Add(time.Minute), map[string]any{"org_id": "org_a"}))
+	for _, v := range []*Verifier{first, first, second} {
+		if _, err := v.Verify(t.Context(), bearer(tok)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := second.Verify(t.Context(), bearer(forge(tok))); err == nil {
+		t.Fatal("a forged token was accepted")
+	}
+	if _, err := second.Verify(t.Context(), nil); err == nil {
+		t.Fatal("no token was accepted")
+	}
+	clk.add(time.Hour) // the cached token has expired
+	if _, err := first.Verify(t.Context(), bearer(tok)); err == nil {
+		t.Fatal("an expired cached token was accepted")
+	}
+	hits, valid, invalid := stats.Load()
+	if hits != 1 || valid != 2 || invalid != 2 {
+		t.Errorf("got %d hits, %d valid, %d invalid; want 1, 2 (one per verifier), 2 (forged, expired)", hits, valid, invalid)
+	}
+}

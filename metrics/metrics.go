@@ -84,6 +84,7 @@ type coverageCount struct{ checks, misses atomic.Uint64 }
 
 // routeSeries are a route's series, bound to its label once.
 type routeSeries struct {
+	route    *policy.Route // nil for Unmatched
 	name     string
 	duration prometheus.Observer
 	upstream prometheus.Observer
@@ -141,6 +142,7 @@ func newMetrics(f factory, src Sources) *Metrics {
 			"Keyring reloads, by result (success, failure).", "result"),
 	}
 	m.reloadOK.Set(1)
+	m.routes.Store(&map[string]*routeSeries{Unmatched: m.bindRoute(Unmatched, nil)})
 	for _, r := range []string{ResultSuccess, ResultFailure} {
 		m.policyReloads.WithLabelValues(r)
 		m.keyringReloads.WithLabelValues(r)
@@ -163,9 +165,9 @@ func (m *Metrics) SetPolicy(pol *policy.Policy) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	routes := make(map[string]*routeSeries, len(pol.Routes)+1)
-	routes[Unmatched] = m.bindRoute(Unmatched, nil, nil)
+	routes[Unmatched] = m.bindRoute(Unmatched, nil)
 	for _, r := range pol.Routes {
-		routes[r.Name] = m.bindRoute(r.Name, r.EncryptRequest, r.DecryptResponse)
+		routes[r.Name] = m.bindRoute(r.Name, r)
 	}
 	m.routes.Store(&routes)
 	if m.hash != pol.SHA256 {
@@ -177,8 +179,13 @@ func (m *Metrics) SetPolicy(pol *policy.Policy) {
 	}
 }
 
-func (m *Metrics) bindRoute(name string, enc, dec []policy.Selector) *routeSeries {
+func (m *Metrics) bindRoute(name string, r *policy.Route) *routeSeries {
+	var enc, dec []policy.Selector
+	if r != nil {
+		enc, dec = r.EncryptRequest, r.DecryptResponse
+	}
 	return &routeSeries{
+		route:    r,
 		name:     name,
 		duration: m.duration.WithLabelValues(name),
 		upstream: m.upstream.WithLabelValues(name),
@@ -213,9 +220,11 @@ func (m *Metrics) Observe(o *engine.Outcome) {
 		name = o.Route.Name
 	}
 	rs := (*m.routes.Load())[name]
-	if rs == nil {
-		// A route of a policy replaced while the request was in flight.
-		rs = m.bindRoute(name, o.Route.EncryptRequest, o.Route.DecryptResponse)
+	if rs == nil || rs.route != o.Route {
+		// The route of another policy than the one bound: a request that
+		// was in flight across a reload. Its selectors are the ones it
+		// was judged by.
+		rs = m.bindRoute(name, o.Route)
 	}
 	if o.Decision != "" {
 		m.requests.WithLabelValues(name, o.Decision, statusCode(o.Status)).Inc()

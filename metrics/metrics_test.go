@@ -159,8 +159,10 @@ phiguard_restart_required 1
 	}
 }
 
-// TestNames: sorted, unique, every family the registry describes, and a
-// histogram's series rather than its family name.
+// TestNames: sorted, unique, with the series of each kind of collector
+// (a scrape of every one of them is cmd/phiguard's
+// TestScrapeShowsEverySeries), and a histogram's series rather than its
+// family name.
 func TestNames(t *testing.T) {
 	names := Names()
 	if !slices.IsSorted(names) || len(slices.Compact(slices.Clone(names))) != len(names) {
@@ -195,4 +197,28 @@ func BenchmarkObserve(b *testing.B) {
 			m.Observe(o)
 		}
 	})
+}
+
+// TestObserveAcrossReload: a request judged by a route of the previous
+// policy is counted by that route's selectors, not by the selectors of
+// the route of the same name now in force; and Observe before any policy
+// is bound does not fail.
+func TestObserveAcrossReload(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg, Sources{})
+	m.Observe(&engine.Outcome{Decision: audit.DecisionDeny, Status: 403, Refusal: "denied"})
+
+	old := loadPolicy(t, testPolicy)
+	m.SetPolicy(old)
+	next := loadPolicy(t, strings.Replace(testPolicy, `encrypt_request: ["$.body", "$.caption"]`, `encrypt_request: ["$.text"]`, 1))
+	m.SetPolicy(next)
+	m.Observe(&engine.Outcome{Route: old.Routes[0], Decision: audit.DecisionAllow, Status: 201, Request: engine.Coverage{Checked: true, Found: 0b11}})
+	for sel, want := range map[string]float64{"$.body": 1, "$.caption": 1, "$.text": 0} {
+		if got := testutil.ToFloat64(m.selectorHits.WithLabelValues("send-message", DirRequest, sel)); got != want {
+			t.Errorf("hits of %s: %v, want %v", sel, got, want)
+		}
+	}
+	if got := testutil.ToFloat64(m.coverageMisses.WithLabelValues("send-message", DirRequest)); got != 0 {
+		t.Errorf("a body complete for its own route's two selectors counted %v misses", got)
+	}
 }

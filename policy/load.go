@@ -423,6 +423,16 @@ func (p *Policy) compileAudit(ps *problems, dir string) {
 			ps.add(path+".type", "unknown sink type %q (want stdout, stderr or file)", s.Type)
 		}
 	}
+	// One sink per destination: two would write every record twice and
+	// share one name in metrics and readiness.
+	seen := map[Sink]int{}
+	for i, sk := range a.Sinks {
+		if prev, dup := seen[sk]; dup && sk.Type != "" {
+			ps.add(fmt.Sprintf("audit.sinks[%d]", i), "the same destination as audit.sinks[%d]", prev)
+			continue
+		}
+		seen[sk] = i
+	}
 }
 
 var knownMethods = map[string]bool{
@@ -524,7 +534,16 @@ func compileOrgFrom(ps *problems, path string, of OrgFrom, r *Route) OrgSource {
 	return src
 }
 
+// MaxSelectors is the most selectors one list of a route may hold: each
+// has its own bit in the exchange's record of which selectors found a
+// value (coverage).
+const MaxSelectors = 64
+
 func compileSelectors(ps *problems, path string, texts []string) []Selector {
+	if len(texts) > MaxSelectors {
+		ps.add(path, "%d selectors; at most %d per list (split the route)", len(texts), MaxSelectors)
+		return nil
+	}
 	var out []Selector
 	seen := map[string]bool{}
 	for j, text := range texts {

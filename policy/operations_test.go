@@ -1,6 +1,8 @@
 package policy
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -52,5 +54,27 @@ func TestSameAddr(t *testing.T) {
 		if got := sameAddr(tc.a, tc.b); got != tc.want {
 			t.Errorf("sameAddr(%q, %q) = %v, want %v", tc.a, tc.b, got, tc.want)
 		}
+	}
+}
+
+// TestSelectorListLimit: a list of more than MaxSelectors selectors is
+// refused with its path; MaxSelectors is accepted.
+func TestSelectorListLimit(t *testing.T) {
+	list := func(n int) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "\"$.f%d\",", i)
+		}
+		return strings.TrimSuffix(b.String(), ",")
+	}
+	src := func(n int) string {
+		return "version: 1\ningress: {upstream: \"http://127.0.0.1:8080\"}\nidentity: {jwt: {jwks: j.json}}\nkeys: {keyring: k}\norgs: [{id: org_a}]\nroutes:\n  - {name: r, match: {path: /r}, encrypt_request: [" + list(n) + "]}\n"
+	}
+	if _, err := Parse("p.yaml", []byte(src(MaxSelectors))); err != nil {
+		t.Errorf("%d selectors: %v", MaxSelectors, err)
+	}
+	_, err := Parse("p.yaml", []byte(src(MaxSelectors+1)))
+	if err == nil || !strings.Contains(err.Error(), "routes[0].encrypt_request: 65 selectors; at most 64 per list") {
+		t.Errorf("%d selectors: %v", MaxSelectors+1, err)
 	}
 }

@@ -99,7 +99,7 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 	ln, aln := listen(t), listen(t)
 	s.admin = aln.Addr().String()
 	done := make(chan error, 1)
-	go func() { done <- sc.serve(ctx, ln, aln, nil) }()
+	go func() { done <- sc.serve(ctx, ln, aln, signals{}) }()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

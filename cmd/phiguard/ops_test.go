@@ -347,3 +347,157 @@ func TestReloadKeepsUpstreamConnections(t *testing.T) {
 		t.Errorf("the app saw %d connections for three sequential requests across a reload, want 1", n)
 	}
 }
+
+// TestReadinessChecksUpstream: with admin.check_upstream, /readyz is 503
+// while nothing listens at the app's address and 200 once the app does.
+func TestReadinessChecksUpstream(t *testing.T) {
+	ln := listen(t)
+	addr := ln.Addr().String()
+	ln.Close() // the app is not up yet
+	s := startOps(t, `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "http://`+addr+`"}
+admin: {listen: "127.0.0.1:0", check_upstream: true}
+default: allow
+`)
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "upstream unreachable") {
+		t.Errorf("/readyz without the app: %d %s, want 503 upstream unreachable", code, body)
+	}
+	app, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the app's port was taken meanwhile: %v", err)
+	}
+	defer app.Close()
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz with the app listening: %d %s, want 200", code, body)
+	}
+}
+
+// TestDrain: told to stop, phiguard answers /readyz 503 at once yet keeps
+// serving for drain_delay; a request still in flight at drain_timeout is
+// cut off, its refusal is on the audit file before the file is closed,
+// and serve returns an error (exit 1).
+func TestDrain(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/slow" {
+			entered <- struct{}{}
+			<-release
+		}
+		io.WriteString(w, "ok")
+	}))
+	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
+	s := startOps(t, strings.NewReplacer("APP", app, "AUDIT", auditFile).Replace(`version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "APP", drain_delay: 1s, drain_timeout: 300ms}
+admin: {listen: "127.0.0.1:0"}
+audit: {sinks: [{type: file, path: "AUDIT"}]}
+routes:
+  - {name: slow, match: {path: /slow}, auth: none}
+  - {name: fast, match: {path: /fast}, auth: none}
+`))
+	slow := make(chan int, 1)
+	go func() {
+		c := &http.Client{Timeout: 10 * time.Second}
+		resp, err := c.Get("http://" + s.proxy + "/slow")
+		if err != nil {
+			slow <- 0
+			return
+		}
+		resp.Body.Close()
+		slow <- resp.StatusCode
+	}()
+	<-entered
+	s.cancel() // SIGTERM
+	s.waitLog(t, "draining", 1)
+	if code, _ := httpGet(t, "http://"+s.admin+"/readyz"); code != http.StatusServiceUnavailable {
+		t.Errorf("/readyz while draining: %d, want 503", code)
+	}
+	// Within drain_delay the listener still takes requests.
+	if code, body := httpGet(t, "http://"+s.proxy+"/fast"); code != 200 || body != "ok" {
+		t.Errorf("a request during drain_delay: %d %s, want the app's answer", code, body)
+	}
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("serve did not stop after drain_timeout")
+	}
+	if s.err == nil || !strings.Contains(s.err.Error(), "still in flight after ingress.drain_timeout") {
+		t.Errorf("serve returned %v, want the drain deadline error", s.err)
+	}
+	if got := <-slow; got == 200 {
+		t.Error("the request cut off by the drain deadline got 200")
+	}
+	trail, err := os.ReadFile(auditFile)
+	if err != nil || !bytes.Contains(trail, []byte(`"route":"slow"`)) {
+		t.Errorf("the cut-off request left no record before the audit file closed (%v):\n%s", err, trail)
+	}
+}
+
+// TestReloadRetriesWhenKeysArrive: a valid policy whose keyring cannot be
+// opened yet is refused, logged once and counted, and taken up by the
+// watch, without a change to the file, once the keyring is there.
+func TestReloadRetriesWhenKeysArrive(t *testing.T) {
+	dir := t.TempDir()
+	ring := func(name string) string { return filepath.Join(dir, name) }
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring("old")}, {"keys", "create", "-keyring", ring("old"), "-org", "org_a"}} {
+		if _, stderr, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, stderr)
+		}
+	}
+	policyWith := func(keyring string) string {
+		return `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "http://127.0.0.1:1"}
+admin: {listen: "127.0.0.1:0"}
+reload: {interval: 20ms}
+keys: {keyring: "` + keyring + `"}
+orgs: [{id: org_a}]
+routes:
+  - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`
+	}
+	s := startOps(t, policyWith(ring("old")))
+	s.write(t, policyWith(ring("new")))
+	rec := s.waitLog(t, "policy reload failed; the previous policy stays in force", 1)
+	if err, _ := rec["err"].(string); !strings.Contains(err, "keys init") {
+		t.Errorf("reload failure %q, want the missing keyring named", err)
+	}
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring("new")}, {"keys", "create", "-keyring", ring("new"), "-org", "org_a"}} {
+		if _, stderr, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, stderr)
+		}
+	}
+	s.waitLog(t, "policy reloaded", 1)
+	if n := bytes.Count(s.stderr.Bytes(), []byte("policy reload failed")); n != 1 {
+		t.Errorf("the same failure was logged %d times, want once", n)
+	}
+	_, m := httpGet(t, "http://"+s.admin+"/metrics")
+	for _, want := range []string{`phiguard_keyring_reloads_total{result="success"} 2`, "phiguard_policy_reload_success 1"} {
+		if !strings.Contains(m, "\n"+want+"\n") {
+			t.Errorf("metrics: no %q", want)
+		}
+	}
+	if !strings.Contains(m, `phiguard_keyring_reloads_total{result="failure"}`) || strings.Contains(m, `phiguard_keyring_reloads_total{result="failure"} 0`) {
+		t.Error("metrics: keyring failures not counted")
+	}
+}
+
+// TestReloadNeedsTheAuditTrail: with fail_closed, a policy change the
+// audit trail cannot record does not take effect.
+func TestReloadNeedsTheAuditTrail(t *testing.T) {
+	policyWith := func(reason string) string {
+		return strings.NewReplacer("APP", "http://127.0.0.1:1", "NAME", "slow", "REASON", reason).Replace(reloadPolicy)
+	}
+	s := startOps(t, policyWith("first-reason"))
+	s.stdout.broken.Store(true)
+	s.write(t, policyWith("second-reason"))
+	rec := s.waitLog(t, "policy reload failed; the previous policy stays in force", 1)
+	if err, _ := rec["err"].(string); !strings.Contains(err, "audit trail did not take the reload's record") {
+		t.Errorf("reload failure %q, want the audit trail named", err)
+	}
+	s.stdout.broken.Store(false)
+	// The trail is back: the watch takes the same text up.
+	s.waitLog(t, "policy reloaded", 1)
+	if code, body := httpGet(t, "http://"+s.proxy+"/api/v1/tokens/1"); code != http.StatusForbidden || !strings.Contains(body, "second-reason") {
+		t.Errorf("after the trail recovered: %d %s, want the new policy", code, body)
+	}
+}

@@ -31,6 +31,13 @@ requests in flight are done.`, stdout, stderr)
 	if *config == "" {
 		return usageError{"serve needs -config FILE"}
 	}
+	// SIGHUP is phiguard's from the start: its default action would kill
+	// the process. A termination signal after the first forces the drain.
+	hup, term := make(chan os.Signal, 1), make(chan os.Signal, 2)
+	signal.Notify(hup, syscall.SIGHUP)
+	signal.Notify(term, syscall.SIGTERM, syscall.SIGINT)
+	defer signal.Stop(hup)
+	defer signal.Stop(term)
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
 	defer routeStdLog(log)()
 	pol, err := policy.Load(*config)
@@ -54,15 +61,17 @@ requests in flight are done.`, stdout, stderr)
 			return fmt.Errorf("admin listener (admin.listen; \"off\" for none): %w", err)
 		}
 	}
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	return errors.Join(sc.serve(ctx, ln, aln, hup), sc.Close())
+	return errors.Join(sc.serve(ctx, ln, aln, signals{hup: hup, term: term}), sc.Close())
+}
+
+// signals are the process's signals for serve; nil channels for none.
+type signals struct {
+	hup  <-chan os.Signal // reopen the audit files, reload
+	term <-chan os.Signal // SIGTERM, SIGINT: the one that began the drain, then any that forces it
 }
 
 // serve runs the listeners until ctx ends, then drains; aln may be nil.
-// A value on hup is SIGHUP.
-func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, hup <-chan os.Signal) error {
+func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals) error {
 	pol := sc.Policy()
 	in := pol.File.Ingress
 	srv := &http.Server{
@@ -77,15 +86,19 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, hup <-chan o
 	}
 	srv.Protocols.SetHTTP1(true)
 	if in.TLS != nil {
-		cert, err := tls.LoadX509KeyPair(in.TLS.Cert, in.TLS.Key)
-		if err != nil {
+		if err := sc.reloadCert(false); err != nil {
 			ln.Close()
 			if aln != nil {
 				aln.Close()
 			}
-			return fmt.Errorf("ingress tls: %w", err)
+			return err
 		}
-		srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		srv.TLSConfig = &tls.Config{
+			// The certificate in force: renewed files are taken up on SIGHUP
+			// and by the policy watch.
+			GetCertificate: func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return sc.cert.Load(), nil },
+			MinVersion:     tls.VersionTLS12,
+		}
 		srv.Protocols.SetHTTP2(true)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
@@ -117,7 +130,7 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, hup <-chan o
 			select {
 			case <-bg.Done():
 				return
-			case <-hup:
+			case <-sig.hup:
 				sc.hangup(bg)
 			}
 		}
@@ -129,25 +142,62 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, hup <-chan o
 		failed = err // a listener failed: stop the other one too
 	case <-ctx.Done():
 	}
-	return errors.Join(failed, sc.drain(srv, asrv, in))
+	return errors.Join(failed, sc.drain(srv, asrv, in, sig.term))
 }
+
+// abandonWait bounds waiting, after the drain deadline closed the
+// connections, for the requests still running to write their audit
+// records before the sinks close.
+const abandonWait = 5 * time.Second
 
 // drain turns readiness off, keeps serving for drain_delay, closes the
 // ingress listener and waits up to drain_timeout for the requests in
-// flight, then stops the admin listener.
-func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress) error {
+// flight, then stops the admin listener. A signal on term during the
+// drain cuts it short.
+func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress, term <-chan os.Signal) error {
 	sc.draining.Store(true)
 	sc.ready.Store(false)
 	sc.log.Info("draining", "delay", in.DrainDelay.String(), "timeout", in.DrainTimeout.String(), "in_flight", sc.proxy.Engine().InFlight())
+	select {
+	case <-term: // the signal that began the drain, when one did
+	default:
+	}
+	forced := make(chan struct{})
+	stopWatching := make(chan struct{})
+	defer close(stopWatching)
+	go func() {
+		select {
+		case <-term:
+			sc.log.Warn("second signal: not waiting for the requests in flight")
+			close(forced)
+		case <-stopWatching:
+		}
+	}()
 	if in.DrainDelay > 0 {
-		time.Sleep(in.DrainDelay)
+		select {
+		case <-time.After(in.DrainDelay):
+		case <-forced:
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), in.DrainTimeout)
 	defer cancel()
+	go func() {
+		select {
+		case <-forced:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	var err error
 	if serr := srv.Shutdown(ctx); serr != nil {
-		err = fmt.Errorf("drain: requests still in flight after ingress.drain_timeout (%s): %w", in.DrainTimeout, serr)
+		n := sc.proxy.Engine().InFlight()
+		err = fmt.Errorf("drain: %d requests still in flight after ingress.drain_timeout (%s) or a second signal: %w", n, in.DrainTimeout, serr)
 		srv.Close()
+		// Their connections are closed; let them write their audit
+		// records before the sinks close.
+		for deadline := time.Now().Add(abandonWait); sc.proxy.Engine().InFlight() > 0 && time.Now().Before(deadline); {
+			time.Sleep(10 * time.Millisecond)
+		}
 	}
 	if asrv != nil {
 		actx, acancel := context.WithTimeout(context.Background(), 5*time.Second)

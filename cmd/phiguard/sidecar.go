@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -37,12 +38,18 @@ type sidecar struct {
 	metrics *metrics.Metrics
 	proxy   *proxy.Proxy
 
-	mu   sync.Mutex // serializes reloads
-	pol  atomic.Pointer[policy.Policy]
-	seen string // the digest of the policy text last tried; under mu
+	mu          sync.Mutex // serializes reloads
+	pol         atomic.Pointer[policy.Policy]
+	seen        string // the digest of the policy text in force, or last refused as invalid; under mu
+	unreadable  bool   // the watch found the file unreadable; under mu
+	lastFailure string // the last reload's error, "" after a success; under mu
 
 	draining atomic.Bool
 	ready    atomic.Bool // the last /readyz answer
+
+	cert       atomic.Pointer[tls.Certificate] // ingress.tls's, when set
+	certDigest string                          // of the files cert was read from; under certMu
+	certMu     sync.Mutex
 }
 
 // newSidecar builds what pol describes. Close it when done.
@@ -131,13 +138,27 @@ func openKeyring(ctx context.Context, dir string) (*keys.Keyring, error) {
 	return keys.Open(ctx, dir, lp)
 }
 
-// Close flushes and closes the file sinks.
+// closeTimeout bounds waiting for the file sinks' last writes at exit.
+const closeTimeout = 10 * time.Second
+
+// Close flushes and closes the file sinks, waiting for their writes in
+// progress at most closeTimeout: a sink whose write hangs does not keep
+// the process from exiting, and says so.
 func (sc *sidecar) Close() error {
-	var errs []error
-	for _, c := range sc.closers {
-		errs = append(errs, c())
+	done := make(chan error, 1)
+	go func() {
+		var errs []error
+		for _, c := range sc.closers {
+			errs = append(errs, c())
+		}
+		done <- errors.Join(errs...)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(closeTimeout):
+		return fmt.Errorf("audit files not closed after %s: a write is still blocked; its records may be lost", closeTimeout)
 	}
-	return errors.Join(errs...)
 }
 
 // Policy returns the policy in force.
@@ -156,19 +177,28 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	data, err := os.ReadFile(sc.path)
 	if err != nil {
 		if onlyChanged {
-			return nil // a ConfigMap swap in progress; the next look sees it
+			// A ConfigMap swap in progress passes; a file that stays
+			// unreadable is logged once.
+			if !sc.unreadable {
+				sc.unreadable = true
+				sc.log.Warn("policy file unreadable; the policy in force stays", "err", err)
+			}
+			return nil
 		}
 		return sc.reloadFailed(ctx, cause, fmt.Errorf("read policy: %w", err))
 	}
+	sc.unreadable = false
 	digest := policy.Digest(data)
 	if onlyChanged && digest == sc.seen {
 		return nil
 	}
-	sc.seen = digest
 	next, err := policy.Parse(sc.path, data)
 	if err != nil {
+		sc.seen = digest // the same text fails the same way: not tried again
 		return sc.reloadFailed(ctx, cause, err)
 	}
+	// A failure from here on may pass (a Secret being updated): the watch
+	// tries the same text again.
 	cur := sc.pol.Load()
 	restart := restartOnly(cur, next)
 	kr, v, err := sc.parts(ctx, next)
@@ -179,19 +209,31 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
+	// The change is on the audit trail before it takes effect.
+	if err := sc.auditor.Event(ctx, audit.EventPolicyReload, "result", metrics.ResultSuccess, "cause", cause, "sha256", next.SHA256); err != nil && *cur.File.Audit.FailClosed {
+		return sc.reloadFailed(ctx, cause, fmt.Errorf("the audit trail did not take the reload's record: %w", err))
+	}
+	sc.metrics.Reloaded(next, nil, len(restart) > 0)
 	sc.proxy.SetEngine(eng)
 	sc.pol.Store(next)
-	sc.metrics.Reloaded(next, nil, len(restart) > 0)
+	sc.seen, sc.lastFailure = digest, ""
 	sc.log.Info("policy reloaded", "cause", cause, "sha256", next.SHA256, "routes", len(next.Routes), "restart_required", restart)
 	if len(restart) > 0 {
 		sc.log.Warn("policy changes that take effect only after a restart; the running values stay", "keys", restart)
 	}
-	sc.auditor.Event(ctx, audit.EventPolicyReload, "result", metrics.ResultSuccess, "cause", cause, "sha256", next.SHA256)
 	return nil
 }
 
+// reloadFailed reports a failed reload: counted every time; logged and
+// audited unless it is the watch failing again as it did last time.
+// The caller holds mu.
 func (sc *sidecar) reloadFailed(ctx context.Context, cause string, err error) error {
 	sc.metrics.Reloaded(nil, err, false)
+	repeat := cause == causeWatch && err.Error() == sc.lastFailure
+	sc.lastFailure = err.Error()
+	if repeat {
+		return err
+	}
 	sc.log.Error("policy reload failed; the previous policy stays in force", "cause", cause, "err", err)
 	sc.auditor.Event(ctx, audit.EventPolicyReload, "result", metrics.ResultFailure, "cause", cause, "reason", err.Error())
 	return err
@@ -218,6 +260,9 @@ func restartOnly(cur, next *policy.Policy) []string {
 	return changed
 }
 
+// causeWatch is the cause of the reloads the policy file's watch makes.
+const causeWatch = "file changed"
+
 // watch reloads the policy whenever its file's text changes, until ctx ends.
 func (sc *sidecar) watch(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
@@ -227,19 +272,68 @@ func (sc *sidecar) watch(ctx context.Context, every time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			sc.reload(ctx, "file changed", true)
+			sc.reload(ctx, causeWatch, true)
+			if sc.pol.Load().File.Ingress.TLS != nil {
+				sc.reloadCert(true)
+			}
 		}
 	}
 }
 
-// hangup is SIGHUP: reopen the file sinks (log rotation), then reload.
+// hangup is SIGHUP: reopen the file sinks (log rotation), take up a
+// renewed TLS certificate, then reload the policy.
 func (sc *sidecar) hangup(ctx context.Context) {
 	if err := sc.auditor.Reopen(); err != nil {
+		// /readyz reports the sink whose path no longer names its file.
 		sc.log.Error("audit files not reopened; records go to the files open before", "err", err)
 	} else {
 		sc.log.Info("audit files reopened")
 	}
+	if sc.pol.Load().File.Ingress.TLS != nil {
+		sc.reloadCert(true)
+	}
 	sc.reload(ctx, "SIGHUP", false)
+}
+
+// reloadCert reads ingress.tls's certificate and key and puts them in
+// force if they changed. A pair that does not load keeps the one in
+// force, and is logged (at start-up, it is the error). report logs a
+// change.
+func (sc *sidecar) reloadCert(report bool) error {
+	t := sc.pol.Load().File.Ingress.TLS
+	sc.certMu.Lock()
+	defer sc.certMu.Unlock()
+	certPEM, err := os.ReadFile(t.Cert)
+	if err != nil {
+		return sc.certFailed(report, err)
+	}
+	keyPEM, err := os.ReadFile(t.Key)
+	if err != nil {
+		return sc.certFailed(report, err)
+	}
+	digest := policy.Digest(append(certPEM, keyPEM...))
+	if digest == sc.certDigest {
+		return nil
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		sc.certDigest = digest // the same files fail the same way
+		return sc.certFailed(report, err)
+	}
+	sc.cert.Store(&cert)
+	sc.certDigest = digest
+	if report {
+		sc.log.Info("TLS certificate reloaded", "cert", t.Cert)
+	}
+	return nil
+}
+
+func (sc *sidecar) certFailed(report bool, err error) error {
+	err = fmt.Errorf("ingress tls: %w", err)
+	if report {
+		sc.log.Error("TLS certificate not reloaded; the one in force stays", "err", err)
+	}
+	return err
 }
 
 // readiness returns why phiguard should not be sent requests; none when
@@ -266,9 +360,13 @@ func (sc *sidecar) readiness(ctx context.Context) []string {
 	return why
 }
 
-// upstreamAddr is the app's host:port.
+// upstreamAddr is the host:port phiguard connects to for the app: the
+// upstream proxy's when one is set, else the app's.
 func upstreamAddr(pol *policy.Policy) string {
 	u := pol.Upstream
+	if pol.UpstreamProxy != nil {
+		u = pol.UpstreamProxy
+	}
 	if u.Port() != "" {
 		return u.Host
 	}

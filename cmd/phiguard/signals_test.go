@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -57,28 +58,10 @@ func TestSignals(t *testing.T) {
 	}
 	writePolicy("first-reason")
 
-	stderr := newLockedBuffer()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), mainArgsEnv+"=serve\x1f-config\x1f"+polPath)
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	var waitErr error
-	go func() { waitErr = cmd.Wait(); close(exited) }()
-	defer func() {
-		select {
-		case <-exited:
-		default:
-			cmd.Process.Kill()
-			<-exited
-		}
-	}()
-	deadline := time.NewTimer(20 * time.Second)
-	defer deadline.Stop()
-	admin := waitLogged(t, stderr, exited, deadline.C, "admin listening")
-	proxy := waitLogged(t, stderr, exited, deadline.C, "phiguard listening")
+	p := startProcess(t, polPath)
+	cmd, stderr, exited, deadline := p.cmd, p.stderr, p.exited, p.deadline
+	admin := waitLogged(t, stderr, exited, deadline, "admin listening")
+	proxy := waitLogged(t, stderr, exited, deadline, "phiguard listening")
 
 	if code, body := httpGet(t, "http://"+proxy+"/api/v1/tokens/1"); code != http.StatusForbidden || !strings.Contains(body, "first-reason") {
 		t.Fatalf("before SIGHUP: %d %s", code, body)
@@ -87,11 +70,18 @@ func TestSignals(t *testing.T) {
 	if err := os.Rename(auditPath, auditPath+".1"); err != nil {
 		t.Fatal(err)
 	}
+	// Until phiguard reopens it, the audit file is not where auditors look.
+	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "SIGHUP") {
+		t.Errorf("/readyz with the audit file rotated away: %d %s, want 503 asking for SIGHUP", code, body)
+	}
 	writePolicy("second-reason")
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	waitLogMsg(t, stderr, exited, deadline.C, "policy reloaded")
+	waitLogMsg(t, stderr, exited, deadline, "policy reloaded")
+	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz after SIGHUP: %d %s, want 200", code, body)
+	}
 	if code, body := httpGet(t, "http://"+proxy+"/api/v1/tokens/1"); code != http.StatusForbidden || !strings.Contains(body, "second-reason") {
 		t.Errorf("after SIGHUP: %d %s, want the reloaded policy's reason", code, body)
 	}
@@ -123,7 +113,7 @@ func TestSignals(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	waitLogMsg(t, stderr, exited, deadline.C, "draining")
+	waitLogMsg(t, stderr, exited, deadline, "draining")
 	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %s, want 503 draining", code, body)
 	}
@@ -133,11 +123,86 @@ func TestSignals(t *testing.T) {
 	}
 	select {
 	case <-exited:
-	case <-deadline.C:
+	case <-deadline:
 		t.Fatalf("phiguard did not exit after draining:\n%s", stderr.Bytes())
 	}
-	if waitErr != nil {
-		t.Errorf("exit after SIGTERM: %v, want 0\n%s", waitErr, stderr.Bytes())
+	if p.err != nil {
+		t.Errorf("exit after SIGTERM: %v, want 0\n%s", p.err, stderr.Bytes())
+	}
+}
+
+// process is phiguard serve running as a process of its own.
+type process struct {
+	cmd      *exec.Cmd
+	stderr   *lockedBuffer
+	exited   chan struct{}
+	err      error // Wait's, once exited is closed
+	deadline <-chan time.Time
+}
+
+// startProcess runs phiguard serve -config polPath until it exits or the
+// test ends (then it is killed).
+func startProcess(t *testing.T, polPath string) *process {
+	t.Helper()
+	p := &process{stderr: newLockedBuffer(), exited: make(chan struct{})}
+	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	p.cmd.Env = append(os.Environ(), mainArgsEnv+"=serve\x1f-config\x1f"+polPath)
+	p.cmd.Stderr = p.stderr
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.err = p.cmd.Wait(); close(p.exited) }()
+	timer := time.NewTimer(20 * time.Second)
+	p.deadline = timer.C
+	t.Cleanup(func() {
+		timer.Stop()
+		select {
+		case <-p.exited:
+		default:
+			p.cmd.Process.Kill()
+			<-p.exited
+		}
+	})
+	return p
+}
+
+// TestSecondSignalForcesDrain: a second SIGTERM during the drain stops
+// waiting for the requests in flight; the exit status says some were cut.
+func TestSecondSignalForcesDrain(t *testing.T) {
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	defer close(release)
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+	}))
+	polPath := filepath.Join(t.TempDir(), "policy.yaml")
+	src := strings.NewReplacer("APP", app, "drain_timeout: 30s", "drain_timeout: 10m", "REASON", "x").Replace(signalsPolicy)
+	if err := os.WriteFile(polPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startProcess(t, polPath)
+	proxy := waitLogged(t, p.stderr, p.exited, p.deadline, "phiguard listening")
+	go func() {
+		c := &http.Client{Timeout: 20 * time.Second}
+		if resp, err := c.Get("http://" + proxy + "/slow"); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	<-entered
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	waitLogMsg(t, p.stderr, p.exited, p.deadline, "draining")
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-p.deadline:
+		t.Fatalf("a second SIGTERM did not end the 10-minute drain:\n%s", p.stderr.Bytes())
+	}
+	if !bytes.Contains(p.stderr.Bytes(), []byte("second signal")) {
+		t.Errorf("no log of the second signal:\n%s", p.stderr.Bytes())
+	}
+	var exit *exec.ExitError
+	if !errors.As(p.err, &exit) || exit.ExitCode() != 1 {
+		t.Errorf("exit: %v, want status 1 (requests were cut)", p.err)
 	}
 }
 
