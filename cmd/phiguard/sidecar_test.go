@@ -1,8 +1,15 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/phiguard/phiguard/policy"
@@ -51,5 +58,59 @@ routes: [{name: b, match: {path: /b}, auth: none}]
 	}
 	if again := restartOnly(cur, next); len(again) != 0 {
 		t.Errorf("the same sections again: %v, want none changed", again)
+	}
+}
+
+// TestReloadErrorPaths: the watch logs an unreadable policy file once and
+// keeps the policy in force; SIGHUP on an unreadable file is a failed
+// reload; an audit file that cannot be reopened is logged and the sink
+// keeps its file.
+func TestReloadErrorPaths(t *testing.T) {
+	dir := t.TempDir()
+	auditDir := filepath.Join(dir, "logs")
+	os.Mkdir(auditDir, 0o700)
+	polPath := filepath.Join(dir, "policy.yaml")
+	src := `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+audit: {sinks: [{type: file, path: "` + filepath.Join(auditDir, "audit.jsonl") + `"}]}
+default: allow
+`
+	if err := os.WriteFile(polPath, []byte(src), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	pol, err := policy.Load(polPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &bytes.Buffer{}
+	ctx := context.Background()
+	sc, err := newSidecar(ctx, polPath, pol, io.Discard, io.Discard, slog.New(slog.NewJSONHandler(logs, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+
+	os.Remove(polPath)
+	for range 3 {
+		if err := sc.reload(ctx, causeWatch, true); err != nil {
+			t.Errorf("watch on a missing file: %v, want nothing done", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "policy file unreadable"); n != 1 {
+		t.Errorf("an unreadable file was logged %d times, want once:\n%s", n, logs)
+	}
+	if err := sc.reload(ctx, "SIGHUP", false); err == nil || !strings.Contains(err.Error(), "read policy") {
+		t.Errorf("SIGHUP with the file missing: %v, want a read error", err)
+	}
+	if sc.Policy() != pol {
+		t.Error("the policy in force changed")
+	}
+
+	if err := os.Rename(auditDir, auditDir+".moved"); err != nil {
+		t.Fatal(err)
+	}
+	sc.hangup(ctx)
+	if !strings.Contains(logs.String(), "audit files not reopened; records go to the files open before") {
+		t.Errorf("a failed reopen was not logged:\n%s", logs)
 	}
 }
