@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -184,12 +185,7 @@ routes:
 // with; an invalid file keeps the policy in force, is logged, audited and
 // counted; a change to a restart-only key is reported, not applied.
 func TestReloadSwapsPolicy(t *testing.T) {
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-		io.WriteString(w, "slow answer")
-	}))
+	app, entered, release := slowApp(t)
 	policyWith := func(route, reason string) string {
 		return strings.NewReplacer("APP", app, "NAME", route, "REASON", reason).Replace(reloadPolicy)
 	}
@@ -211,7 +207,7 @@ func TestReloadSwapsPolicy(t *testing.T) {
 	if code, body := httpGet(t, "http://"+s.proxy+"/slow"); code != http.StatusForbidden || !strings.Contains(body, "closed") {
 		t.Errorf("a new request after the reload: %d %s, want 403 closed", code, body)
 	}
-	close(release)
+	release()
 	if got := <-slow; got != "OK slow answer" {
 		t.Errorf("the request in flight during the reload got %q, want the app's answer under the policy it began with", got)
 	}
@@ -261,6 +257,27 @@ func TestReloadSwapsPolicy(t *testing.T) {
 	if !strings.Contains(m, "\nphiguard_restart_required 1\n") || !strings.Contains(m, "\nphiguard_policy_reload_success 1\n") {
 		t.Error("metrics do not say a restart is required after a good reload")
 	}
+}
+
+// slowApp is an app whose /slow waits: entered receives when a request
+// reaches it, and release (safe to call twice; called when the test ends)
+// lets every waiting request answer "slow answer". Other paths answer "ok".
+func slowApp(t *testing.T) (url string, entered <-chan struct{}, release func()) {
+	t.Helper()
+	in, gate := make(chan struct{}, 1), make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	url = newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/slow" {
+			io.WriteString(w, "ok")
+			return
+		}
+		in <- struct{}{}
+		<-gate
+		io.WriteString(w, "slow answer")
+	}))
+	return url, in, release
 }
 
 // newApp serves h on loopback until the test ends and returns its URL.
@@ -377,15 +394,7 @@ default: allow
 // cut off, its refusal is on the audit file before the file is closed,
 // and serve returns an error (exit 1).
 func TestDrain(t *testing.T) {
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	defer close(release)
-	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/slow" {
-			entered <- struct{}{}
-			<-release
-		}
-		io.WriteString(w, "ok")
-	}))
+	app, entered, _ := slowApp(t)
 	auditFile := filepath.Join(t.TempDir(), "audit.jsonl")
 	s := startOps(t, strings.NewReplacer("APP", app, "AUDIT", auditFile).Replace(`version: 1
 ingress: {listen: "127.0.0.1:0", upstream: "APP", drain_delay: 1s, drain_timeout: 300ms}

@@ -67,7 +67,7 @@ requests in flight are done.`, stdout, stderr)
 // signals are the process's signals for serve; nil channels for none.
 type signals struct {
 	hup  <-chan os.Signal // reopen the audit files, reload
-	term <-chan os.Signal // SIGTERM, SIGINT: the one that began the drain, then any that forces it
+	term <-chan os.Signal // SIGTERM, SIGINT: the first begins the drain, a later one forces it
 }
 
 // serve runs the listeners until ctx ends, then drains; aln may be nil.
@@ -140,7 +140,17 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 	select {
 	case err := <-errc:
 		failed = err // a listener failed: stop the other one too
+	case <-sig.term: // the signal that begins the drain
 	case <-ctx.Done():
+		if !errors.Is(context.Cause(ctx), context.Canceled) && sig.term != nil {
+			// A signal canceled ctx (main listens too), and the same signal
+			// is on its way to term: take it, so that only a later one
+			// forces the drain.
+			select {
+			case <-sig.term:
+			case <-time.After(time.Second):
+			}
+		}
 	}
 	return errors.Join(failed, sc.drain(srv, asrv, in, sig.term))
 }
@@ -158,10 +168,6 @@ func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress, term <-chan 
 	sc.draining.Store(true)
 	sc.ready.Store(false)
 	sc.log.Info("draining", "delay", in.DrainDelay.String(), "timeout", in.DrainTimeout.String(), "in_flight", sc.proxy.Engine().InFlight())
-	select {
-	case <-term: // the signal that began the drain, when one did
-	default:
-	}
 	forced := make(chan struct{})
 	stopWatching := make(chan struct{})
 	defer close(stopWatching)

@@ -42,12 +42,7 @@ routes:
 // reopens the audit file after logrotate renamed it; SIGTERM turns
 // readiness off, lets a slow request in flight finish, and exits 0.
 func TestSignals(t *testing.T) {
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-		io.WriteString(w, "slow answer")
-	}))
+	app, entered, release := slowApp(t)
 	dir := t.TempDir()
 	polPath, auditPath := filepath.Join(dir, "policy.yaml"), filepath.Join(dir, "audit.jsonl")
 	writePolicy := func(reason string) {
@@ -117,7 +112,7 @@ func TestSignals(t *testing.T) {
 	if code, body := httpGet(t, "http://"+admin+"/readyz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "draining") {
 		t.Errorf("/readyz while draining: %d %s, want 503 draining", code, body)
 	}
-	close(release)
+	release()
 	if got := <-slow; got != "200 OK slow answer" {
 		t.Errorf("the request in flight at SIGTERM got %q, want the app's answer", got)
 	}
@@ -169,12 +164,7 @@ func startProcess(t *testing.T, polPath string) *process {
 // TestSecondSignalForcesDrain: a second SIGTERM during the drain stops
 // waiting for the requests in flight; the exit status says some were cut.
 func TestSecondSignalForcesDrain(t *testing.T) {
-	entered, release := make(chan struct{}, 1), make(chan struct{})
-	defer close(release)
-	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		entered <- struct{}{}
-		<-release
-	}))
+	app, entered, _ := slowApp(t)
 	polPath := filepath.Join(t.TempDir(), "policy.yaml")
 	src := strings.NewReplacer("APP", app, "drain_timeout: 30s", "drain_timeout: 10m", "REASON", "x").Replace(signalsPolicy)
 	if err := os.WriteFile(polPath, []byte(src), 0o600); err != nil {
