@@ -147,7 +147,7 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	lp, _ := keys.OpenLocal(dir)
-	if err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
+	if _, err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
 		t.Fatal(err)
 	}
 	kr, err := keys.Open(context.Background(), dir, lp)

@@ -1,7 +1,6 @@
 package keys
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -19,14 +19,6 @@ import (
 
 	"github.com/phiguard/phiguard/internal/orgid"
 )
-
-// Provider hands out the key-encryption key that wraps an organization's
-// keyset. The local provider uses one master key for every org; a KMS
-// provider uses the org's own KMS key.
-type Provider interface {
-	// KeyEncryptionAEAD returns the AEAD that wraps and unwraps org's keyset.
-	KeyEncryptionAEAD(ctx context.Context, org string) (tink.AEAD, error)
-}
 
 const (
 	orgsDir       = "orgs"
@@ -47,14 +39,34 @@ type Keyring struct {
 	orgs map[string]orgKeys
 }
 
-// orgKeys is an organization's data AEAD and the associated data that
-// binds its tokens to it.
+// orgKeys is an organization's data AEAD, the associated data that binds
+// its tokens to it, and what the keyring file says of its keys.
 type orgKeys struct {
 	aead tink.AEAD
 	ad   []byte
+	info OrgInfo
 }
 
-// Open reads and unwraps every organization keyset under dir.
+// OrgInfo describes an organization's keys, without key material.
+type OrgInfo struct {
+	Org     string
+	Wrap    Wrap
+	Primary uint32
+	Keys    []KeyStatus
+}
+
+// KeyStatus is one data key of an organization.
+type KeyStatus struct {
+	KeyInfo
+	Status string // enabled, disabled, destroyed
+}
+
+// loadConcurrency bounds the keysets unwrapped at once: a KMS is called
+// once per org, and a keyring of hundreds of orgs must not burst.
+const loadConcurrency = 8
+
+// Open reads and unwraps every organization keyset under dir, a few at a
+// time, until ctx ends (give it a deadline: a KMS may hang).
 func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 	entries, err := os.ReadDir(filepath.Join(dir, orgsDir))
 	if err != nil {
@@ -63,7 +75,7 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 		}
 		return nil, fmt.Errorf("read keyring: %w", err)
 	}
-	k := &Keyring{orgs: make(map[string]orgKeys)}
+	var orgs []string
 	for _, e := range entries {
 		org, ok := strings.CutSuffix(e.Name(), keysetSuffix)
 		if !ok || e.IsDir() {
@@ -72,36 +84,75 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 		if err := orgid.Check(org); err != nil {
 			return nil, fmt.Errorf("keyring file %s: %w", e.Name(), err)
 		}
-		a, err := loadOrg(ctx, dir, org, p)
-		if err != nil {
-			return nil, err
-		}
-		k.orgs[org] = orgKeys{aead: a, ad: associatedData(org)}
+		orgs = append(orgs, org)
+	}
+	loaded := make([]orgKeys, len(orgs))
+	errs := make([]error, len(orgs))
+	sem := make(chan struct{}, loadConcurrency)
+	var wg sync.WaitGroup
+	for i, org := range orgs {
+		wg.Go(func() {
+			select {
+			case sem <- struct{}{}:
+				defer func() { <-sem }()
+			case <-ctx.Done():
+				errs[i] = fmt.Errorf("org %s: %w", org, ctx.Err())
+				return
+			}
+			loaded[i], errs[i] = loadOrg(ctx, dir, org, p)
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	k := &Keyring{orgs: make(map[string]orgKeys, len(orgs))}
+	for i, org := range orgs {
+		k.orgs[org] = loaded[i]
 	}
 	return k, nil
 }
 
-func loadOrg(ctx context.Context, dir, org string, p Provider) (tink.AEAD, error) {
-	kek, err := p.KeyEncryptionAEAD(ctx, org)
-	if err != nil {
-		return nil, fmt.Errorf("org %s: key-encryption key: %w", org, err)
-	}
+func loadOrg(ctx context.Context, dir, org string, p Provider) (orgKeys, error) {
 	raw, err := os.ReadFile(orgPath(dir, org))
 	if err != nil {
-		return nil, fmt.Errorf("org %s: %w", org, err)
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
-	h, err := keyset.ReadWithAssociatedData(keyset.NewJSONReader(bytes.NewReader(raw)), kek, keysetAssociatedData(org))
+	f, err := parseOrgFile(org, raw)
 	if err != nil {
-		return nil, fmt.Errorf("org %s: unwrap keyset: %w", org, err)
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	h, err := f.unwrap(ctx, p)
+	if err != nil {
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
 	if err := checkDataKeyset(h); err != nil {
-		return nil, fmt.Errorf("org %s: %w", org, err)
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
 	a, err := aead.New(h)
 	if err != nil {
-		return nil, fmt.Errorf("org %s: %w", org, err)
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
-	return a, nil
+	return orgKeys{aead: a, ad: associatedData(org), info: orgInfo(f, h)}, nil
+}
+
+// orgInfo joins the keyset's key statuses with the file's records.
+func orgInfo(f *orgFile, h *keyset.Handle) OrgInfo {
+	created := make(map[uint32]time.Time, len(f.Keys))
+	for _, k := range f.Keys {
+		created[k.ID] = k.Created
+	}
+	info := OrgInfo{Org: f.Org, Wrap: f.Wrap, Primary: primaryID(h)}
+	for _, ki := range h.KeysetInfo().GetKeyInfo() {
+		info.Keys = append(info.Keys, KeyStatus{KeyInfo: KeyInfo{ID: ki.GetKeyId(), Created: created[ki.GetKeyId()]}, Status: keyStatus(ki.GetStatus())})
+	}
+	return info
+}
+
+// Info describes org's keys; ok is false when the keyring has none.
+func (k *Keyring) Info(org string) (info OrgInfo, ok bool) {
+	o, ok := k.orgs[org]
+	return o.info, ok
 }
 
 // checkDataKeyset accepts only AES-GCM keys with Tink's key-id prefix: the
@@ -194,29 +245,32 @@ func orgPath(dir, org string) string {
 }
 
 // CreateOrg generates a new AES-256-GCM keyset for org, wraps it with the
-// provider's key-encryption key and writes it into the keyring folder. It
-// refuses to replace an existing keyset: that would make every token of the
-// org unreadable.
-func CreateOrg(ctx context.Context, dir, org string, p Provider) error {
+// key-encryption key the provider names for org and writes it into the
+// keyring folder. It refuses to replace an existing keyset: that would make
+// every token of the org unreadable. It returns what wraps the keyset.
+func CreateOrg(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err := orgid.Check(org); err != nil {
-		return err
+		return Wrap{}, err
 	}
-	kek, err := p.KeyEncryptionAEAD(ctx, org)
+	if _, err := os.Stat(orgPath(dir, org)); err == nil {
+		return Wrap{}, fmt.Errorf("%s already exists; refusing to replace it", orgPath(dir, org))
+	}
+	w, err := p.WrapFor(org)
 	if err != nil {
-		return fmt.Errorf("key-encryption key: %w", err)
+		return Wrap{}, err
 	}
 	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
 	if err != nil {
-		return fmt.Errorf("generate keyset: %w", err)
+		return Wrap{}, fmt.Errorf("generate keyset: %w", err)
 	}
-	var buf bytes.Buffer
-	if err := h.WriteWithAssociatedData(keyset.NewJSONWriter(&buf), kek, keysetAssociatedData(org)); err != nil {
-		return fmt.Errorf("wrap keyset: %w", err)
+	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: time.Now().UTC().Truncate(time.Second)}})
+	if err != nil {
+		return Wrap{}, err
 	}
 	if err := os.MkdirAll(filepath.Join(dir, orgsDir), 0o700); err != nil {
-		return fmt.Errorf("create keyring folder: %w", err)
+		return Wrap{}, fmt.Errorf("create keyring folder: %w", err)
 	}
-	return writeNew(orgPath(dir, org), buf.Bytes())
+	return w, writeNew(orgPath(dir, org), data)
 }
 
 // writeNew writes data to a file that must not exist yet, readable by its owner only.

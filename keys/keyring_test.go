@@ -27,7 +27,7 @@ func newTestKeyring(t testing.TB, orgs ...string) (string, *Keyring) {
 	}
 	ctx := context.Background()
 	for _, org := range orgs {
-		if err := CreateOrg(ctx, dir, org, p); err != nil {
+		if _, err := CreateOrg(ctx, dir, org, p); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -215,10 +215,10 @@ func TestRefusesToReplaceKeys(t *testing.T) {
 		t.Error("InitLocal replaced an existing master key")
 	}
 	p, _ := OpenLocal(dir)
-	if err := CreateOrg(context.Background(), dir, "org_a", p); err == nil {
+	if _, err := CreateOrg(context.Background(), dir, "org_a", p); err == nil {
 		t.Error("CreateOrg replaced an existing org keyset")
 	}
-	if err := CreateOrg(context.Background(), dir, "../evil", p); err == nil {
+	if _, err := CreateOrg(context.Background(), dir, "../evil", p); err == nil {
 		t.Error("CreateOrg accepted an org id with a path separator")
 	}
 }
@@ -342,13 +342,12 @@ func TestOpenRefusesForeignKeysets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			kek, _ := p.KeyEncryptionAEAD(context.Background(), "org_x")
-			var buf bytes.Buffer
-			if err := h.WriteWithAssociatedData(keyset.NewJSONWriter(&buf), kek, keysetAssociatedData("org_x")); err != nil {
+			data, err := wrapOrgFile(context.Background(), p, Wrap{Provider: ProviderLocal}, "org_x", h, nil)
+			if err != nil {
 				t.Fatal(err)
 			}
 			os.MkdirAll(filepath.Join(dir, orgsDir), 0o700)
-			if err := os.WriteFile(orgPath(dir, "org_x"), buf.Bytes(), 0o600); err != nil {
+			if err := os.WriteFile(orgPath(dir, "org_x"), data, 0o600); err != nil {
 				t.Fatal(err)
 			}
 			if _, err := Open(context.Background(), dir, p); err == nil || !strings.Contains(err.Error(), "org_x") {

@@ -3,7 +3,9 @@ package keys
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 
@@ -13,12 +15,20 @@ import (
 	"github.com/tink-crypto/tink-go/v2/tink"
 )
 
-// MasterKeyFile is the local master key's file name inside a keyring folder.
+// MasterKeyFile is the local master key's file name inside a keyring
+// folder, where `keys init` puts it unless told otherwise.
 const MasterKeyFile = "master.json"
 
+// MasterKeyEnv, when set, holds the local master key (the content of its
+// file): it then need not be on disk at all.
+const MasterKeyEnv = "PHIGUARD_MASTER_KEY"
+
 // LocalProvider wraps every organization's keyset with one master AEAD key
-// read from a Tink keyset file. It suits development and single-node
-// installs; production uses a KMS provider.
+// read from a Tink keyset. It suits development and single-node installs,
+// and protects a copy of the keyring folder that does not include the
+// master key; it does not protect against anyone who can read both (on
+// the same disk, in the same Secret), nor can one org be revoked apart
+// from the others. Production uses the aws-kms provider.
 type LocalProvider struct {
 	master tink.AEAD
 }
@@ -30,6 +40,12 @@ func InitLocal(dir string) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create keyring folder: %w", err)
 	}
+	return InitLocalFile(filepath.Join(dir, MasterKeyFile))
+}
+
+// InitLocalFile creates a new master key in the file at path, readable by
+// its owner only. It refuses to replace one.
+func InitLocalFile(path string) error {
 	h, err := keyset.NewHandle(aead.AES256GCMKeyTemplate())
 	if err != nil {
 		return fmt.Errorf("generate master key: %w", err)
@@ -38,16 +54,24 @@ func InitLocal(dir string) error {
 	if err := insecurecleartextkeyset.Write(h, keyset.NewJSONWriter(&buf)); err != nil {
 		return fmt.Errorf("encode master key: %w", err)
 	}
-	return writeNew(filepath.Join(dir, MasterKeyFile), buf.Bytes())
+	return writeNew(path, buf.Bytes())
 }
 
-// OpenLocal reads the master key of the keyring in dir. The file must be
-// readable by its owner only, as an SSH private key must.
+// OpenLocal reads the master key of the keyring in dir.
 func OpenLocal(dir string) (*LocalProvider, error) {
-	path := filepath.Join(dir, MasterKeyFile)
+	p, err := OpenLocalFile(filepath.Join(dir, MasterKeyFile))
+	if err != nil && errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%w (run 'phiguard keys init -keyring %s')", err, dir)
+	}
+	return p, err
+}
+
+// OpenLocalFile reads the master key in the file at path. The file must be
+// readable by its owner only, as an SSH private key must.
+func OpenLocalFile(path string) (*LocalProvider, error) {
 	fi, err := os.Stat(path)
 	if err != nil {
-		return nil, fmt.Errorf("master key: %w (run 'phiguard keys init -keyring %s')", err, dir)
+		return nil, fmt.Errorf("master key: %w", err)
 	}
 	if fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("master key %s is readable by group or others (mode %04o); chmod 600 it", path, fi.Mode().Perm())
@@ -56,19 +80,40 @@ func OpenLocal(dir string) (*LocalProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key: %w", err)
 	}
+	return parseMaster(path, raw)
+}
+
+// OpenLocalEnv reads the master key from MasterKeyEnv; ok is false when
+// the variable is not set.
+func OpenLocalEnv() (p *LocalProvider, ok bool, err error) {
+	raw, ok := os.LookupEnv(MasterKeyEnv)
+	if !ok {
+		return nil, false, nil
+	}
+	p, err = parseMaster("$"+MasterKeyEnv, []byte(raw))
+	return p, true, err
+}
+
+func parseMaster(where string, raw []byte) (*LocalProvider, error) {
 	h, err := insecurecleartextkeyset.Read(keyset.NewJSONReader(bytes.NewReader(raw)))
 	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", path, err)
+		return nil, fmt.Errorf("master key %s: %w", where, err)
 	}
 	a, err := aead.New(h)
 	if err != nil {
-		return nil, fmt.Errorf("master key %s: %w", path, err)
+		return nil, fmt.Errorf("master key %s: %w", where, err)
 	}
 	return &LocalProvider{master: a}, nil
 }
 
-// KeyEncryptionAEAD returns the master key; the org is bound by the caller
-// through associated data.
-func (p *LocalProvider) KeyEncryptionAEAD(context.Context, string) (tink.AEAD, error) {
-	return p.master, nil
+// WrapFor is the master key, for every org.
+func (p *LocalProvider) WrapFor(string) (Wrap, error) { return Wrap{Provider: ProviderLocal}, nil }
+
+// KEK returns the master key; the org is bound by the caller through
+// associated data.
+func (p *LocalProvider) KEK(_ context.Context, w Wrap, _ string) (tink.AEADWithContext, error) {
+	if w.Provider != ProviderLocal {
+		return nil, errOtherProvider{want: ProviderLocal, got: w.Provider}
+	}
+	return withoutContext{p.master}, nil
 }

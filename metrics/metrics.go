@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -68,6 +69,8 @@ type Metrics struct {
 	policyInfo     *prometheus.GaugeVec
 	restart        prometheus.Gauge
 	keyringReloads *prometheus.CounterVec
+	kmsCalls       *prometheus.CounterVec
+	kmsDuration    *prometheus.HistogramVec
 
 	// routes holds each route's series, bound once per policy.
 	routes atomic.Pointer[map[string]*routeSeries]
@@ -140,12 +143,22 @@ func newMetrics(f factory, src Sources) *Metrics {
 			"1 when a reloaded policy changed settings only a restart applies (listeners, audit sinks, limits)."),
 		keyringReloads: f.counterVec("keyring_reloads_total",
 			"Keyring reloads, by result (success, failure).", "result"),
+		kmsCalls: f.counterVec("kms_calls_total",
+			"Calls to the KMS (keysets wrapped and unwrapped; never per request), by operation and result (ok, error).",
+			"operation", "result"),
+		kmsDuration: f.histogramVec("kms_call_duration_seconds",
+			"Time of one KMS call, the SDK's retries included, by operation.", "operation"),
 	}
 	m.reloadOK.Set(1)
 	m.routes.Store(&map[string]*routeSeries{Unmatched: m.bindRoute(Unmatched, nil)})
 	for _, r := range []string{ResultSuccess, ResultFailure} {
 		m.policyReloads.WithLabelValues(r)
 		m.keyringReloads.WithLabelValues(r)
+	}
+	for _, op := range []string{"Encrypt", "Decrypt"} {
+		m.kmsCalls.WithLabelValues(op, "ok")
+		m.kmsCalls.WithLabelValues(op, "error")
+		m.kmsDuration.WithLabelValues(op)
 	}
 	if src.InFlight != nil {
 		f.gaugeFunc("requests_in_flight", "Requests in flight.", func() float64 { return float64(src.InFlight()) })
@@ -278,6 +291,16 @@ func (m *Metrics) Reloaded(pol *policy.Policy, err error, restart bool) {
 	m.reloadOK.Set(1)
 	m.restart.Set(b2f(restart))
 	m.SetPolicy(pol)
+}
+
+// KMSCall counts a call to the KMS.
+func (m *Metrics) KMSCall(op string, took time.Duration, err error) {
+	r := "ok"
+	if err != nil {
+		r = "error"
+	}
+	m.kmsCalls.WithLabelValues(op, r).Inc()
+	m.kmsDuration.WithLabelValues(op).Observe(took.Seconds())
 }
 
 // KeyringReloaded counts a keyring reload.

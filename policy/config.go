@@ -155,10 +155,40 @@ type Claims struct {
 
 // Keys configures where organization keys come from.
 type Keys struct {
-	// Provider of key-encryption keys: local (a master key file in the keyring).
+	// Provider of key-encryption keys: local (one master key, a file) or
+	// aws-kms (each org's keyset wrapped by AWS KMS). Default local.
 	Provider string `yaml:"provider"`
 	// Keyring is the folder holding the wrapped organization keysets.
 	Keyring string `yaml:"keyring"`
+	// MasterKey is the local provider's master key file. Default
+	// KEYRING/master.json. Keep it apart from the keyring (another
+	// Secret, another volume) so that a copy of the keyring alone opens
+	// nothing. The environment variable PHIGUARD_MASTER_KEY, holding the
+	// file's content, takes precedence.
+	MasterKey string `yaml:"master_key"`
+	// AWS configures the aws-kms provider.
+	AWS *AWSKMS `yaml:"aws"`
+	// LoadTimeout bounds unwrapping every keyset at start and on reload.
+	// Default 30s.
+	LoadTimeout time.Duration `yaml:"load_timeout"`
+}
+
+// AWSKMS configures the aws-kms provider. Credentials come from the AWS
+// SDK's standard chain: environment, shared config, web identity (IRSA).
+type AWSKMS struct {
+	// Region of the KMS keys. Default: the SDK's (AWS_REGION, shared config).
+	Region string `yaml:"region"`
+	// Endpoint overrides the KMS endpoint, for a VPC endpoint. Default:
+	// the region's.
+	Endpoint string `yaml:"endpoint"`
+	// KMSKey wraps the keyset of every org that names no kms_key of its
+	// own: a key ARN, key id or alias/NAME.
+	KMSKey string `yaml:"kms_key"`
+	// MaxAttempts bounds the tries of one KMS call (throttling, 5xx),
+	// with backoff. Default 5.
+	MaxAttempts int `yaml:"max_attempts"`
+	// CallTimeout bounds one KMS call, retries included. Default 10s.
+	CallTimeout time.Duration `yaml:"call_timeout"`
 }
 
 // Admin configures the operations listener.
@@ -208,6 +238,10 @@ type Sink struct {
 type Org struct {
 	// ID as it appears in the org claim, path or header, and in tokens.
 	ID string `yaml:"id"`
+	// KMSKey is the org's own KMS key (aws-kms provider): its keyset is
+	// wrapped under it, so disabling or deleting it revokes the org alone.
+	// Default keys.aws.kms_key.
+	KMSKey string `yaml:"kms_key"`
 }
 
 // RouteConfig is one route as written.

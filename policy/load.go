@@ -176,16 +176,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 	p.compileIngress(ps, dir)
 	p.compileIdentity(ps, dir)
 	if f.Keys != nil {
-		switch f.Keys.Provider {
-		case "", "local":
-			f.Keys.Provider = "local"
-		default:
-			ps.add("keys.provider", "unknown provider %q (want local)", f.Keys.Provider)
-		}
-		if f.Keys.Keyring == "" {
-			ps.add("keys", "keys.keyring is required")
-		}
-		f.Keys.Keyring = resolve(dir, f.Keys.Keyring)
+		p.compileKeys(ps, dir)
 	}
 	p.compileAudit(ps, dir)
 	p.compileAdmin(ps)
@@ -299,6 +290,73 @@ func (p *Policy) compileIngress(ps *problems, dir string) {
 	defaultDuration(ps, "ingress.drain_timeout", &in.DrainTimeout, DefaultDrainTimeout)
 	if in.WriteTimeout > 0 && in.UpstreamTimeout > 0 && in.ReadTimeout > 0 && in.WriteTimeout <= in.ReadTimeout+in.UpstreamTimeout {
 		ps.add("ingress.write_timeout", "%s does not exceed read_timeout + upstream_timeout (%s): an answer could be cut after the app has acted", in.WriteTimeout, in.ReadTimeout+in.UpstreamTimeout)
+	}
+}
+
+// Key providers.
+const (
+	ProviderLocal  = "local"
+	ProviderAWSKMS = "aws-kms"
+)
+
+// Defaults of the keys section.
+const (
+	DefaultKeysLoadTimeout = 30 * time.Second
+	DefaultKMSMaxAttempts  = 5
+	DefaultKMSCallTimeout  = 10 * time.Second
+)
+
+func (p *Policy) compileKeys(ps *problems, dir string) {
+	f := &p.File
+	k := f.Keys
+	if k.Keyring == "" {
+		ps.add("keys", "keys.keyring is required")
+	}
+	k.Keyring = resolve(dir, k.Keyring)
+	defaultDuration(ps, "keys.load_timeout", &k.LoadTimeout, DefaultKeysLoadTimeout)
+	switch k.Provider {
+	case "", ProviderLocal:
+		k.Provider = ProviderLocal
+		for i, o := range f.Orgs {
+			if o.KMSKey != "" {
+				ps.add(fmt.Sprintf("orgs[%d].kms_key", i), "kms_key needs keys.provider: aws-kms")
+			}
+		}
+	case ProviderAWSKMS:
+		if k.AWS == nil {
+			k.AWS = &AWSKMS{}
+		}
+	default:
+		ps.add("keys.provider", "unknown provider %q (want local or aws-kms)", k.Provider)
+	}
+	// Both providers' settings may be present whatever the provider: the
+	// provider wraps new keysets, and each keyset file names what wraps
+	// it, so a keyring moving from the master key to KMS reads both.
+	if k.MasterKey != "" {
+		k.MasterKey = resolve(dir, k.MasterKey)
+	} else if k.Keyring != "" {
+		k.MasterKey = filepath.Join(k.Keyring, "master.json")
+	}
+	if a := k.AWS; a != nil {
+		if a.Endpoint != "" {
+			if u, err := url.Parse(a.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+				ps.add("keys.aws.endpoint", "want an https:// URL, got %q", a.Endpoint)
+			}
+		}
+		switch {
+		case a.MaxAttempts == 0:
+			a.MaxAttempts = DefaultKMSMaxAttempts
+		case a.MaxAttempts < 1 || a.MaxAttempts > 20:
+			ps.add("keys.aws.max_attempts", "want 1 to 20, got %d", a.MaxAttempts)
+		}
+		defaultDuration(ps, "keys.aws.call_timeout", &a.CallTimeout, DefaultKMSCallTimeout)
+		if a.KMSKey == "" && k.Provider == ProviderAWSKMS {
+			for i, o := range f.Orgs {
+				if o.KMSKey == "" {
+					ps.add(fmt.Sprintf("orgs[%d]", i), "org %s has no kms_key and keys.aws.kms_key is not set", o.ID)
+				}
+			}
+		}
 	}
 }
 

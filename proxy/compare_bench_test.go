@@ -158,7 +158,7 @@ func BenchmarkCompare(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
+	if _, err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
 		b.Fatal(err)
 	}
 	kr, err := keys.Open(context.Background(), dir, lp)

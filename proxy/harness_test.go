@@ -174,7 +174,7 @@ func newHarnessWithPolicy(t *testing.T, src string) *harness {
 		t.Fatal(err)
 	}
 	for _, org := range []string{"org_a", "org_b"} { // org_nokeys has none: a keyring failure
-		if err := keys.CreateOrg(context.Background(), dir, org, lp); err != nil {
+		if _, err := keys.CreateOrg(context.Background(), dir, org, lp); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -143,11 +143,15 @@ type flags struct {
 func flagSynopsis(fs *flags) string {
 	var b strings.Builder
 	fs.VisitAll(func(f *flag.Flag) {
-		name, _ := flag.UnquoteUsage(f)
-		b.WriteString(" -" + f.Name)
+		name, usage := flag.UnquoteUsage(f)
+		word := "-" + f.Name
 		if name != "" {
-			b.WriteString(" " + strings.ToUpper(name))
+			word += " " + strings.ToUpper(name)
 		}
+		if !strings.Contains(usage, "(required)") {
+			word = "[" + word + "]"
+		}
+		b.WriteString(" " + word)
 	})
 	return b.String()
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,8 +58,9 @@ func TestKeysCommands(t *testing.T) {
 		}
 	}
 	out, _, err := runCLI(t, "keys", "list", "-keyring", dir)
-	if err != nil || out != "org_a\norg_b\n" {
-		t.Errorf("keys list = %q, %v", out, err)
+	listed := regexp.MustCompile(`(?m)^(org_\w+)\twrapped by local\tprimary ([0-9a-f]{8})\n  key ([0-9a-f]{8})\tcreated \d{4}-\d\d-\d\dT[0-9:]+Z\tenabled$`).FindAllStringSubmatch(out, -1)
+	if err != nil || len(listed) != 2 || listed[0][1] != "org_a" || listed[1][1] != "org_b" || listed[0][2] != listed[0][3] {
+		t.Errorf("keys list = %q, %v; want org_a and org_b, each with its one key, primary, created, enabled", out, err)
 	}
 	for _, s := range steps {
 		if _, _, err := runCLI(t, s...); err == nil || !strings.Contains(err.Error(), "refusing to replace") {
@@ -95,9 +97,9 @@ func TestEveryCommandAnswersHelp(t *testing.T) {
 		{[]string{"check", "-help"}, "Usage: phiguard check -config FILE"},
 		{[]string{"keys", "-h"}, "Subcommands:"},
 		{[]string{"keys", "help"}, "Subcommands:"},
-		{[]string{"keys", "init", "-h"}, "Usage: phiguard keys init -keyring DIR"},
-		{[]string{"keys", "create", "-h"}, "Usage: phiguard keys create -keyring DIR -org ID"},
-		{[]string{"keys", "list", "-h"}, "Usage: phiguard keys list -keyring DIR"},
+		{[]string{"keys", "init", "-h"}, "Usage: phiguard keys init [-keyring DIR] [-master FILE]"},
+		{[]string{"keys", "create", "-h"}, "Usage: phiguard keys create [-config FILE] [-keyring DIR] [-master FILE] -org ID"},
+		{[]string{"keys", "list", "-h"}, "Usage: phiguard keys list [-config FILE] [-keyring DIR] [-master FILE]"},
 		{[]string{"version", "-h"}, "Usage: phiguard version"},
 	} {
 		out, errOut, err := runCLI(t, tc.args...)

@@ -19,7 +19,6 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/identity"
-	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/metrics"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy"
@@ -102,7 +101,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, engine.Verifier, error) {
 	var kr engine.Keys
 	if k := pol.File.Keys; k != nil {
-		ring, err := openKeyring(ctx, k.Keyring)
+		ring, err := openKeyring(ctx, k, pol.File.Orgs, sc.metrics.KMSCall)
 		sc.metrics.KeyringReloaded(err)
 		if err != nil {
 			return nil, nil, err
@@ -128,14 +127,6 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 		v = ver
 	}
 	return kr, v, nil
-}
-
-func openKeyring(ctx context.Context, dir string) (*keys.Keyring, error) {
-	lp, err := keys.OpenLocal(dir)
-	if err != nil {
-		return nil, err
-	}
-	return keys.Open(ctx, dir, lp)
 }
 
 // closeTimeout bounds waiting for the file sinks' last writes at exit.

@@ -1,0 +1,138 @@
+package keys
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/keyset"
+	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
+)
+
+// orgFileFormat is the version of the keyset file written today. Version 1
+// files (Tink's encrypted keyset alone, wrapped by the local master key)
+// are still read.
+const orgFileFormat = 2
+
+// orgFile is an organization's keyset file: what wraps the keyset, when
+// each of its keys was created (key epochs, for retention), and the
+// keyset, encrypted by Tink under the key-encryption key. The metadata is
+// bound to the keyset as associated data, so it cannot be edited without
+// the key-encryption key.
+type orgFile struct {
+	Format int             `json:"phiguard_keyset"`
+	Org    string          `json:"org"`
+	Wrap   Wrap            `json:"wrap"`
+	Keys   []KeyInfo       `json:"keys"`
+	Keyset json.RawMessage `json:"keyset"`
+}
+
+// KeyInfo is what the keyring records of one data key.
+type KeyInfo struct {
+	// ID is the Tink key id, the <key id> of the tokens it seals.
+	ID uint32 `json:"id"`
+	// Created is when the key was made; zero for keys of a version 1 file.
+	Created time.Time `json:"created"`
+}
+
+// associatedData binds a wrapped keyset to its organization and metadata:
+// the keyset of one org copied over another's, or metadata edited, never
+// unwraps.
+func (f *orgFile) associatedData() []byte {
+	if f.Format < orgFileFormat {
+		return keysetAssociatedData(f.Org)
+	}
+	meta, err := json.Marshal(struct {
+		Wrap Wrap      `json:"wrap"`
+		Keys []KeyInfo `json:"keys"`
+	}{f.Wrap, f.Keys})
+	if err != nil {
+		panic(err) // plain structs always encode
+	}
+	return append([]byte(fmt.Sprintf("phiguard/keyring/v%d/org:%s\n", f.Format, f.Org)), meta...)
+}
+
+// parseOrgFile reads a keyset file of either version.
+func parseOrgFile(org string, raw []byte) (*orgFile, error) {
+	var probe struct {
+		Format          int             `json:"phiguard_keyset"`
+		EncryptedKeyset json.RawMessage `json:"encryptedKeyset"`
+	}
+	if err := json.Unmarshal(raw, &probe); err != nil {
+		return nil, fmt.Errorf("keyset file: %w", err)
+	}
+	if probe.Format == 0 && probe.EncryptedKeyset != nil {
+		return &orgFile{Format: 1, Org: org, Wrap: Wrap{Provider: ProviderLocal}, Keyset: raw}, nil
+	}
+	var f orgFile
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&f); err != nil {
+		return nil, fmt.Errorf("keyset file: %w", err)
+	}
+	switch {
+	case f.Format != orgFileFormat:
+		return nil, fmt.Errorf("keyset file format %d, want %d (a newer phiguard wrote it?)", f.Format, orgFileFormat)
+	case f.Org != org:
+		return nil, fmt.Errorf("keyset file names org %q", f.Org)
+	case f.Wrap.Provider == "":
+		return nil, fmt.Errorf("keyset file names no provider")
+	}
+	return &f, nil
+}
+
+// unwrap decrypts the keyset with p.
+func (f *orgFile) unwrap(ctx context.Context, p Provider) (*keyset.Handle, error) {
+	kek, err := p.KEK(ctx, f.Wrap, f.Org)
+	if err != nil {
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	h, err := keyset.ReadWithContext(ctx, keyset.NewJSONReader(bytes.NewReader(f.Keyset)), kek, f.associatedData())
+	if err != nil {
+		return nil, fmt.Errorf("unwrap keyset (%s): %w", f.Wrap, err)
+	}
+	if f.Format < orgFileFormat {
+		for _, ki := range h.KeysetInfo().GetKeyInfo() {
+			f.Keys = append(f.Keys, KeyInfo{ID: ki.GetKeyId()})
+		}
+	}
+	return h, nil
+}
+
+// wrap encrypts h for org under w with p and returns the version 2 file.
+// keys records the creation of h's keys, in h's order.
+func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.Handle, keys []KeyInfo) ([]byte, error) {
+	f := &orgFile{Format: orgFileFormat, Org: org, Wrap: w, Keys: keys}
+	kek, err := p.KEK(ctx, w, org)
+	if err != nil {
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	var ks bytes.Buffer
+	if err := h.WriteWithContext(ctx, keyset.NewJSONWriter(&ks), kek, f.associatedData()); err != nil {
+		return nil, fmt.Errorf("wrap keyset (%s): %w", w, err)
+	}
+	f.Keyset = bytes.TrimSpace(ks.Bytes())
+	out, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(out, '\n'), nil
+}
+
+// primaryID is the id of h's primary key.
+func primaryID(h *keyset.Handle) uint32 { return h.KeysetInfo().GetPrimaryKeyId() }
+
+// keyStatus names a key's status as list shows it.
+func keyStatus(s tinkpb.KeyStatusType) string {
+	switch s {
+	case tinkpb.KeyStatusType_ENABLED:
+		return "enabled"
+	case tinkpb.KeyStatusType_DISABLED:
+		return "disabled"
+	case tinkpb.KeyStatusType_DESTROYED:
+		return "destroyed"
+	}
+	return "unknown"
+}
