@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -34,7 +35,8 @@ type KMSOptions struct {
 	CallTimeout time.Duration
 	// Observe, when set, is told of every KMS call: the operation
 	// (Encrypt, Decrypt), how long it took, retries included, and its
-	// error. It must not keep err.
+	// error. It is called from several goroutines at once (keysets load
+	// in parallel) and must not keep err.
 	Observe func(op string, took time.Duration, err error)
 }
 
@@ -76,7 +78,26 @@ func (p *KMSProvider) KEK(_ context.Context, w Wrap, org string) (tink.AEADWithC
 		return nil, errors.New("keyset file names no KMS key")
 	}
 	remote := &kmsKEK{p: p, key: w.Key, context: map[string]string{"org": org}}
-	return aead.NewKMSEnvelopeAEADWithContext(aead.AES256GCMKeyTemplate(), remote)
+	env, err := aead.NewKMSEnvelopeAEADWithContext(aead.AES256GCMKeyTemplate(), remote)
+	if err != nil {
+		return nil, err
+	}
+	return &kmsEnvelope{env, remote}, nil
+}
+
+// kmsEnvelope is Tink's envelope AEAD over a KMS key, which also keeps the
+// last KMS error: Tink reports a failed unwrap as text, and the caller
+// needs to know whether the key was unusable or KMS unavailable.
+type kmsEnvelope struct {
+	*aead.KMSEnvelopeAEADWithContext
+	remote *kmsKEK
+}
+
+func (e *kmsEnvelope) cause() error {
+	if p := e.remote.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 // kmsKEK encrypts and decrypts envelope keys with one KMS key and one
@@ -85,6 +106,12 @@ type kmsKEK struct {
 	p       *KMSProvider
 	key     string
 	context map[string]string
+	err     atomic.Pointer[error] // the last call's error, classified
+}
+
+func (k *kmsKEK) fail(err error) error {
+	k.err.Store(&err)
+	return err
 }
 
 var _ tink.AEADWithContext = (*kmsKEK)(nil)
@@ -99,7 +126,7 @@ func (k *kmsKEK) EncryptWithContext(ctx context.Context, pt, ad []byte) ([]byte,
 	out, err := k.p.client.Encrypt(ctx, &kms.EncryptInput{KeyId: aws.String(k.key), Plaintext: pt, EncryptionContext: k.context})
 	k.p.observe("Encrypt", start, err)
 	if err != nil {
-		return nil, kmsError("Encrypt", k.key, err)
+		return nil, k.fail(kmsError("Encrypt", k.key, err))
 	}
 	return out.CiphertextBlob, nil
 }
@@ -116,7 +143,7 @@ func (k *kmsKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]byte,
 	out, err := k.p.client.Decrypt(ctx, &kms.DecryptInput{KeyId: aws.String(k.key), CiphertextBlob: ct, EncryptionContext: k.context})
 	k.p.observe("Decrypt", start, err)
 	if err != nil {
-		return nil, kmsError("Decrypt", k.key, err)
+		return nil, k.fail(kmsError("Decrypt", k.key, err))
 	}
 	return out.Plaintext, nil
 }

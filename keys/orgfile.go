@@ -91,7 +91,7 @@ func (f *orgFile) unwrap(ctx context.Context, p Provider) (*keyset.Handle, error
 	}
 	h, err := keyset.ReadWithContext(ctx, keyset.NewJSONReader(bytes.NewReader(f.Keyset)), kek, f.associatedData())
 	if err != nil {
-		return nil, fmt.Errorf("unwrap keyset (%s): %w", f.Wrap, err)
+		return nil, fmt.Errorf("unwrap keyset (%s): %w", f.Wrap, withCause(kek, err))
 	}
 	if f.Format < orgFileFormat {
 		for _, ki := range h.KeysetInfo().GetKeyInfo() {
@@ -111,7 +111,7 @@ func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.
 	}
 	var ks bytes.Buffer
 	if err := h.WriteWithContext(ctx, keyset.NewJSONWriter(&ks), kek, f.associatedData()); err != nil {
-		return nil, fmt.Errorf("wrap keyset (%s): %w", w, err)
+		return nil, fmt.Errorf("wrap keyset (%s): %w", w, withCause(kek, err))
 	}
 	f.Keyset = bytes.TrimSpace(ks.Bytes())
 	out, err := json.MarshalIndent(f, "", "  ")
@@ -135,4 +135,16 @@ func keyStatus(s tinkpb.KeyStatusType) string {
 		return "destroyed"
 	}
 	return "unknown"
+}
+
+// withCause returns the key-encryption key's own error when it recorded
+// one (a KMS error, whose kind errors.Is can test), else err: Tink passes
+// a KEK's error on as text only.
+func withCause(kek any, err error) error {
+	if c, ok := kek.(interface{ cause() error }); ok {
+		if cause := c.cause(); cause != nil {
+			return cause
+		}
+	}
+	return err
 }

@@ -1,0 +1,222 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+
+	"github.com/phiguard/phiguard/internal/kmstest"
+)
+
+// kmsRig is a KMS test server, a client of it built the way phiguard
+// builds one (NewAWSKMSClient, endpoint override, standard retries), and
+// a keyring folder.
+type kmsRig struct {
+	srv    *kmstest.Server
+	client *kms.Client
+	dir    string
+
+	mu    sync.Mutex
+	calls map[string]int // KMS calls the provider observed, by operation
+}
+
+func newKMSRig(t *testing.T, maxAttempts int) *kmsRig {
+	t.Helper()
+	srv := kmstest.New(t)
+	client, err := NewAWSKMSClient(context.Background(), AWSOptions{
+		Endpoint:      srv.URL(),
+		MaxAttempts:   maxAttempts,
+		MaxBackoff:    kmstest.MaxBackoff,
+		ConfigOptions: srv.ConfigOptions(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &kmsRig{srv: srv, client: client, dir: t.TempDir(), calls: map[string]int{}}
+}
+
+func (r *kmsRig) provider(shared string, own map[string]string) *KMSProvider {
+	return NewKMSProvider(r.client, KMSOptions{SharedKey: shared, OrgKeys: own, CallTimeout: 5 * time.Second,
+		Observe: func(op string, _ time.Duration, _ error) {
+			r.mu.Lock()
+			r.calls[op]++
+			r.mu.Unlock()
+		}})
+}
+
+// TestKMSBothKeyModes: orgs without a key of their own share one KMS key,
+// an org with its own key is wrapped under it; either way the keyring
+// opens, tokens round-trip, and KMS is called once per keyset written or
+// loaded, never per token.
+func TestKMSBothKeyModes(t *testing.T) {
+	r := newKMSRig(t, 3)
+	sharedID, sharedARN := r.srv.CreateKey(t, "shared")
+	ownID, _ := r.srv.CreateKey(t, "org_c's own")
+	r.srv.CreateAlias(t, "alias/org-c", ownID)
+	p := r.provider(sharedARN, map[string]string{"org_c": "alias/org-c"})
+	ctx := context.Background()
+	for org, want := range map[string]string{"org_a": sharedARN, "org_b": sharedARN, "org_c": "alias/org-c"} {
+		w, err := CreateOrg(ctx, r.dir, org, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if w != (Wrap{Provider: ProviderAWSKMS, Key: want}) {
+			t.Errorf("%s wrapped by %s, want %s", org, w, want)
+		}
+	}
+	if r.calls["Encrypt"] != 3 || r.srv.Calls("Encrypt") != 3 {
+		t.Errorf("KMS Encrypt calls: observed %d, server %d; want 3", r.calls["Encrypt"], r.srv.Calls("Encrypt"))
+	}
+	raw, _ := os.ReadFile(orgPath(r.dir, "org_a"))
+	if !strings.Contains(string(raw), `"key": "`+sharedARN+`"`) {
+		t.Errorf("org_a's file does not name its KMS key %s (%s):\n%s", sharedARN, sharedID, raw)
+	}
+
+	k, err := Open(ctx, r.dir, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.srv.Calls("Decrypt") != 3 {
+		t.Errorf("KMS Decrypt calls at open: %d, want one per org", r.srv.Calls("Decrypt"))
+	}
+	r.srv.ResetCalls()
+	for _, org := range []string{"org_a", "org_b", "org_c"} {
+		for range 100 {
+			tok, err := k.Encrypt(ctx, org, []byte(`"PHI"`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if pt, err := k.Decrypt(ctx, org, []byte(tok)); err != nil || string(pt) != `"PHI"` {
+				t.Fatalf("%s round trip: %q %v", org, pt, err)
+			}
+		}
+	}
+	if n := r.srv.Calls(""); n != 0 {
+		t.Errorf("%d KMS calls for 600 token operations, want 0", n)
+	}
+}
+
+// TestKMSContextBindsOrg: a wrapped key made for one org does not unwrap
+// for another, even under the same KMS key: the encryption context names
+// the org and KMS checks it.
+func TestKMSContextBindsOrg(t *testing.T) {
+	r := newKMSRig(t, 3)
+	_, arn := r.srv.CreateKey(t, "shared")
+	p := r.provider(arn, nil)
+	ctx := context.Background()
+	w := Wrap{Provider: ProviderAWSKMS, Key: arn}
+	a, err := p.KEK(ctx, w, "org_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sealed, err := a.EncryptWithContext(ctx, []byte("keyset"), []byte("ad"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.KEK(ctx, w, "org_b")
+	if _, err := b.DecryptWithContext(ctx, sealed, []byte("ad")); !errors.Is(err, ErrKMSContext) {
+		t.Errorf("org_b unwrapping org_a's key: %v, want ErrKMSContext", err)
+	}
+	if pt, err := a.DecryptWithContext(ctx, sealed, []byte("ad")); err != nil || string(pt) != "keyset" {
+		t.Errorf("org_a: %q %v", pt, err)
+	}
+	// Another KMS key named for the same blob is refused too.
+	_, other := r.srv.CreateKey(t, "other")
+	c, _ := p.KEK(ctx, Wrap{Provider: ProviderAWSKMS, Key: other}, "org_a")
+	if _, err := c.DecryptWithContext(ctx, sealed, []byte("ad")); !errors.Is(err, ErrKMSContext) {
+		t.Errorf("the blob under another key: %v, want ErrKMSContext", err)
+	}
+}
+
+// TestKMSUnusableKeyFailsClosed: a disabled key, or one pending deletion,
+// keeps the keyring from opening, with the reason; re-enabled, it opens.
+func TestKMSUnusableKeyFailsClosed(t *testing.T) {
+	r := newKMSRig(t, 3)
+	id, arn := r.srv.CreateKey(t, "shared")
+	p := r.provider(arn, nil)
+	ctx := context.Background()
+	if _, err := CreateOrg(ctx, r.dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.DisableKey(id)
+	if _, err := Open(ctx, r.dir, p); !errors.Is(err, ErrKMSKeyUnusable) || !strings.Contains(err.Error(), "org_a") {
+		t.Errorf("disabled key: %v, want ErrKMSKeyUnusable naming org_a", err)
+	}
+	if _, err := CreateOrg(ctx, r.dir, "org_b", p); !errors.Is(err, ErrKMSKeyUnusable) {
+		t.Errorf("create under a disabled key: %v", err)
+	}
+	r.srv.EnableKey(id)
+	if _, err := Open(ctx, r.dir, p); err != nil {
+		t.Errorf("re-enabled key: %v", err)
+	}
+	r.srv.ScheduleDeletion(id)
+	if _, err := Open(ctx, r.dir, p); !errors.Is(err, ErrKMSKeyUnusable) {
+		t.Errorf("key pending deletion: %v, want ErrKMSKeyUnusable", err)
+	}
+}
+
+// TestKMSThrottlingRetried: throttling and 5xx are retried with backoff up
+// to the attempts allowed, then the load fails as unavailable.
+func TestKMSThrottlingRetried(t *testing.T) {
+	r := newKMSRig(t, 4)
+	_, arn := r.srv.CreateKey(t, "shared")
+	p := r.provider(arn, nil)
+	ctx := context.Background()
+	if _, err := CreateOrg(ctx, r.dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.ResetCalls()
+	r.srv.FailNext("Decrypt", 2, kmstest.Throttle)
+	r.srv.FailNext("Decrypt", 1, kmstest.InternalError)
+	if _, err := Open(ctx, r.dir, p); err != nil {
+		t.Fatalf("after two throttles and a 500: %v", err)
+	}
+	if n := r.srv.Calls("Decrypt"); n != 4 {
+		t.Errorf("Decrypt calls: %d, want 4 (three failures, then success)", n)
+	}
+	r.srv.ResetCalls()
+	r.srv.FailNext("Decrypt", 100, kmstest.Throttle)
+	_, err := Open(ctx, r.dir, p)
+	if !errors.Is(err, ErrKMSUnavailable) {
+		t.Errorf("throttled throughout: %v, want ErrKMSUnavailable", err)
+	}
+	if n := r.srv.Calls("Decrypt"); n != 4 {
+		t.Errorf("Decrypt calls when throttled throughout: %d, want the 4 attempts allowed", n)
+	}
+}
+
+// TestKMSOutage: a KMS that is down or hangs fails the load within its
+// deadline; nothing is unwrapped.
+func TestKMSOutage(t *testing.T) {
+	r := newKMSRig(t, 2)
+	_, arn := r.srv.CreateKey(t, "shared")
+	p := r.provider(arn, nil)
+	ctx := context.Background()
+	for _, org := range []string{"org_a", "org_b"} {
+		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r.srv.SetDown(true)
+	if _, err := Open(ctx, r.dir, p); !errors.Is(err, ErrKMSUnavailable) {
+		t.Errorf("KMS down: %v, want ErrKMSUnavailable", err)
+	}
+	r.srv.SetDown(false)
+	r.srv.FailNext("", 100, kmstest.Hang)
+	deadline, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	_, err := Open(deadline, r.dir, p)
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrKMSUnavailable) {
+		t.Errorf("KMS hanging: %v, want the deadline", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("a hanging KMS held the load for %s", took)
+	}
+}
