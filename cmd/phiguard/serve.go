@@ -142,7 +142,8 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 		failed = err // a listener failed: stop the other one too
 	case <-sig.term: // the signal that begins the drain
 	case <-ctx.Done():
-		if !errors.Is(context.Cause(ctx), context.Canceled) && sig.term != nil {
+		// A signal's cause wraps context.Canceled: compare, do not errors.Is.
+		if cause := context.Cause(ctx); cause != context.Canceled && sig.term != nil {
 			// A signal canceled ctx (main listens too), and the same signal
 			// is on its way to term: take it, so that only a later one
 			// forces the drain.

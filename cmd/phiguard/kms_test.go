@@ -1,0 +1,132 @@
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/phiguard/phiguard/internal/kmstest"
+)
+
+// kmsEnv points the AWS SDK's standard chain at static test credentials
+// and nothing else: no shared files, no instance metadata.
+func kmsEnv(t *testing.T) {
+	t.Setenv("AWS_ACCESS_KEY_ID", "AKIDTEST")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "SECRET")
+	t.Setenv("AWS_SESSION_TOKEN", "")
+	t.Setenv("AWS_PROFILE", "")
+	t.Setenv("AWS_CONFIG_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", filepath.Join(t.TempDir(), "none"))
+	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
+	t.Setenv("AWS_ENDPOINT_URL", "")
+	t.Setenv("AWS_ENDPOINT_URL_KMS", "")
+	t.Setenv("HTTPS_PROXY", "")
+	t.Setenv("HTTP_PROXY", "")
+}
+
+const kmsPolicy = `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "APP"}
+admin: {listen: "127.0.0.1:0"}
+reload: {watch: false}
+keys:
+  provider: aws-kms
+  keyring: KEYRING
+  aws: {region: us-east-1, endpoint: "KMS", kms_key: "SHARED", max_attempts: 2}
+orgs:
+  - {id: org_a}
+  - {id: org_b, kms_key: "OWN"}
+routes:
+  - {name: hook, match: {methods: [POST], path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`
+
+// TestKMSOnlyAtStart: with the aws-kms provider, keys create wraps each
+// org under its KMS key (shared or its own), serve unwraps each keyset
+// once at start, and then 10,000 proxied requests that encrypt make no
+// KMS call at all.
+func TestKMSOnlyAtStart(t *testing.T) {
+	kmsEnv(t)
+	srv := kmstest.New(t)
+	_, shared := srv.CreateKey(t, "shared")
+	_, own := srv.CreateKey(t, "org_b")
+	var stored sync.Map // what the app received, by org
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		stored.Store(r.URL.Path, r.PostForm.Get("Body"))
+	}))
+	dir := t.TempDir()
+	src := strings.NewReplacer("APP", app, "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, src)
+	for _, org := range []string{"org_a", "org_b"} {
+		out, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org)
+		if err != nil {
+			t.Fatalf("keys create %s: %v %s", org, err, errOut)
+		}
+		want := map[string]string{"org_a": shared, "org_b": own}[org]
+		if !strings.Contains(out, "wrapped by aws-kms "+want) {
+			t.Errorf("keys create %s: %q, want it wrapped by %s", org, out, want)
+		}
+	}
+	out, _, err := runCLI(t, "keys", "list", "-config", polPath)
+	if err != nil || !strings.Contains(out, "org_b\twrapped by aws-kms "+own) {
+		t.Errorf("keys list: %q %v", out, err)
+	}
+	srv.ResetCalls()
+
+	s := startOps(t, src)
+	if n := srv.Calls("Decrypt"); n != 2 {
+		t.Errorf("KMS Decrypt calls at start: %d, want one per org", n)
+	}
+	srv.ResetCalls()
+	const requests, workers = 10000, 8
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for w := range workers {
+		wg.Go(func() {
+			c := &http.Client{}
+			for i := w; i < requests; i += workers {
+				org := []string{"org_a", "org_b"}[i%2]
+				resp, err := c.PostForm("http://"+s.proxy+"/hooks/"+org, url.Values{"Body": {fmt.Sprintf("PHI %d", i)}})
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					errs <- fmt.Errorf("request %d: %d", i, resp.StatusCode)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	if n := srv.Calls(""); n != 0 {
+		t.Errorf("%d KMS calls over %d proxied requests, want 0", n, requests)
+	}
+	for _, org := range []string{"org_a", "org_b"} {
+		v, _ := stored.Load("/hooks/" + org)
+		if s, _ := v.(string); !strings.HasPrefix(s, "ephi:v1:"+org+":") {
+			t.Errorf("the app stored %q for %s, want a token", s, org)
+		}
+	}
+	_, m := httpGet(t, "http://"+s.admin+"/metrics")
+	if !strings.Contains(m, `phiguard_kms_calls_total{operation="Decrypt",result="ok"} 2`) {
+		t.Error("metrics do not count the two KMS Decrypt calls at start")
+	}
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
