@@ -30,6 +30,7 @@ var (
 	errTooLarge       = refusal.New(refusal.TooLarge, "the body is larger than this route accepts")
 	errKeys           = refusal.New(refusal.KeysUnavailable, "encryption keys are unavailable; nothing was forwarded")
 	errAudit          = refusal.New(refusal.AuditUnavailable, "the audit trail is unavailable; the request was refused")
+	errShredded       = refusal.New(refusal.Forbidden, "this organization's keys were shredded; its protected data is not accepted")
 	errUpstreamBody   = refusal.New(refusal.UpstreamUnreadable, "the upstream app answered with a body phiguard could not read; it was not passed on")
 	errUpstreamLarge  = refusal.New(refusal.UpstreamTooLarge, "the upstream app answered with a body larger than this route accepts; it was not passed on")
 	errInternal       = refusal.New(refusal.Internal, "internal error; nothing was forwarded")

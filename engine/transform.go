@@ -90,7 +90,7 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 		dst = append(dst, '"')
 		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
 		if err != nil {
-			return dst, x.e.keyFailure(err)
+			return dst, x.e.sealFailure(err)
 		}
 		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
 		x.out.Request.found(sel)
@@ -112,13 +112,22 @@ func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		tok, err := x.e.keys.AppendEncrypt(ctx, nil, org, pt)
 		if err != nil {
-			return "", x.e.keyFailure(err)
+			return "", x.e.sealFailure(err)
 		}
 		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
 		x.out.Request.found(sel)
 		return string(tok), nil
 	}, methodOverrideParam)
 	return out, err
+}
+
+// sealFailure is keyFailure, except for an org whose keys were shredded:
+// its PHI is refused for good (403), not for a while.
+func (e *Engine) sealFailure(err error) error {
+	if errors.Is(err, keys.ErrShredded) {
+		return errShredded
+	}
+	return e.keyFailure(err)
 }
 
 // keyFailure logs a key error (never a value) and returns the 503 refusal.
@@ -226,6 +235,9 @@ const (
 	MaskOtherOrg    = "token of another organization"
 	MaskUndecodable = "token does not decrypt"
 	MaskNotToken    = "value is not a phiguard token"
+	// MaskShredded: the organization's keys were destroyed on purpose
+	// (crypto-shredding, retention); the value is gone for good.
+	MaskShredded = "key_shredded"
 )
 
 // reveal appends to dst what the caller may see of one selected response
@@ -253,6 +265,9 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 		return codec.AppendWiping(dst, pt), nil
 	case errors.Is(err, keys.ErrOrgMismatch):
 		x.rec.AddField(audit.ActionMask, path, MaskOtherOrg, 1)
+		return codec.AppendWiping(dst, mask), nil
+	case errors.Is(err, keys.ErrShredded):
+		x.rec.AddField(audit.ActionMask, path, MaskShredded, 1)
 		return codec.AppendWiping(dst, mask), nil
 	case err == nil, errors.Is(err, keys.ErrDecrypt), errors.Is(err, keys.ErrNotToken):
 		x.rec.AddField(audit.ActionMask, path, MaskUndecodable, 1)

@@ -220,3 +220,53 @@ func TestKMSOutage(t *testing.T) {
 		t.Errorf("a hanging KMS held the load for %s", took)
 	}
 }
+
+// TestRewrap: a keyset moves from the master key to a KMS key, then to
+// another KMS key; its data keys do not change, so every token still
+// opens, and the file names the new wrapping. Only the new key unwraps it.
+func TestRewrap(t *testing.T) {
+	r := newKMSRig(t, 3)
+	idA, arnA := r.srv.CreateKey(t, "a")
+	_, arnB := r.srv.CreateKey(t, "b")
+	if err := InitLocal(r.dir); err != nil {
+		t.Fatal(err)
+	}
+	local, err := OpenLocal(r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kmsP := r.provider(arnA, nil)
+	both := Providers{kmsP, local}
+	ctx := context.Background()
+	if _, err := CreateOrg(ctx, r.dir, "org_a", local); err != nil {
+		t.Fatal(err)
+	}
+	tokens := sealAll(t, reopen(t, r.dir, local), "org_a", "v")
+
+	from, err := Rewrap(ctx, r.dir, "org_a", both, Wrap{Provider: ProviderAWSKMS, Key: arnA})
+	if err != nil || from.Provider != ProviderLocal {
+		t.Fatalf("rewrap to KMS: from %v, %v", from, err)
+	}
+	if _, err := Open(ctx, r.dir, local); err == nil {
+		t.Error("the master key alone still opens a keyset rewrapped to KMS")
+	}
+	k := reopen(t, r.dir, kmsP)
+	if info, _ := k.Info("org_a"); info.Wrap.Key != arnA {
+		t.Errorf("wrapped by %v, want %s", info.Wrap, arnA)
+	}
+	if err := opens(k, "org_a", tokens["v"], "v"); err != nil {
+		t.Errorf("a token after rewrap: %v", err)
+	}
+
+	if _, err := Rewrap(ctx, r.dir, "org_a", kmsP, Wrap{Provider: ProviderAWSKMS, Key: arnB}); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.DisableKey(idA) // the old key is no longer needed
+	k = reopen(t, r.dir, kmsP)
+	if err := opens(k, "org_a", tokens["v"], "v"); err != nil {
+		t.Errorf("a token after the second rewrap: %v", err)
+	}
+	if _, err := Rewrap(ctx, r.dir, "org_a", kmsP, Wrap{}); err == nil {
+		t.Error("a rewrap to nothing succeeded")
+	}
+}

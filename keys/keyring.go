@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,7 +43,7 @@ type Keyring struct {
 // orgKeys is an organization's data AEAD, the associated data that binds
 // its tokens to it, and what the keyring file says of its keys.
 type orgKeys struct {
-	aead tink.AEAD
+	aead tink.AEAD // nil when shredded
 	ad   []byte
 	info OrgInfo
 }
@@ -53,6 +54,8 @@ type OrgInfo struct {
 	Wrap    Wrap
 	Primary uint32
 	Keys    []KeyStatus
+	// Shredded is when the org's keys were destroyed; zero if they were not.
+	Shredded time.Time
 }
 
 // KeyStatus is one data key of an organization.
@@ -118,6 +121,13 @@ func loadOrg(ctx context.Context, dir, org string, p Provider) (orgKeys, error) 
 	if err != nil {
 		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
+	if isShredded(raw) {
+		var sf shreddedFile
+		if err := json.Unmarshal(raw, &sf); err != nil || sf.Org != org {
+			return orgKeys{}, fmt.Errorf("org %s: shredded keyset file names org %q (%v)", org, sf.Org, err)
+		}
+		return orgKeys{info: OrgInfo{Org: org, Wrap: sf.Wrap, Shredded: sf.Shredded}}, nil
+	}
 	f, err := parseOrgFile(org, raw)
 	if err != nil {
 		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
@@ -179,10 +189,11 @@ func (k *Keyring) Orgs() []string {
 	return out
 }
 
-// Has reports whether the keyring holds keys for org.
+// Has reports whether the keyring holds keys for org that are not
+// shredded.
 func (k *Keyring) Has(org string) bool {
-	_, ok := k.orgs[org]
-	return ok
+	o, ok := k.orgs[org]
+	return ok && o.aead != nil
 }
 
 // Encrypt seals plaintext under org's primary key and returns the token.
@@ -197,6 +208,9 @@ func (k *Keyring) AppendEncrypt(_ context.Context, dst []byte, org string, plain
 	o, ok := k.orgs[org]
 	if !ok {
 		return dst, ErrUnknownOrg
+	}
+	if o.aead == nil {
+		return dst, ErrShredded
 	}
 	sealed, err := o.aead.Encrypt(plaintext, o.ad)
 	if err != nil {
@@ -221,6 +235,9 @@ func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, 
 	o, ok := k.orgs[org]
 	if !ok {
 		return nil, ErrUnknownOrg
+	}
+	if o.aead == nil {
+		return nil, ErrShredded
 	}
 	bp := sealedBuffers.Get().(*[]byte)
 	defer sealedBuffers.Put(bp)
@@ -263,7 +280,7 @@ func CreateOrg(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err != nil {
 		return Wrap{}, fmt.Errorf("generate keyset: %w", err)
 	}
-	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: time.Now().UTC().Truncate(time.Second)}})
+	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: now()}})
 	if err != nil {
 		return Wrap{}, err
 	}

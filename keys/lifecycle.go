@@ -1,0 +1,254 @@
+package keys
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/tink-crypto/tink-go/v2/aead"
+	"github.com/tink-crypto/tink-go/v2/keyset"
+
+	"github.com/phiguard/phiguard/internal/orgid"
+)
+
+// ErrShredded: the organization's keys were destroyed (crypto-shredding);
+// its tokens never open again.
+var ErrShredded = errors.New("the organization's keys were shredded")
+
+// shreddedFile is what remains of a shredded organization's keyset file:
+// when, and what wrapped it. It holds no key.
+type shreddedFile struct {
+	Format   int       `json:"phiguard_keyset"`
+	Org      string    `json:"org"`
+	Wrap     Wrap      `json:"wrap"`
+	Shredded time.Time `json:"shredded"`
+}
+
+// now is the lifecycle's clock; tests move it.
+var now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
+
+// edit unwraps org's keyset, lets change alter it, and writes the result
+// back, wrapped by w (the file's own wrapping when w is zero), replacing
+// the file in one rename. It returns the file as it was.
+func edit(ctx context.Context, dir, org string, p Provider, w Wrap, change func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error)) (*orgFile, error) {
+	if err := orgid.Check(org); err != nil {
+		return nil, err
+	}
+	raw, err := os.ReadFile(orgPath(dir, org))
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	if isShredded(raw) {
+		return nil, fmt.Errorf("org %s: %w", org, ErrShredded)
+	}
+	f, err := parseOrgFile(org, raw)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	h, err := f.unwrap(ctx, p)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	m := keyset.NewManagerFromHandle(h)
+	keys, err := change(m, slices.Clone(f.Keys))
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	nh, err := m.Handle()
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	if w == (Wrap{}) {
+		w = f.Wrap
+	}
+	data, err := wrapOrgFile(ctx, p, w, org, nh, keys)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	return f, replaceFile(orgPath(dir, org), data)
+}
+
+// Rotate adds a new AES-256-GCM key to org's keyset and makes it the
+// primary: new tokens are sealed by it, and every older key keeps
+// opening the tokens it sealed. It returns the new key's id.
+func Rotate(ctx context.Context, dir, org string, p Provider) (uint32, error) {
+	var id uint32
+	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+		var err error
+		if id, err = m.Add(aead.AES256GCMKeyTemplate()); err != nil {
+			return nil, err
+		}
+		if err := m.SetPrimary(id); err != nil {
+			return nil, err
+		}
+		return append(keys, KeyInfo{ID: id, Created: now()}), nil
+	})
+	return id, err
+}
+
+// Rewrap wraps org's keyset under to, keys unchanged: a new KMS key, or
+// from the master key to KMS. Tokens and the app's data are untouched. It
+// returns what wrapped the keyset before.
+func Rewrap(ctx context.Context, dir, org string, p Provider, to Wrap) (Wrap, error) {
+	if to == (Wrap{}) {
+		return Wrap{}, errors.New("rewrap needs a key to wrap under")
+	}
+	f, err := edit(ctx, dir, org, p, to, func(_ *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) { return keys, nil })
+	if err != nil {
+		return Wrap{}, err
+	}
+	return f.Wrap, nil
+}
+
+// Retire destroys one key of org's keyset: the tokens it sealed never
+// open again. The primary key cannot be retired. Retire a key once every
+// token it sealed was re-encrypted (Reencrypt) or may be lost.
+func Retire(ctx context.Context, dir, org string, p Provider, id uint32) error {
+	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+		return retire(m, keys, id)
+	})
+	return err
+}
+
+func retire(m *keyset.Manager, keys []KeyInfo, id uint32) ([]KeyInfo, error) {
+	h, err := m.Handle()
+	if err != nil {
+		return nil, err
+	}
+	if primaryID(h) == id {
+		return nil, fmt.Errorf("key %08x is the primary; rotate first", id)
+	}
+	if err := m.Delete(id); err != nil {
+		return nil, fmt.Errorf("key %08x: %w", id, err)
+	}
+	return slices.DeleteFunc(keys, func(k KeyInfo) bool { return k.ID == id }), nil
+}
+
+// Expired is what Expire did to one organization.
+type Expired struct {
+	Rotated uint32   // the new primary's id, when the primary was older than rotateEvery
+	Retired []uint32 // the keys older than retain, destroyed
+}
+
+// Expire applies an org's key schedule: when rotateEvery > 0 and the
+// primary key is older than it, a new primary is made; every other key
+// made more than retain ago (retain > 0) is destroyed, so the message
+// content it sealed becomes unreadable everywhere (database, backups,
+// replicas) while the rest of each record stays. Keys whose creation is
+// unknown (version 1 files) are never expired.
+func Expire(ctx context.Context, dir, org string, p Provider, rotateEvery, retain time.Duration) (Expired, error) {
+	var done Expired
+	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+		h, err := m.Handle()
+		if err != nil {
+			return nil, err
+		}
+		t := now()
+		primary := primaryID(h)
+		if rotateEvery > 0 {
+			if k := findKey(keys, primary); k == nil || k.Created.IsZero() || t.Sub(k.Created) >= rotateEvery {
+				id, err := m.Add(aead.AES256GCMKeyTemplate())
+				if err != nil {
+					return nil, err
+				}
+				if err := m.SetPrimary(id); err != nil {
+					return nil, err
+				}
+				keys = append(keys, KeyInfo{ID: id, Created: t})
+				done.Rotated, primary = id, id
+			}
+		}
+		if retain > 0 {
+			for _, k := range slices.Clone(keys) {
+				if k.ID == primary || k.Created.IsZero() || t.Sub(k.Created) < retain {
+					continue
+				}
+				if keys, err = retire(m, keys, k.ID); err != nil {
+					return nil, err
+				}
+				done.Retired = append(done.Retired, k.ID)
+			}
+		}
+		return keys, nil
+	})
+	return done, err
+}
+
+func findKey(keys []KeyInfo, id uint32) *KeyInfo {
+	for i := range keys {
+		if keys[i].ID == id {
+			return &keys[i]
+		}
+	}
+	return nil
+}
+
+// Shred destroys org's keyset: its file is replaced by a record of the
+// shredding, so every token of the org, wherever it is stored, never opens
+// again, and the keyring shows its values masked. The keyset must still
+// unwrap (so a typo cannot shred what it cannot read). It returns what
+// wrapped the keyset: for an org's own KMS key, schedule that key's
+// deletion too (ShredKMSKey).
+func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
+	if err := orgid.Check(org); err != nil {
+		return Wrap{}, err
+	}
+	raw, err := os.ReadFile(orgPath(dir, org))
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	if isShredded(raw) {
+		return Wrap{}, fmt.Errorf("org %s: %w already", org, ErrShredded)
+	}
+	f, err := parseOrgFile(org, raw)
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	if _, err := f.unwrap(ctx, p); err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	data, err := json.MarshalIndent(shreddedFile{Format: orgFileFormat, Org: org, Wrap: f.Wrap, Shredded: now()}, "", "  ")
+	if err != nil {
+		return Wrap{}, err
+	}
+	return f.Wrap, replaceFile(orgPath(dir, org), append(data, '\n'))
+}
+
+// isShredded reports whether raw is a shredded org's file.
+func isShredded(raw []byte) bool {
+	var probe struct {
+		Shredded *time.Time `json:"shredded"`
+	}
+	return json.Unmarshal(raw, &probe) == nil && probe.Shredded != nil
+}
+
+// replaceFile writes data beside path and renames it over path, so a
+// reader sees the old file or the new one, never half of one.
+func replaceFile(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".keyset-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	if err := tmp.Chmod(0o600); err != nil {
+		tmp.Close()
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

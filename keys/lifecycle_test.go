@@ -1,0 +1,186 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sealAll seals one value per label with the keyring now in force.
+func sealAll(t *testing.T, k *Keyring, org string, labels ...string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, l := range labels {
+		tok, err := k.Encrypt(context.Background(), org, []byte(`"`+l+`"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[l] = tok
+	}
+	return out
+}
+
+func reopen(t *testing.T, dir string, p Provider) *Keyring {
+	t.Helper()
+	k, err := Open(context.Background(), dir, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func opens(k *Keyring, org, tok, want string) error {
+	pt, err := k.Decrypt(context.Background(), org, []byte(tok))
+	if err != nil {
+		return err
+	}
+	if string(pt) != `"`+want+`"` {
+		return errors.New("opened to " + string(pt))
+	}
+	return nil
+}
+
+// TestRotateRetire: after a rotation, new tokens name the new key and the
+// old ones still open; the primary cannot be retired; once the old key is
+// retired its tokens never open, and the new ones still do.
+func TestRotateRetire(t *testing.T) {
+	dir, k := newTestKeyring(t, "org_a")
+	p, _ := OpenLocal(dir)
+	ctx := context.Background()
+	before, _ := k.Info("org_a")
+	old := sealAll(t, k, "org_a", "old")
+
+	id, err := Rotate(ctx, dir, "org_a", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k = reopen(t, dir, p)
+	info, _ := k.Info("org_a")
+	if info.Primary != id || len(info.Keys) != 2 || info.Keys[1].ID != id || info.Keys[1].Created.IsZero() {
+		t.Errorf("after rotate: %+v, want %08x primary and two keys", info, id)
+	}
+	if err := opens(k, "org_a", old["old"], "old"); err != nil {
+		t.Errorf("an old token after rotate: %v", err)
+	}
+	fresh := sealAll(t, k, "org_a", "new")
+	if tk, _ := ParseToken(fresh["new"]); tk.KeyID != id {
+		t.Errorf("a new token names key %08x, want the new primary %08x", tk.KeyID, id)
+	}
+
+	if err := Retire(ctx, dir, "org_a", p, id); err == nil || !strings.Contains(err.Error(), "primary") {
+		t.Errorf("retiring the primary: %v", err)
+	}
+	if err := Retire(ctx, dir, "org_a", p, 0xdeadbeef); err == nil {
+		t.Error("retiring a key the keyset does not hold succeeded")
+	}
+	if err := Retire(ctx, dir, "org_a", p, before.Primary); err != nil {
+		t.Fatal(err)
+	}
+	k = reopen(t, dir, p)
+	if err := opens(k, "org_a", old["old"], "old"); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("a token of the retired key: %v, want ErrDecrypt", err)
+	}
+	if err := opens(k, "org_a", fresh["new"], "new"); err != nil {
+		t.Errorf("a token of the primary after retire: %v", err)
+	}
+	if info, _ := k.Info("org_a"); len(info.Keys) != 1 {
+		t.Errorf("keys after retire: %+v", info.Keys)
+	}
+}
+
+// TestExpire: on its schedule, an org rotates when its primary is older
+// than rotate_every, and destroys the keys older than retain, whose tokens
+// then never open; the primary and younger keys are kept.
+func TestExpire(t *testing.T) {
+	day := 24 * time.Hour
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := start
+	defer func(old func() time.Time) { now = old }(now)
+	now = func() time.Time { return clock }
+	at := func(d int) { clock = start.Add(time.Duration(d) * day) }
+
+	dir, p := newMasterOnly(t)
+	ctx := context.Background()
+	if _, err := CreateOrg(ctx, dir, "org_a", p); err != nil { // key A, day 0
+		t.Fatal(err)
+	}
+	a := sealAll(t, reopen(t, dir, p), "org_a", "a")["a"]
+	expire := func(rotateEvery, retain time.Duration) Expired {
+		t.Helper()
+		got, err := Expire(ctx, dir, "org_a", p, rotateEvery, retain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	at(40)
+	if got := expire(30*day, 0); got.Rotated == 0 || len(got.Retired) != 0 { // key B, day 40
+		t.Fatalf("day 40: %+v, want a rotation", got)
+	}
+	b := sealAll(t, reopen(t, dir, p), "org_a", "b")["b"]
+	at(50)
+	if got := expire(30*day, 0); got.Rotated != 0 {
+		t.Errorf("day 50: %+v, want no rotation of a 10-day-old primary", got)
+	}
+	at(80)
+	if got := expire(30*day, 0); got.Rotated == 0 { // key C, day 80
+		t.Fatalf("day 80: %+v, want a rotation", got)
+	}
+	c := sealAll(t, reopen(t, dir, p), "org_a", "c")["c"]
+
+	at(100)
+	got := expire(0, 70*day)
+	k := reopen(t, dir, p)
+	if len(got.Retired) != 1 || got.Rotated != 0 {
+		t.Errorf("day 100, retain 70 days: %+v, want key A alone retired", got)
+	}
+	if err := opens(k, "org_a", a, "a"); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("a value sealed on day 0, past retention: %v, want ErrDecrypt", err)
+	}
+	for label, tok := range map[string]string{"b": b, "c": c} {
+		if err := opens(k, "org_a", tok, label); err != nil {
+			t.Errorf("a value within retention (%s): %v", label, err)
+		}
+	}
+	if info, _ := k.Info("org_a"); len(info.Keys) != 2 {
+		t.Errorf("keys after expire: %+v", info.Keys)
+	}
+}
+
+// TestShred: a shredded org's tokens never open again (ErrShredded, which
+// the engine shows as a mask), it seals nothing new, and it cannot be
+// edited or shredded twice; other orgs are untouched.
+func TestShred(t *testing.T) {
+	dir, k := newTestKeyring(t, "org_a", "org_b")
+	p, _ := OpenLocal(dir)
+	ctx := context.Background()
+	a, b := sealAll(t, k, "org_a", "v"), sealAll(t, k, "org_b", "v")
+	w, err := Shred(ctx, dir, "org_a", p)
+	if err != nil || w.Provider != ProviderLocal {
+		t.Fatalf("shred: %v %v", w, err)
+	}
+	k = reopen(t, dir, p)
+	if err := opens(k, "org_a", a["v"], "v"); !errors.Is(err, ErrShredded) {
+		t.Errorf("a token of the shredded org: %v, want ErrShredded", err)
+	}
+	if _, err := k.Encrypt(ctx, "org_a", []byte(`"x"`)); !errors.Is(err, ErrShredded) {
+		t.Errorf("sealing for the shredded org: %v", err)
+	}
+	if err := opens(k, "org_b", b["v"], "v"); err != nil {
+		t.Errorf("another org after the shred: %v", err)
+	}
+	if info, _ := k.Info("org_a"); info.Shredded.IsZero() || k.Has("org_a") {
+		t.Errorf("info %+v, has %v", info, k.Has("org_a"))
+	}
+	if _, err := Shred(ctx, dir, "org_a", p); !errors.Is(err, ErrShredded) {
+		t.Errorf("shredding twice: %v", err)
+	}
+	if _, err := Rotate(ctx, dir, "org_a", p); !errors.Is(err, ErrShredded) {
+		t.Errorf("rotating a shredded org: %v", err)
+	}
+	if _, err := Shred(ctx, dir, "org_x", p); err == nil {
+		t.Error("shredding an org without keys succeeded")
+	}
+}
