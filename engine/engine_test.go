@@ -134,6 +134,7 @@ type rig struct {
 	ver  *callers
 	keys *ctxKeys
 	aud  *records
+	dir  string // the keyring folder
 }
 
 func newRig(t testing.TB) *rig {
@@ -154,7 +155,7 @@ func newRig(t testing.TB) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &rig{ver: &callers{}, keys: &ctxKeys{Keyring: kr}, aud: &records{}}
+	r := &rig{ver: &callers{}, keys: &ctxKeys{Keyring: kr}, aud: &records{}, dir: dir}
 	r.eng, err = New(Options{Policy: pol, Keys: r.keys, Verifier: r.ver, Auditor: r.aud})
 	if err != nil {
 		t.Fatal(err)

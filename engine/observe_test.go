@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/refusal"
 )
 
@@ -157,4 +158,59 @@ func TestSuccessorSharesSlots(t *testing.T) {
 		d.Close()
 	}
 	b.Close()
+}
+
+// TestShreddedOrg: once an org's keys are shredded, its stored tokens show
+// the mask with reason key_shredded, never a 503 for the whole answer, and
+// its new PHI is refused for good (403).
+func TestShreddedOrg(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	x, sealed, _ := r.sendMessage(t, canary)
+	stored := bytes.Clone(sealed)
+	x.Close()
+
+	lp, err := keys.OpenLocal(r.dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.Shred(ctx, r.dir, "org_a", lp); err != nil {
+		t.Fatal(err)
+	}
+	kr, err := keys.Open(ctx, r.dir, lp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.keys.Keyring = kr
+
+	x, err = r.eng.Begin(ctx, request("GET", msgPath, "alice"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := append(append([]byte(`{"data":[`), stored...), "]}"...)
+	out, _, err := x.OpenResponse(ctx, 200, http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(list), int64(len(list)))
+	if err != nil {
+		t.Fatalf("answer with a shredded org's token: %v, want it masked", err)
+	}
+	if !bytes.Contains(out, []byte(`"body":"[protected]"`)) || bytes.Contains(out, []byte(canary)) {
+		t.Errorf("answer %s, want the mask", out)
+	}
+	x.Allow(ctx, 200)
+	x.Close()
+	if f := r.aud.last(t).Fields; len(f) != 1 || f[0].Reason != MaskShredded {
+		t.Errorf("audit fields %+v, want one mask with reason %s", f, MaskShredded)
+	}
+
+	req := request("POST", msgPath, "alice")
+	req.Header.Set("Content-Type", "application/json")
+	x, err = r.eng.Begin(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body := `{"body":"` + canary + `"}`
+	_, err = x.SealRequest(ctx, req.Header, strings.NewReader(body), int64(len(body)))
+	if ref, ok := refusal.As(err); !ok || ref.Kind != refusal.Forbidden {
+		t.Errorf("new PHI for a shredded org: %v, want a 403 refusal", err)
+	}
+	x.Close()
 }
