@@ -21,6 +21,7 @@ import (
 type KMSAPI interface {
 	Encrypt(ctx context.Context, in *kms.EncryptInput, optFns ...func(*kms.Options)) (*kms.EncryptOutput, error)
 	Decrypt(ctx context.Context, in *kms.DecryptInput, optFns ...func(*kms.Options)) (*kms.DecryptOutput, error)
+	ScheduleKeyDeletion(ctx context.Context, in *kms.ScheduleKeyDeletionInput, optFns ...func(*kms.Options)) (*kms.ScheduleKeyDeletionOutput, error)
 }
 
 // KMSOptions configure a KMSProvider.
@@ -146,6 +147,27 @@ func (k *kmsKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]byte,
 		return nil, k.fail(kmsError("Decrypt", k.key, err))
 	}
 	return out.Plaintext, nil
+}
+
+// OwnKey returns org's own KMS key, if it has one.
+func (p *KMSProvider) OwnKey(org string) (string, bool) {
+	k, ok := p.opts.OrgKeys[org]
+	return k, ok && k != ""
+}
+
+// ScheduleDeletion schedules the deletion of KMS key key after days (7 to
+// 30): what it wrapped can never be unwrapped once it is gone. It returns
+// when the key will be deleted.
+func (p *KMSProvider) ScheduleDeletion(ctx context.Context, key string, days int32) (time.Time, error) {
+	ctx, cancel := p.bound(ctx)
+	defer cancel()
+	start := time.Now()
+	out, err := p.client.ScheduleKeyDeletion(ctx, &kms.ScheduleKeyDeletionInput{KeyId: aws.String(key), PendingWindowInDays: aws.Int32(days)})
+	p.observe("ScheduleKeyDeletion", start, err)
+	if err != nil {
+		return time.Time{}, kmsError("ScheduleKeyDeletion", key, err)
+	}
+	return aws.ToTime(out.DeletionDate), nil
 }
 
 func (p *KMSProvider) bound(ctx context.Context) (context.Context, context.CancelFunc) {

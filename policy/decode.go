@@ -102,12 +102,25 @@ func (d *decoder) duration(n *yaml.Node, path string, v reflect.Value) {
 	if !ok {
 		return
 	}
-	dur, err := time.ParseDuration(s)
+	dur, err := parseDuration(s)
 	if err != nil {
-		d.ps.add(path, "want a duration such as 30s or 15m, got %q", s)
+		d.ps.add(path, "want a duration such as 30s, 15m or 90d, got %q", s)
 		return
 	}
 	v.SetInt(int64(dur))
+}
+
+// parseDuration is time.ParseDuration, plus whole days ("90d"), which
+// key schedules and retention are written in.
+func parseDuration(s string) (time.Duration, error) {
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.ParseUint(days, 10, 32)
+		if err != nil || n > 100*366 {
+			return 0, fmt.Errorf("bad day count %q", s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	return time.ParseDuration(s)
 }
 
 func kindName(n *yaml.Node) string {

@@ -198,6 +198,11 @@ func (p *Policy) compile(ps *problems, dir string) {
 	}
 	p.orgs = make(map[string]bool, len(f.Orgs))
 	for i, o := range f.Orgs {
+		if o.RotateEvery < 0 || o.Retain < 0 {
+			ps.add(fmt.Sprintf("orgs[%d]", i), "rotate_every and retain must not be negative")
+		} else if o.Retain > 0 && o.RotateEvery > 0 && o.Retain <= o.RotateEvery {
+			ps.add(fmt.Sprintf("orgs[%d].retain", i), "%s does not exceed rotate_every (%s): the primary key would be due for destruction", o.Retain, o.RotateEvery)
+		}
 		path := fmt.Sprintf("orgs[%d].id", i)
 		if err := orgid.Check(o.ID); err != nil {
 			ps.add(path, "%v", err)

@@ -16,104 +16,162 @@ const keysUsage = `Usage: phiguard keys SUBCOMMAND (-config FILE | -keyring DIR)
 
 Manages the keyring: each organization's data keys, wrapped by the local
 master key or by AWS KMS. With -config, the policy's keys section says
-where the keyring is and what wraps new keysets; with -keyring, the
-local master key does (DIR/master.json, -master FILE, or
-$PHIGUARD_MASTER_KEY).
+where the keyring is and what wraps new keysets, and records go to its
+audit sinks; with -keyring, the local master key does (DIR/master.json,
+-master FILE, or $PHIGUARD_MASTER_KEY), and records go to DIR/audit.jsonl.
+Every command that changes keys prints what it did and writes an audit
+record.
 
 Subcommands:
-  init     create the local master key
-  create   add an organization's data keys (-org ID)
-  list     list the organizations: wrapping key, primary key, every key
+  init       create the local master key
+  create     add an organization's data keys (-org ID)
+  list       list the organizations: wrapping key, primary key, every key
+  rotate     give an org a new primary key; older keys keep decrypting
+  rewrap     wrap an org's keyset under another key (-to KEY): KMS key, or local
+  reencrypt  rewrite every token in JSON or JSON lines from stdin to stdout
+             under its org's primary key, so that older keys can be retired
+  retire     destroy one key of an org (-key ID -confirm ID)
+  expire     apply the orgs' rotate_every and retain (policy orgs[])
+  shred      destroy an org's keys for good (-confirm ID): crypto-shredding
 
 phiguard keys SUBCOMMAND -h shows a subcommand's flags.
 `
 
 var keysAbout = map[string]string{
-	"init":   "Creates the local master key: DIR/master.json, or -master FILE (keep it apart from the keyring). Keep it secret; back it up.",
-	"create": "Adds the data keys of organization ID, wrapped by the master key or, with a policy whose keys.provider is aws-kms, by the org's KMS key.",
-	"list":   "Lists each organization's wrapping key, primary key and keys (id, created, status). Opening the keyring checks every keyset unwraps.",
+	"init":      "Creates the local master key: DIR/master.json, or -master FILE (keep it apart from the keyring). Keep it secret; back it up.",
+	"create":    "Adds the data keys of organization ID, wrapped by the master key or, with a policy whose keys.provider is aws-kms, by the org's KMS key.",
+	"list":      "Lists each organization's wrapping key, primary key and keys (id, created, status). Opening the keyring checks every keyset unwraps.",
+	"rotate":    "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed.",
+	"rewrap":    "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
+	"reencrypt": "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
+	"retire":    "Destroys key -key of the org: tokens it sealed never open again. Run reencrypt over the stored data first. Not the primary.",
+	"expire":    "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys made retain ago destroyed.",
+	"shred":     "Destroys every key of the org (crypto-shredding): its tokens, wherever stored, show the mask with reason key_shredded. With the org's own KMS key, -delete-kms-key also schedules that key's deletion.",
 }
 
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, keysUsage)
-		return usageError{"keys needs a subcommand: init, create or list"}
+		return usageError{"keys needs a subcommand"}
 	}
 	sub := args[0]
 	if isHelp(sub) || sub == "help" {
 		fmt.Fprint(stdout, keysUsage)
 		return errHelpShown
 	}
-	switch sub {
-	case "init", "create", "list":
-	default:
-		return usageError{fmt.Sprintf("unknown keys subcommand %q (want init, create or list)", sub)}
+	if _, ok := keysAbout[sub]; !ok {
+		return usageError{fmt.Sprintf("unknown keys subcommand %q (see phiguard keys -h)", sub)}
 	}
 	fs := newFlags("keys "+sub, keysAbout[sub], stdout, stderr)
 	dir := fs.String("keyring", "", "the keyring folder `DIR`")
 	master := fs.String("master", "", "the local master key `FILE` (default DIR/master.json)")
-	var config, org *string
+	var config, org, to, keyID, confirm *string
+	var deleteKMS *bool
+	var pendingDays *int
 	if sub != "init" {
 		config = fs.String("config", "", "the policy `FILE` whose keys section to use, instead of -keyring")
 	}
-	if sub == "create" {
+	switch sub {
+	case "create", "rotate", "rewrap", "retire", "shred":
 		org = fs.String("org", "", "the organization `ID` (required)")
+	case "expire":
+		org = fs.String("org", "", "only this organization `ID`")
+	}
+	switch sub {
+	case "rewrap":
+		to = fs.String("to", "", "the `KEY` to wrap under: a KMS key, or local (required)")
+	case "retire":
+		keyID = fs.String("key", "", "the key `ID` to destroy, 8 hex digits as list shows it (required)")
+		confirm = fs.String("confirm", "", "the key `ID` again (required)")
+	case "shred":
+		confirm = fs.String("confirm", "", "the organization `ID` again (required)")
+		deleteKMS = fs.Bool("delete-kms-key", false, "also schedule the deletion of the org's own KMS key")
+		pendingDays = fs.Int("pending-days", 7, "the KMS deletion's waiting `DAYS` (7 to 30)")
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
 	}
 	if sub == "init" {
-		if *dir == "" && *master == "" {
-			return usageError{"keys init needs -keyring DIR or -master FILE"}
-		}
-		path := *master
-		if path == "" {
-			path = filepath.Join(*dir, keys.MasterKeyFile)
-		} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return err
-		}
-		if *dir != "" {
-			if err := os.MkdirAll(*dir, 0o700); err != nil {
-				return fmt.Errorf("create keyring folder: %w", err)
-			}
-		}
-		if err := keys.InitLocalFile(path); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "created master key %s (keep it secret and apart from the keyring; back it up)\n", path)
-		return nil
+		return keysInit(stdout, *dir, *master)
 	}
-	k, orgs, err := keysSection(*config, *dir, *master)
+	for name, v := range map[string]*string{"-org": org, "-to": to, "-key": keyID, "-confirm": confirm} {
+		if v != nil && *v == "" && !(name == "-org" && sub == "expire") {
+			return usageError{fmt.Sprintf("keys %s needs %s", sub, name)}
+		}
+	}
+	k, pol, err := keysSection(*config, *dir, *master)
 	if err != nil {
 		return err
 	}
-	switch sub {
-	case "create":
-		if *org == "" {
-			return usageError{"keys create needs -org ID"}
-		}
-		p, err := providerFor(ctx, k, orgs, nil)
-		if err != nil {
-			return err
-		}
-		w, err := keys.CreateOrg(ctx, k.Keyring, *org, p)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "created keys for organization %s, wrapped by %s\n", *org, w)
-	case "list":
+	var orgs []policy.Org
+	if pol != nil {
+		orgs = pol.File.Orgs
+	}
+	if sub == "list" {
 		ring, err := openKeyring(ctx, k, orgs, nil)
 		if err != nil {
 			return err
 		}
 		printKeyring(stdout, ring)
+		return nil
+	}
+	p, err := providerFor(ctx, k, orgs, nil)
+	if err != nil {
+		return err
+	}
+	trail, err := cliAuditor(k, pol, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	defer trail.close()
+	op := keyOp{ctx: ctx, k: k, orgs: orgs, p: p, out: stdout, trail: trail}
+	switch sub {
+	case "create":
+		return op.create(*org)
+	case "rotate":
+		return op.rotate(*org)
+	case "rewrap":
+		return op.rewrap(*org, *to)
+	case "retire":
+		return op.retire(*org, *keyID, *confirm)
+	case "expire":
+		return op.expire(*org)
+	case "shred":
+		return op.shred(*org, *confirm, *deleteKMS, *pendingDays)
+	case "reencrypt":
+		return op.reencrypt(stdin, stderr)
 	}
 	return nil
 }
 
-// keysSection is the keys section of the policy at config, or, without
-// one, a local keyring in dir.
-func keysSection(config, dir, master string) (*policy.Keys, []policy.Org, error) {
+// stdin is what reencrypt reads; tests replace it.
+var stdin io.Reader = os.Stdin
+
+func keysInit(stdout io.Writer, dir, master string) error {
+	if dir == "" && master == "" {
+		return usageError{"keys init needs -keyring DIR or -master FILE"}
+	}
+	path := master
+	if path == "" {
+		path = filepath.Join(dir, keys.MasterKeyFile)
+	} else if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	if dir != "" {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return fmt.Errorf("create keyring folder: %w", err)
+		}
+	}
+	if err := keys.InitLocalFile(path); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "created master key %s (keep it secret and apart from the keyring; back it up)\n", path)
+	return nil
+}
+
+// keysSection is the keys section of the policy at config (and the
+// policy), or, without one, a local keyring in dir (and no policy).
+func keysSection(config, dir, master string) (*policy.Keys, *policy.Policy, error) {
 	switch {
 	case config != "" && dir != "":
 		return nil, nil, usageError{"give -config FILE or -keyring DIR, not both"}
@@ -125,7 +183,7 @@ func keysSection(config, dir, master string) (*policy.Keys, []policy.Org, error)
 		if pol.File.Keys == nil {
 			return nil, nil, fmt.Errorf("%s has no keys section", config)
 		}
-		return pol.File.Keys, pol.File.Orgs, nil
+		return pol.File.Keys, pol, nil
 	case dir != "":
 		if master == "" {
 			master = filepath.Join(dir, keys.MasterKeyFile)

@@ -1,0 +1,280 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+)
+
+// keyOp runs one keys subcommand that changes keys: it prints what it did
+// and writes an audit event.
+type keyOp struct {
+	ctx   context.Context
+	k     *policy.Keys
+	orgs  []policy.Org
+	p     keys.Provider
+	out   io.Writer
+	trail *cliTrail
+}
+
+func (o keyOp) create(org string) error {
+	w, err := keys.CreateOrg(o.ctx, o.k.Keyring, org, o.p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "created keys for organization %s, wrapped by %s\n", org, w)
+	return o.trail.record("key_create", "org", org, "wrap", w.String())
+}
+
+func (o keyOp) rotate(org string) error {
+	id, err := keys.Rotate(o.ctx, o.k.Keyring, org, o.p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "organization %s: new primary key %08x; older keys keep decrypting\n", org, id)
+	return o.trail.record("key_rotate", "org", org, "key", fmt.Sprintf("%08x", id))
+}
+
+func (o keyOp) rewrap(org, to string) error {
+	w := keys.Wrap{Provider: keys.ProviderAWSKMS, Key: to}
+	if to == keys.ProviderLocal {
+		w = keys.Wrap{Provider: keys.ProviderLocal}
+	}
+	from, err := keys.Rewrap(o.ctx, o.k.Keyring, org, o.p, w)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "organization %s: keyset wrapped by %s (was %s); keys and data unchanged\n", org, w, from)
+	return o.trail.record("key_rewrap", "org", org, "from", from.String(), "to", w.String())
+}
+
+func (o keyOp) retire(org, key, confirm string) error {
+	if confirm != key {
+		return usageError{"-confirm must repeat -key: retiring a key makes every token it sealed unreadable"}
+	}
+	id, err := strconv.ParseUint(key, 16, 32)
+	if err != nil {
+		return usageError{fmt.Sprintf("-key %q: want the 8 hex digits keys list shows", key)}
+	}
+	if err := keys.Retire(o.ctx, o.k.Keyring, org, o.p, uint32(id)); err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "organization %s: key %08x destroyed; the tokens it sealed never open again\n", org, id)
+	return o.trail.record("key_retire", "org", org, "key", fmt.Sprintf("%08x", id))
+}
+
+func (o keyOp) expire(only string) error {
+	done := 0
+	for _, org := range o.orgs {
+		if only != "" && org.ID != only || org.RotateEvery == 0 && org.Retain == 0 {
+			continue
+		}
+		got, err := keys.Expire(o.ctx, o.k.Keyring, org.ID, o.p, org.RotateEvery, org.Retain)
+		if err != nil {
+			return err
+		}
+		done++
+		var retired []string
+		for _, id := range got.Retired {
+			retired = append(retired, fmt.Sprintf("%08x", id))
+		}
+		rotated := "none"
+		if got.Rotated != 0 {
+			rotated = fmt.Sprintf("%08x", got.Rotated)
+		}
+		fmt.Fprintf(o.out, "organization %s: new primary %s; destroyed %d key(s) past retention %s\n", org.ID, rotated, len(retired), strings.Join(retired, " "))
+		if err := o.trail.record("key_expire", "org", org.ID, "rotated", rotated, "retired", strings.Join(retired, " ")); err != nil {
+			return err
+		}
+	}
+	if done == 0 {
+		return errors.New("no organization has rotate_every or retain in the policy (or -org names none that has)")
+	}
+	return nil
+}
+
+func (o keyOp) shred(org, confirm string, deleteKMS bool, days int) error {
+	if confirm != org {
+		return usageError{"-confirm must repeat -org: shredding makes every token of the organization unreadable, for good"}
+	}
+	own := ""
+	if deleteKMS {
+		kp := kmsProvider(o.p)
+		k, ok := "", false
+		if kp != nil {
+			k, ok = kp.OwnKey(org)
+		}
+		if !ok {
+			return usageError{"-delete-kms-key needs the org's own kms_key (orgs[].kms_key) and the aws-kms provider: a shared key wraps other orgs too"}
+		}
+		if days < 7 || days > 30 {
+			return usageError{"-pending-days: want 7 to 30"}
+		}
+		own = k
+	}
+	w, err := keys.Shred(o.ctx, o.k.Keyring, org, o.p)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(o.out, "organization %s: keys destroyed (were wrapped by %s); its tokens show the mask with reason key_shredded\n", org, w)
+	attrs := []string{"org", org, "wrap", w.String()}
+	if own != "" {
+		when, err := kmsProvider(o.p).ScheduleDeletion(o.ctx, own, int32(days))
+		if err != nil {
+			o.trail.record("key_shred", attrs...)
+			return fmt.Errorf("keys destroyed, but the KMS key's deletion was not scheduled: %w", err)
+		}
+		fmt.Fprintf(o.out, "KMS key %s is scheduled for deletion on %s\n", own, when.UTC().Format("2006-01-02"))
+		attrs = append(attrs, "kms_key_deletion", when.UTC().Format("2006-01-02T15:04:05Z"))
+	}
+	return o.trail.record("key_shred", attrs...)
+}
+
+func kmsProvider(p keys.Provider) *keys.KMSProvider {
+	if ps, ok := p.(keys.Providers); ok {
+		for _, x := range ps {
+			if kp, ok := x.(*keys.KMSProvider); ok {
+				return kp
+			}
+		}
+	}
+	kp, _ := p.(*keys.KMSProvider)
+	return kp
+}
+
+// reencrypt copies JSON values (a document, or JSON lines) from in to
+// o.out, with every phiguard token sealed again under its org's primary.
+func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
+	ring, err := keys.Open(o.ctx, o.k.Keyring, o.p)
+	if err != nil {
+		return err
+	}
+	bw := bufio.NewWriter(o.out)
+	dec := jsontext.NewDecoder(bufio.NewReader(in), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(false))
+	enc := jsontext.NewEncoder(bw, jsontext.Multiline(false))
+	var rewritten, current, kept, values int
+	for {
+		tok, err := dec.ReadToken()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("reencrypt: input at byte %d: %w (nothing after it was written)", dec.InputOffset(), err)
+		}
+		if tok.Kind() == '"' && keys.LooksLikeToken(tok.String()) {
+			s := tok.String()
+			switch next, err := reseal(o.ctx, ring, s); {
+			case err != nil:
+				kept++
+			case next == s:
+				current++
+			default:
+				rewritten++
+				tok = jsontext.String(next)
+			}
+		}
+		if err := enc.WriteToken(tok); err != nil {
+			return err
+		}
+		if dec.StackDepth() == 0 {
+			values++
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(report, "reencrypt: %d values; %d tokens sealed again under their org's primary key, %d already under it, %d left as they were (shredded, retired or unknown keys)\n", values, rewritten, current, kept)
+	return o.trail.record("key_reencrypt", "rewritten", strconv.Itoa(rewritten), "current", strconv.Itoa(current), "kept", strconv.Itoa(kept))
+}
+
+// reseal opens tok and seals it again under its org's primary key; a
+// token already under the primary comes back unchanged.
+func reseal(ctx context.Context, ring *keys.Keyring, tok string) (string, error) {
+	t, err := keys.ParseToken(tok)
+	if err != nil {
+		return "", err
+	}
+	info, ok := ring.Info(t.Org)
+	if !ok {
+		return "", keys.ErrUnknownOrg
+	}
+	if t.KeyID == info.Primary {
+		return tok, nil
+	}
+	pt, err := ring.Decrypt(ctx, t.Org, []byte(tok))
+	if err != nil {
+		return "", err
+	}
+	return ring.Encrypt(ctx, t.Org, pt)
+}
+
+// cliTrail is where a keys command writes its audit events.
+type cliTrail struct {
+	a       *audit.Auditor
+	closers []func() error
+}
+
+// cliAuditor writes to the policy's audit sinks, or, without a policy,
+// to audit.jsonl in the keyring folder.
+func cliAuditor(k *policy.Keys, pol *policy.Policy, stdout, stderr io.Writer) (*cliTrail, error) {
+	t := &cliTrail{}
+	var sinks []audit.Sink
+	specs := []policy.Sink{{Type: "file", Path: filepath.Join(k.Keyring, "audit.jsonl")}}
+	failClosed := true
+	if pol != nil {
+		specs, failClosed = pol.File.Audit.Sinks, *pol.File.Audit.FailClosed
+	}
+	for _, s := range specs {
+		switch s.Type {
+		case "stdout":
+			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
+		case "stderr":
+			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
+		case "file":
+			if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
+				return nil, err
+			}
+			f, err := audit.OpenFileSink(s.Path)
+			if err != nil {
+				t.close()
+				return nil, err
+			}
+			sinks = append(sinks, f)
+			t.closers = append(t.closers, f.Close)
+		}
+	}
+	t.a = audit.NewAuditor(nil, failClosed, sinks...)
+	return t, nil
+}
+
+// record writes event, with who ran the command.
+func (t *cliTrail) record(event string, attrs ...string) error {
+	operator := "unknown"
+	if u, err := user.Current(); err == nil {
+		operator = u.Username
+	}
+	attrs = append(attrs, "operator", operator)
+	if err := t.a.Event(context.Background(), event, attrs...); err != nil {
+		return fmt.Errorf("done, but the audit record was not written: %w", err)
+	}
+	return nil
+}
+
+func (t *cliTrail) close() {
+	for _, c := range t.closers {
+		c()
+	}
+}

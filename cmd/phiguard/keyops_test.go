@@ -1,0 +1,165 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+)
+
+// TestKeyLifecycleCLI runs the lifecycle as an operator would, end to
+// end: tokens stored under the first key; rotate; reencrypt the stored
+// JSON lines; retire the first key; expire by the policy's schedule;
+// shred. Old and new values are read after each step, and every step
+// leaves an audit record naming the operator.
+func TestKeyLifecycleCLI(t *testing.T) {
+	dir := t.TempDir()
+	ring, trail := filepath.Join(dir, "keyring"), filepath.Join(dir, "audit.jsonl")
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+keys: {keyring: "`+ring+`"}
+audit: {sinks: [{type: file, path: "`+trail+`"}]}
+orgs:
+  - {id: org_a, rotate_every: 720h, retain: 2190d}
+  - {id: org_b}
+routes:
+  - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`)
+	cli := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+		return out
+	}
+	cli("keys", "init", "-keyring", ring)
+	cli("keys", "create", "-config", polPath, "-org", "org_a")
+	cli("keys", "create", "-config", polPath, "-org", "org_b")
+	open := func() *keys.Keyring {
+		t.Helper()
+		pol, err := policy.Load(polPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		k, err := openKeyring(context.Background(), pol.File.Keys, pol.File.Orgs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	k := open()
+	first, _ := k.Info("org_a")
+	seal := func(k *keys.Keyring, org, v string) string {
+		t.Helper()
+		tok, err := k.Encrypt(context.Background(), org, []byte(`"`+v+`"`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tok
+	}
+	oldA, oldB := seal(k, "org_a", "old a"), seal(k, "org_b", "old b")
+	stored := `{"id":1,"body":"` + oldA + `","meta":{"n":1}}` + "\n" + `{"id":2,"notes":["` + oldB + `","plain"]}` + "\n"
+
+	out := cli("keys", "rotate", "-config", polPath, "-org", "org_a")
+	k = open()
+	second, _ := k.Info("org_a")
+	if second.Primary == first.Primary || !strings.Contains(out, "new primary key") {
+		t.Fatalf("rotate: %q; primary %08x, was %08x", out, second.Primary, first.Primary)
+	}
+	mustOpen(t, k, "org_a", oldA, "old a")
+	newA := seal(k, "org_a", "new a")
+
+	// reencrypt the stored rows: org_a's token moves to the new primary,
+	// org_b's is already under its primary; the rest is untouched.
+	stdin = strings.NewReader(stored)
+	defer func() { stdin = os.Stdin }()
+	var outBuf, errBuf bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "reencrypt", "-config", polPath}, &outBuf, &errBuf); err != nil {
+		t.Fatalf("reencrypt: %v %s", err, errBuf.String())
+	}
+	if !strings.Contains(errBuf.String(), "2 values; 1 tokens sealed again") || !strings.Contains(errBuf.String(), "1 already under it") {
+		t.Errorf("reencrypt report: %q", errBuf.String())
+	}
+	rows := bufio.NewScanner(&outBuf)
+	var row1 struct {
+		ID   int
+		Body string
+		Meta map[string]int
+	}
+	rows.Scan()
+	if err := json.Unmarshal(rows.Bytes(), &row1); err != nil || row1.ID != 1 || row1.Meta["n"] != 1 {
+		t.Fatalf("first row after reencrypt %q: %v", rows.Text(), err)
+	}
+	if tk, _ := keys.ParseToken(row1.Body); tk.KeyID != second.Primary {
+		t.Errorf("reencrypted token under key %08x, want the new primary %08x", tk.KeyID, second.Primary)
+	}
+	rows.Scan()
+	if !strings.Contains(rows.Text(), oldB) || !strings.Contains(rows.Text(), `"plain"`) {
+		t.Errorf("second row changed: %s", rows.Text())
+	}
+
+	// Retire the first key: the reencrypted value opens, the old one never.
+	if _, _, err := runCLI(t, "keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(first.Primary), "-confirm", "x"); exitCode(err) != 2 {
+		t.Errorf("retire without a matching -confirm: %v", err)
+	}
+	cli("keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(first.Primary), "-confirm", hex8(first.Primary))
+	k = open()
+	mustOpen(t, k, "org_a", row1.Body, "old a")
+	mustOpen(t, k, "org_a", newA, "new a")
+	if _, err := k.Decrypt(context.Background(), "org_a", []byte(oldA)); !errors.Is(err, keys.ErrDecrypt) {
+		t.Errorf("a token of the retired key: %v", err)
+	}
+
+	// expire: org_a's primary is fresh and nothing is past retention.
+	if out := cli("keys", "expire", "-config", polPath); !strings.Contains(out, "organization org_a: new primary none; destroyed 0 key(s)") || strings.Contains(out, "org_b") {
+		t.Errorf("expire: %q", out)
+	}
+
+	// shred org_b: its values are gone, org_a's are not.
+	if _, _, err := runCLI(t, "keys", "shred", "-config", polPath, "-org", "org_b", "-confirm", "org_a"); exitCode(err) != 2 {
+		t.Errorf("shred with the wrong -confirm: %v", err)
+	}
+	cli("keys", "shred", "-config", polPath, "-org", "org_b", "-confirm", "org_b")
+	k = open()
+	if _, err := k.Decrypt(context.Background(), "org_b", []byte(oldB)); !errors.Is(err, keys.ErrShredded) {
+		t.Errorf("a shredded org's token: %v", err)
+	}
+	mustOpen(t, k, "org_a", newA, "new a")
+	if list := cli("keys", "list", "-config", polPath); !strings.Contains(list, "org_b") {
+		t.Errorf("list after shred: %q", list)
+	}
+
+	raw, err := os.ReadFile(trail)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, event := range []string{"key_create", "key_rotate", "key_reencrypt", "key_retire", "key_expire", "key_shred"} {
+		if !bytes.Contains(raw, []byte(`"event":"`+event+`"`)) {
+			t.Errorf("no %s record in the audit trail:\n%s", event, raw)
+		}
+	}
+	if !bytes.Contains(raw, []byte(`"operator":`)) || bytes.Contains(raw, []byte("old a")) {
+		t.Errorf("audit trail without operator, or with a value:\n%s", raw)
+	}
+}
+
+func hex8(id uint32) string { return fmt.Sprintf("%08x", id) }
+
+func mustOpen(t *testing.T, k *keys.Keyring, org, tok, want string) {
+	t.Helper()
+	pt, err := k.Decrypt(context.Background(), org, []byte(tok))
+	if err != nil || string(pt) != `"`+want+`"` {
+		t.Errorf("%s token: %q %v, want %q", org, pt, err, want)
+	}
+}
