@@ -78,3 +78,30 @@ func TestSelectorListLimit(t *testing.T) {
 		t.Errorf("%d selectors: %v", MaxSelectors+1, err)
 	}
 }
+
+// TestDurationsInDays: key schedules are written in days; a bad day count
+// is refused with its path.
+func TestDurationsInDays(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		ok   bool
+	}{
+		{"90d", 90 * 24 * time.Hour, true},
+		{"2190d", 2190 * 24 * time.Hour, true},
+		{"36h", 36 * time.Hour, true},
+		{"1.5d", 0, false},
+		{"d", 0, false},
+		{"-3d", 0, false},
+		{"99999999d", 0, false},
+	} {
+		got, err := parseDuration(tc.in)
+		if (err == nil) != tc.ok || got != tc.want {
+			t.Errorf("parseDuration(%q) = %v, %v; want %v, ok %v", tc.in, got, err, tc.want, tc.ok)
+		}
+	}
+	src := "version: 1\ningress: {upstream: \"http://127.0.0.1:8080\"}\ndefault: allow\norgs: [{id: org_a, rotate_every: 30d, retain: 20d}]\n"
+	if _, err := Parse("p.yaml", []byte(src)); err == nil || !strings.Contains(err.Error(), "orgs[0].retain") {
+		t.Errorf("retain below rotate_every: %v", err)
+	}
+}

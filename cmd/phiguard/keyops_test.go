@@ -163,3 +163,22 @@ func mustOpen(t *testing.T, k *keys.Keyring, org, tok, want string) {
 		t.Errorf("%s token: %q %v, want %q", org, pt, err, want)
 	}
 }
+
+// TestReencryptRefusesBadInput: input that is not JSON stops reencrypt
+// with the offset, after the values before it.
+func TestReencryptRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := runCLI(t, "keys", "init", "-keyring", dir); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "keys", "create", "-keyring", dir, "-org", "org_a"); err != nil {
+		t.Fatal(err)
+	}
+	stdin = strings.NewReader(`{"a":1}` + "\n" + `{"b":`)
+	defer func() { stdin = os.Stdin }()
+	var out, errOut bytes.Buffer
+	err := run(context.Background(), []string{"keys", "reencrypt", "-keyring", dir}, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), "input at byte") {
+		t.Errorf("truncated input: %v", err)
+	}
+}

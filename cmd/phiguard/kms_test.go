@@ -10,6 +10,9 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/aws/aws-sdk-go-v2/service/kms"
+	"github.com/aws/aws-sdk-go-v2/service/kms/types"
+
 	"github.com/phiguard/phiguard/internal/kmstest"
 )
 
@@ -128,5 +131,39 @@ func writeFile(t *testing.T, path, content string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestShredDeletesOwnKMSKey: shredding an org with its own KMS key can
+// schedule that key's deletion; an org on the shared key cannot, since
+// the key wraps others too.
+func TestShredDeletesOwnKMSKey(t *testing.T) {
+	kmsEnv(t)
+	srv := kmstest.New(t)
+	_, shared := srv.CreateKey(t, "shared")
+	ownID, own := srv.CreateKey(t, "org_b")
+	dir := t.TempDir()
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)+
+		"audit: {sinks: [{type: file, path: \""+filepath.Join(dir, "audit.jsonl")+"\"}]}\n")
+	for _, org := range []string{"org_a", "org_b"} {
+		if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org); err != nil {
+			t.Fatalf("create %s: %v %s", org, err, errOut)
+		}
+	}
+	if _, _, err := runCLI(t, "keys", "shred", "-config", polPath, "-org", "org_a", "-confirm", "org_a", "-delete-kms-key"); exitCode(err) != 2 {
+		t.Errorf("shred deleting the shared key: %v, want a usage error", err)
+	}
+	out, errOut, err := runCLI(t, "keys", "shred", "-config", polPath, "-org", "org_b", "-confirm", "org_b", "-delete-kms-key")
+	if err != nil || !strings.Contains(out, "scheduled for deletion") {
+		t.Fatalf("shred org_b: %q %v %s", out, err, errOut)
+	}
+	desc, err := srv.Client(t).DescribeKey(t.Context(), &kms.DescribeKeyInput{KeyId: &ownID})
+	if err != nil || desc.KeyMetadata.KeyState != types.KeyStatePendingDeletion {
+		t.Errorf("org_b's key after shred: %v %v, want pending deletion", desc, err)
+	}
+	raw, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if !strings.Contains(string(raw), `"event":"key_shred","org":"org_b"`) || !strings.Contains(string(raw), "kms_key_deletion") {
+		t.Errorf("audit trail:\n%s", raw)
 	}
 }
