@@ -270,3 +270,64 @@ func TestRewrap(t *testing.T) {
 		t.Error("a rewrap to nothing succeeded")
 	}
 }
+
+// TestLoadKeepsWhatItCan: reloading a keyring unwraps only the keysets
+// whose files changed; while KMS is down, orgs already loaded keep their
+// keys, and a new org is unavailable (its requests refused) until a reload
+// succeeds.
+func TestLoadKeepsWhatItCan(t *testing.T) {
+	r := newKMSRig(t, 2)
+	_, arn := r.srv.CreateKey(t, "shared")
+	p := r.provider(arn, nil)
+	ctx := context.Background()
+	for _, org := range []string{"org_a", "org_b"} {
+		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k1, err := Load(ctx, r.dir, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokA := sealAll(t, k1, "org_a", "a")["a"]
+	r.srv.ResetCalls()
+	k2, err := Load(ctx, r.dir, p, k1)
+	if err != nil || r.srv.Calls("") != 0 {
+		t.Errorf("reload of an unchanged keyring: %v, %d KMS calls, want none", err, r.srv.Calls(""))
+	}
+	if _, err := Rotate(ctx, r.dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CreateOrg(ctx, r.dir, "org_c", p); err != nil {
+		t.Fatal(err)
+	}
+	r.srv.ResetCalls()
+	r.srv.SetDown(true)
+	k3, err := Load(ctx, r.dir, p, k2)
+	if !errors.Is(err, ErrKMSUnavailable) || k3 == nil {
+		t.Fatalf("reload with KMS down: %v", err)
+	}
+	if got := k3.Unavailable(); len(got) != 1 || got[0] != "org_c" {
+		t.Errorf("unavailable %v, want org_c alone (org_a keeps its last good keyset)", got)
+	}
+	if err := opens(k3, "org_a", tokA, "a"); err != nil {
+		t.Errorf("org_a while KMS is down: %v", err)
+	}
+	if _, err := k3.Encrypt(ctx, "org_c", []byte(`"x"`)); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("org_c while KMS is down: %v, want ErrUnavailable", err)
+	}
+	if info, _ := k3.Info("org_a"); len(info.Keys) != 1 {
+		t.Errorf("org_a while KMS is down: %d keys, want the last good keyset's one", len(info.Keys))
+	}
+	r.srv.SetDown(false)
+	k4, err := Load(ctx, r.dir, p, k3)
+	if err != nil || len(k4.Unavailable()) != 0 {
+		t.Fatalf("reload with KMS back: %v %v", err, k4.Unavailable())
+	}
+	if info, _ := k4.Info("org_a"); len(info.Keys) != 2 {
+		t.Errorf("org_a after KMS came back: %d keys, want the rotated keyset's two", len(info.Keys))
+	}
+	if _, err := k4.Encrypt(ctx, "org_c", []byte(`"x"`)); err != nil {
+		t.Errorf("org_c after KMS came back: %v", err)
+	}
+}

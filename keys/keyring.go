@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
+	"github.com/tink-crypto/tink-go/v2/subtle"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
 	"github.com/phiguard/phiguard/internal/orgid"
@@ -43,9 +45,11 @@ type Keyring struct {
 // orgKeys is an organization's data AEAD, the associated data that binds
 // its tokens to it, and what the keyring file says of its keys.
 type orgKeys struct {
-	aead tink.AEAD // nil when shredded
-	ad   []byte
-	info OrgInfo
+	aead   tink.AEAD // nil when shredded or unavailable
+	ad     []byte
+	info   OrgInfo
+	digest string // of the file it was loaded from
+	err    error  // why the keyset is unavailable; nil when loaded
 }
 
 // OrgInfo describes an organization's keys, without key material.
@@ -69,8 +73,29 @@ type KeyStatus struct {
 const loadConcurrency = 8
 
 // Open reads and unwraps every organization keyset under dir, a few at a
-// time, until ctx ends (give it a deadline: a KMS may hang).
+// time, until ctx ends (give it a deadline: a KMS may hang). It fails if
+// any keyset does not unwrap.
 func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
+	k, err := Load(ctx, dir, p, nil)
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// ErrUnavailable: the organization's keyset is in the keyring but could
+// not be unwrapped (KMS unreachable, a disabled key); requests for it are
+// refused until a reload succeeds.
+var ErrUnavailable = errors.New("the organization's keyset could not be unwrapped")
+
+// Load reads the keyring under dir as Open does, but keeps what it can:
+// a keyset whose file is unchanged since prev (nil for none) is taken from
+// prev without unwrapping it again (no KMS call), and a keyset that does
+// not unwrap keeps prev's version of it if prev had one, or else is held
+// as unavailable (ErrUnavailable for its requests). The keyring is nil
+// only when the folder cannot be read; err names every org that did not
+// load.
+func Load(ctx context.Context, dir string, p Provider, prev *Keyring) (*Keyring, error) {
 	entries, err := os.ReadDir(filepath.Join(dir, orgsDir))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -95,6 +120,16 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 	var wg sync.WaitGroup
 	for i, org := range orgs {
 		wg.Go(func() {
+			raw, err := os.ReadFile(orgPath(dir, org))
+			if err != nil {
+				errs[i] = fmt.Errorf("org %s: %w", org, err)
+				return
+			}
+			digest := sha256Hex(raw)
+			if old, ok := prev.org(org); ok && old.digest == digest && old.err == nil {
+				loaded[i] = old
+				return
+			}
 			select {
 			case sem <- struct{}{}:
 				defer func() { <-sem }()
@@ -102,25 +137,46 @@ func Open(ctx context.Context, dir string, p Provider) (*Keyring, error) {
 				errs[i] = fmt.Errorf("org %s: %w", org, ctx.Err())
 				return
 			}
-			loaded[i], errs[i] = loadOrg(ctx, dir, org, p)
+			loaded[i], errs[i] = loadOrg(ctx, org, raw, p)
+			loaded[i].digest = digest
 		})
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
 	k := &Keyring{orgs: make(map[string]orgKeys, len(orgs))}
 	for i, org := range orgs {
-		k.orgs[org] = loaded[i]
+		switch old, ok := prev.org(org); {
+		case errs[i] == nil:
+			k.orgs[org] = loaded[i]
+		case ok && old.err == nil:
+			k.orgs[org] = old // the last good version
+		default:
+			k.orgs[org] = orgKeys{err: errs[i], info: OrgInfo{Org: org}}
+		}
 	}
-	return k, nil
+	return k, errors.Join(errs...)
 }
 
-func loadOrg(ctx context.Context, dir, org string, p Provider) (orgKeys, error) {
-	raw, err := os.ReadFile(orgPath(dir, org))
-	if err != nil {
-		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
+func (k *Keyring) org(org string) (orgKeys, bool) {
+	if k == nil {
+		return orgKeys{}, false
 	}
+	o, ok := k.orgs[org]
+	return o, ok
+}
+
+// Unavailable lists the orgs whose keysets are held as unavailable, sorted.
+func (k *Keyring) Unavailable() []string {
+	var out []string
+	for org, o := range k.orgs {
+		if o.err != nil {
+			out = append(out, org)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, error) {
 	if isShredded(raw) {
 		var sf shreddedFile
 		if err := json.Unmarshal(raw, &sf); err != nil || sf.Org != org {
@@ -157,6 +213,15 @@ func orgInfo(f *orgFile, h *keyset.Handle) OrgInfo {
 		info.Keys = append(info.Keys, KeyStatus{KeyInfo: KeyInfo{ID: ki.GetKeyId(), Created: created[ki.GetKeyId()]}, Status: keyStatus(ki.GetStatus())})
 	}
 	return info
+}
+
+// sha256Hex is the hex SHA-256 of data.
+func sha256Hex(data []byte) string {
+	sum, err := subtle.ComputeHash(subtle.GetHashFunc("SHA256"), data)
+	if err != nil {
+		panic(err) // SHA256 is always known
+	}
+	return hex.EncodeToString(sum)
 }
 
 // Info describes org's keys; ok is false when the keyring has none.
@@ -209,6 +274,9 @@ func (k *Keyring) AppendEncrypt(_ context.Context, dst []byte, org string, plain
 	if !ok {
 		return dst, ErrUnknownOrg
 	}
+	if o.err != nil {
+		return dst, fmt.Errorf("%w: %w", ErrUnavailable, o.err)
+	}
 	if o.aead == nil {
 		return dst, ErrShredded
 	}
@@ -235,6 +303,9 @@ func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, 
 	o, ok := k.orgs[org]
 	if !ok {
 		return nil, ErrUnknownOrg
+	}
+	if o.err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUnavailable, o.err)
 	}
 	if o.aead == nil {
 		return nil, ErrShredded
