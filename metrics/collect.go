@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"slices"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -90,6 +91,10 @@ var (
 		"Lines an audit sink failed to write, by sink.", "sink")
 	descAuditUp = newDesc("audit_sink_up",
 		"1 when an audit sink's last write succeeded, 0 when it failed.", "sink")
+	descKeysets = newDesc("keysets",
+		"Organizations' keysets in the keyring in force, by state: loaded, unavailable (not unwrapped: their PHI routes answer 503), shredded.", "state")
+	descKeyAge = newDesc("key_primary_age_seconds",
+		"Age of each organization's primary data key (0 when its creation is unknown).", "org")
 	descCoverage = newDesc("route_coverage_ratio",
 		"Share of the bodies a route's selectors were applied to in which every selector found a value, by route and direction; 1 before any. Below 1: a selector that does not match, so PHI may pass in plaintext.", "route", "direction")
 )
@@ -110,6 +115,10 @@ func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
 		ch <- descAuditFailures
 		ch <- descAuditUp
 	}
+	if s.src.Keyring != nil {
+		ch <- descKeysets
+		ch <- descKeyAge
+	}
 	ch <- descCoverage
 }
 
@@ -125,6 +134,32 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descAuditRecords, prometheus.CounterValue, float64(st.Written), st.Name)
 			ch <- prometheus.MustNewConstMetric(descAuditFailures, prometheus.CounterValue, float64(st.Failed), st.Name)
 			ch <- prometheus.MustNewConstMetric(descAuditUp, prometheus.GaugeValue, b2f(st.Up), st.Name)
+		}
+	}
+	if s.src.Keyring != nil {
+		if ring := s.src.Keyring(); ring != nil {
+			counts := map[string]float64{"loaded": 0, "unavailable": 0, "shredded": 0}
+			unavailable := ring.Unavailable()
+			counts["unavailable"] = float64(len(unavailable))
+			for _, org := range ring.Orgs() {
+				info, _ := ring.Info(org)
+				switch {
+				case !info.Shredded.IsZero():
+					counts["shredded"]++
+				case ring.Has(org):
+					counts["loaded"]++
+					age := 0.0
+					for _, k := range info.Keys {
+						if k.ID == info.Primary && !k.Created.IsZero() {
+							age = time.Since(k.Created).Seconds()
+						}
+					}
+					ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, age, org)
+				}
+			}
+			for state, n := range counts {
+				ch <- prometheus.MustNewConstMetric(descKeysets, prometheus.GaugeValue, n, state)
+			}
 		}
 	}
 	s.m.coverage.Range(func(k, v any) bool {

@@ -16,6 +16,7 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
 )
 
@@ -46,6 +47,8 @@ type Sources struct {
 	JWT *identity.Stats
 	// Auditor reports on its sinks.
 	Auditor *audit.Auditor
+	// Keyring returns the keyring in force; nil when there is none.
+	Keyring func() *keys.Keyring
 	// Version is phiguard's version.
 	Version string
 }

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/kms"
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
@@ -165,5 +166,81 @@ func TestShredDeletesOwnKMSKey(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
 	if !strings.Contains(string(raw), `"event":"key_shred","org":"org_b"`) || !strings.Contains(string(raw), "kms_key_deletion") {
 		t.Errorf("audit trail:\n%s", raw)
+	}
+}
+
+// TestKMSOutage: with KMS down at start, phiguard starts but is not ready
+// and refuses PHI (503), never plaintext; once KMS answers, the watch
+// loads the keyring and traffic flows. KMS down later: loaded orgs keep
+// working, an org added meanwhile answers 503 until KMS is back.
+func TestKMSOutage(t *testing.T) {
+	kmsEnv(t)
+	srv := kmstest.New(t)
+	_, shared := srv.CreateKey(t, "shared")
+	_, own := srv.CreateKey(t, "org_b")
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	dir := t.TempDir()
+	src := strings.NewReplacer("APP", app, "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own,
+		"reload: {watch: false}", "reload: {interval: 20ms}").Replace(kmsPolicy)
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, src)
+	if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", "org_a"); err != nil {
+		t.Fatalf("create: %v %s", err, errOut)
+	}
+	post := func(s *opsStack, org string) int {
+		t.Helper()
+		resp, err := http.PostForm("http://"+s.proxy+"/hooks/"+org, url.Values{"Body": {"PHI"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+
+	srv.SetDown(true)
+	s := startOps(t, src)
+	code, body := httpGet(t, "http://"+s.admin+"/readyz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(body, "keyring") || !strings.Contains(body, "org_a") {
+		t.Errorf("/readyz with KMS down at start: %d %s, want 503 naming the keyring and org_a", code, body)
+	}
+	if got := post(s, "org_a"); got != http.StatusServiceUnavailable {
+		t.Errorf("PHI with KMS down at start: %d, want 503", got)
+	}
+	srv.SetDown(false)
+	s.waitLog(t, "keyring reloaded", 1)
+	if code, body := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz once KMS answers: %d %s", code, body)
+	}
+	if got := post(s, "org_a"); got != 200 {
+		t.Errorf("PHI once KMS answers: %d, want 200", got)
+	}
+
+	// KMS down later; org_b is added meanwhile.
+	srv.SetDown(true)
+	if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", "org_b"); err == nil {
+		t.Fatalf("create with KMS down succeeded: %s", errOut)
+	}
+	srv.SetDown(false)
+	if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", "org_b"); err != nil {
+		t.Fatalf("create org_b: %v %s", err, errOut)
+	}
+	srv.SetDown(true)
+	s.waitLog(t, "keyring reloaded", 2) // org_b's file appeared; it cannot unwrap
+	if got := post(s, "org_a"); got != 200 {
+		t.Errorf("a loaded org while KMS is down: %d, want 200", got)
+	}
+	if got := post(s, "org_b"); got != http.StatusServiceUnavailable {
+		t.Errorf("an org added while KMS is down: %d, want 503", got)
+	}
+	if code, _ := httpGet(t, "http://"+s.admin+"/readyz"); code != 200 {
+		t.Errorf("/readyz after the first complete load: %d, want 200 (one org's keyset does not take the pod out)", code)
+	}
+	srv.SetDown(false)
+	deadline := time.Now().Add(10 * time.Second)
+	for post(s, "org_b") != 200 {
+		if time.Now().After(deadline) {
+			t.Fatal("org_b never became available once KMS answered")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/metrics"
 )
 
@@ -509,4 +511,124 @@ func TestReloadNeedsTheAuditTrail(t *testing.T) {
 	if code, body := httpGet(t, "http://"+s.proxy+"/api/v1/tokens/1"); code != http.StatusForbidden || !strings.Contains(body, "second-reason") {
 		t.Errorf("after the trail recovered: %d %s, want the new policy", code, body)
 	}
+}
+
+// TestKeyringSwapUnderRunningServer: the keyring changes under a running
+// phiguard as a Kubernetes Secret update changes it (a symlinked folder
+// swapped whole), and as keys rotate does (a file renamed over): new orgs
+// and new primary keys apply without a restart, and tokens sealed before
+// still open.
+func TestKeyringSwapUnderRunningServer(t *testing.T) {
+	var mu sync.Mutex
+	stored := map[string]string{}
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.ParseForm()
+		mu.Lock()
+		stored[r.URL.Path] = r.PostForm.Get("Body")
+		mu.Unlock()
+	}))
+	base := t.TempDir()
+	ring := filepath.Join(base, "keyring")
+	if _, _, err := runCLI(t, "keys", "init", "-keyring", ring); err != nil {
+		t.Fatal(err)
+	}
+	// The orgs folder is a symlink to a versioned folder, as a Secret
+	// volume's ..data is.
+	v1 := filepath.Join(ring, "..v1")
+	os.Mkdir(v1, 0o700)
+	if err := os.Symlink("..v1", filepath.Join(ring, "orgs")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := runCLI(t, "keys", "create", "-keyring", ring, "-org", "org_a"); err != nil {
+		t.Fatal(err)
+	}
+	s := startOps(t, `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "`+app+`"}
+admin: {listen: "127.0.0.1:0"}
+reload: {interval: 20ms}
+keys: {keyring: "`+ring+`"}
+orgs: [{id: org_a}, {id: org_b}]
+routes:
+  - {name: hook, match: {methods: [POST], path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`)
+	post := func(org string) (int, string) {
+		t.Helper()
+		resp, err := http.PostForm("http://"+s.proxy+"/hooks/"+org, url.Values{"Body": {"PHI"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		return resp.StatusCode, stored["/hooks/"+org]
+	}
+	if code, _ := post("org_b"); code != http.StatusServiceUnavailable {
+		t.Errorf("an org without keys: %d, want 503", code)
+	}
+	_, first := post("org_a")
+
+	// A new version of the folder with org_b, swapped in by one rename.
+	v2 := filepath.Join(ring, "..v2")
+	os.Mkdir(v2, 0o700)
+	copyFile(t, filepath.Join(v1, "org_a.json"), filepath.Join(v2, "org_a.json"))
+	staging := filepath.Join(base, "staging")
+	os.Mkdir(staging, 0o700)
+	copyFile(t, filepath.Join(ring, "master.json"), filepath.Join(staging, "master.json"))
+	os.Symlink(v2, filepath.Join(staging, "orgs"))
+	if _, _, err := runCLI(t, "keys", "create", "-keyring", staging, "-org", "org_b"); err != nil {
+		t.Fatal(err)
+	}
+	os.Symlink("..v2", filepath.Join(ring, "orgs.new"))
+	if err := os.Rename(filepath.Join(ring, "orgs.new"), filepath.Join(ring, "orgs")); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(t, "keyring reloaded", 1)
+	if code, tok := post("org_b"); code != 200 || !strings.HasPrefix(tok, "ephi:v1:org_b:") {
+		t.Errorf("org_b after the swap: %d %q, want a token", code, tok)
+	}
+
+	// keys rotate under the running server.
+	if _, _, err := runCLI(t, "keys", "rotate", "-keyring", ring, "-org", "org_a"); err != nil {
+		t.Fatal(err)
+	}
+	s.waitLog(t, "keyring reloaded", 2)
+	_, second := post("org_a")
+	t1, _ := keys.ParseToken(first)
+	t2, _ := keys.ParseToken(second)
+	if t1.KeyID == t2.KeyID {
+		t.Errorf("after keys rotate, new tokens still name key %08x", t2.KeyID)
+	}
+	k, err := keys.Open(context.Background(), ring, mustLocal(t, ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tok := range []string{first, second} {
+		if _, err := k.Decrypt(context.Background(), "org_a", []byte(tok)); err != nil {
+			t.Errorf("a token from before or after the rotation: %v", err)
+		}
+	}
+	trail := s.stdout.Bytes()
+	if !bytes.Contains(trail, []byte(`"event":"keyring_reload","result":"success"`)) {
+		t.Errorf("no keyring_reload record in the audit trail:\n%s", trail)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	raw, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, raw, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mustLocal(t *testing.T, dir string) *keys.LocalProvider {
+	t.Helper()
+	p, err := keys.OpenLocal(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
 }

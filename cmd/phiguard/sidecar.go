@@ -9,7 +9,9 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,6 +21,7 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/metrics"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy"
@@ -45,6 +48,15 @@ type sidecar struct {
 
 	draining atomic.Bool
 	ready    atomic.Bool // the last /readyz answer
+
+	// keys is the keyring in force, swapped whole by reloads; requests
+	// read it per value.
+	keys liveKeys
+	// keysDigest is of the keyring files last loaded (under mu);
+	// keysComplete is set once a load left no org unavailable: until then
+	// phiguard is not ready.
+	keysDigest   string
+	keysComplete atomic.Bool
 
 	cert       atomic.Pointer[tls.Certificate] // ingress.tls's, when set
 	certDigest string                          // of the files cert was read from; under certMu
@@ -77,12 +89,16 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		Ready:    sc.ready.Load,
 		JWT:      sc.jwt,
 		Auditor:  sc.auditor,
+		Keyring:  sc.keys.ring.Load,
 		Version:  version,
 	})
-	kr, v, err := sc.parts(ctx, pol)
+	kr, ring, v, err := sc.parts(ctx, pol)
 	if err != nil {
 		sc.Close()
 		return nil, err
+	}
+	if k := pol.File.Keys; k != nil {
+		sc.useKeyring(ring, keyringDigest(k.Keyring))
 	}
 	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log})
 	if err != nil {
@@ -96,22 +112,25 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 	return sc, nil
 }
 
-// parts opens the keyring and reads the JWKS that pol names. A nil
-// interface, not a nil pointer, stands for a part pol does not use.
-func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, engine.Verifier, error) {
+// parts loads the keyring and reads the JWKS that pol names. A nil
+// interface, not a nil pointer, stands for a part pol does not use. The
+// keyring is returned, not yet in force. Keysets that do not unwrap are
+// held as unavailable (their requests answer 503) and logged; the watch
+// retries them.
+func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, *keys.Keyring, engine.Verifier, error) {
 	var kr engine.Keys
+	var ring *keys.Keyring
 	if k := pol.File.Keys; k != nil {
-		ring, err := openKeyring(ctx, k, pol.File.Orgs, sc.metrics.KMSCall)
-		sc.metrics.KeyringReloaded(err)
-		if err != nil {
-			return nil, nil, err
+		var err error
+		if ring, err = sc.loadKeyring(ctx, k, pol.File.Orgs); ring == nil {
+			return nil, nil, nil, err
 		}
 		for _, o := range pol.File.Orgs {
-			if !ring.Has(o.ID) {
-				sc.log.Warn("organization has no keys: its PHI routes will answer 503", "org", o.ID, "fix", "phiguard keys create -keyring "+k.Keyring+" -org "+o.ID)
+			if _, known := ring.Info(o.ID); !known {
+				sc.log.Warn("organization has no keys: its PHI routes will answer 503", "org", o.ID, "fix", "phiguard keys create -config POLICY -org "+o.ID)
 			}
 		}
-		kr = ring
+		kr = &sc.keys
 	}
 	var v engine.Verifier
 	if id := pol.File.Identity; id != nil && id.JWT != nil {
@@ -122,11 +141,103 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 			Stats: sc.jwt,
 		})
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		v = ver
 	}
-	return kr, v, nil
+	return kr, ring, v, nil
+}
+
+// loadKeyring loads the keyring k names within its load_timeout, reusing
+// the keysets in force whose files did not change. It returns nil only
+// when the keyring cannot be read at all (no folder, no master key).
+func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []policy.Org) (*keys.Keyring, error) {
+	ctx, cancel := context.WithTimeout(ctx, k.LoadTimeout)
+	defer cancel()
+	p, err := providerFor(ctx, k, orgs, sc.metrics.KMSCall)
+	if err != nil {
+		sc.metrics.KeyringReloaded(err)
+		return nil, err
+	}
+	ring, err := keys.Load(ctx, k.Keyring, p, sc.keys.ring.Load())
+	sc.metrics.KeyringReloaded(err)
+	if err != nil && ring != nil {
+		sc.log.Error("keysets not unwrapped: their organizations' PHI routes answer 503 until a reload succeeds", "orgs", ring.Unavailable(), "err", err)
+	}
+	return ring, err
+}
+
+// useKeyring puts ring in force and notes whether it is complete.
+func (sc *sidecar) useKeyring(ring *keys.Keyring, digest string) {
+	if ring == nil {
+		return
+	}
+	sc.keys.ring.Store(ring)
+	sc.keysDigest = digest
+	if len(ring.Unavailable()) == 0 {
+		sc.keysComplete.Store(true)
+	}
+}
+
+// reloadKeys reloads the keyring alone when its files changed, or when
+// some keyset is still unavailable: a Kubernetes Secret update swaps the
+// files by symlink. The caller holds mu.
+func (sc *sidecar) reloadKeys(ctx context.Context, cause string) {
+	k := sc.pol.Load().File.Keys
+	if k == nil {
+		return
+	}
+	digest := keyringDigest(k.Keyring)
+	cur := sc.keys.ring.Load()
+	if digest == sc.keysDigest && (cur == nil || len(cur.Unavailable()) == 0) {
+		return
+	}
+	ring, err := sc.loadKeyring(ctx, k, sc.pol.Load().File.Orgs)
+	if ring == nil {
+		if digest != sc.keysDigest {
+			sc.log.Error("keyring not reloaded; the keyring in force stays", "cause", cause, "err", err)
+			sc.auditor.Event(ctx, "keyring_reload", "result", metrics.ResultFailure, "cause", cause, "reason", err.Error())
+			sc.keysDigest = digest
+		}
+		return
+	}
+	sc.useKeyring(ring, digest)
+	result := metrics.ResultSuccess
+	if err != nil {
+		result = metrics.ResultFailure
+	}
+	sc.log.Info("keyring reloaded", "cause", cause, "orgs", len(ring.Orgs()), "unavailable", ring.Unavailable())
+	sc.auditor.Event(ctx, "keyring_reload", "result", result, "cause", cause, "unavailable", strings.Join(ring.Unavailable(), " "))
+}
+
+// keyringDigest sums the names and contents of the keyring's keyset
+// files; "" when they cannot be read.
+func keyringDigest(dir string) string {
+	paths, err := filepath.Glob(filepath.Join(dir, "orgs", "*.json"))
+	if err != nil {
+		return ""
+	}
+	var all []byte
+	for _, p := range paths {
+		raw, err := os.ReadFile(p)
+		if err != nil {
+			return ""
+		}
+		all = append(append(append(all, p...), 0), policy.Digest(raw)...)
+	}
+	return policy.Digest(all)
+}
+
+// liveKeys is the keyring in force, for the engine: reloads swap it
+// without a new engine.
+type liveKeys struct{ ring atomic.Pointer[keys.Keyring] }
+
+func (l *liveKeys) AppendEncrypt(ctx context.Context, dst []byte, org string, pt []byte) ([]byte, error) {
+	return l.ring.Load().AppendEncrypt(ctx, dst, org, pt)
+}
+
+func (l *liveKeys) Decrypt(ctx context.Context, org string, tok []byte) ([]byte, error) {
+	return l.ring.Load().Decrypt(ctx, org, tok)
 }
 
 // closeTimeout bounds waiting for the file sinks' last writes at exit.
@@ -192,7 +303,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	// tries the same text again.
 	cur := sc.pol.Load()
 	restart := restartOnly(cur, next)
-	kr, v, err := sc.parts(ctx, next)
+	kr, ring, v, err := sc.parts(ctx, next)
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
@@ -205,6 +316,9 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 		return sc.reloadFailed(ctx, cause, fmt.Errorf("the audit trail did not take the reload's record: %w", err))
 	}
 	sc.metrics.Reloaded(next, nil, len(restart) > 0)
+	if k := next.File.Keys; k != nil {
+		sc.useKeyring(ring, keyringDigest(k.Keyring))
+	}
 	sc.proxy.SetEngine(eng)
 	sc.pol.Store(next)
 	sc.seen, sc.lastFailure = digest, ""
@@ -264,6 +378,9 @@ func (sc *sidecar) watch(ctx context.Context, every time.Duration) {
 			return
 		case <-t.C:
 			sc.reload(ctx, causeWatch, true)
+			sc.mu.Lock()
+			sc.reloadKeys(ctx, causeWatch)
+			sc.mu.Unlock()
 			if sc.pol.Load().File.Ingress.TLS != nil {
 				sc.reloadCert(true)
 			}
@@ -336,6 +453,9 @@ func (sc *sidecar) readiness(ctx context.Context) []string {
 	}
 	if err := sc.auditor.Check(ctx); err != nil {
 		why = append(why, err.Error())
+	}
+	if ring := sc.keys.ring.Load(); ring != nil && !sc.keysComplete.Load() {
+		why = append(why, "keyring: keysets not unwrapped yet (KMS unreachable?) for "+strings.Join(ring.Unavailable(), ", "))
 	}
 	pol := sc.pol.Load()
 	if a := pol.File.Admin; a != nil && a.CheckUpstream {
