@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -15,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/kms/types"
 
 	"github.com/phiguard/phiguard/internal/kmstest"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
 )
 
 // kmsEnv points the AWS SDK's standard chain at static test credentials
@@ -242,5 +245,53 @@ func TestKMSOutage(t *testing.T) {
 			t.Fatal("org_b never became available once KMS answered")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestRewrapCLI: an org's keyset made under the master key moves to KMS
+// with keys rewrap: its tokens still open, list names the KMS key, and the
+// audit trail has the move.
+func TestRewrapCLI(t *testing.T) {
+	kmsEnv(t)
+	srv := kmstest.New(t)
+	_, shared := srv.CreateKey(t, "shared")
+	_, own := srv.CreateKey(t, "org_b")
+	dir := t.TempDir()
+	ring := filepath.Join(dir, "keyring")
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", ring, "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)+
+		"audit: {sinks: [{type: file, path: \""+filepath.Join(dir, "audit.jsonl")+"\"}]}\n")
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}} {
+		if _, errOut, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, errOut)
+		}
+	}
+	local, err := keys.Open(context.Background(), ring, mustLocal(t, ring))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := local.Encrypt(context.Background(), "org_a", []byte(`"v"`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, err := runCLI(t, "keys", "rewrap", "-config", polPath, "-org", "org_a", "-to", shared)
+	if err != nil || !strings.Contains(out, "wrapped by aws-kms "+shared+" (was local)") {
+		t.Fatalf("rewrap: %q %v %s", out, err, errOut)
+	}
+	if list, _, err := runCLI(t, "keys", "list", "-config", polPath); err != nil || !strings.Contains(list, "org_a\twrapped by aws-kms "+shared) {
+		t.Errorf("list after rewrap: %q %v", list, err)
+	}
+	pol, err := policy.Load(polPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err := openKeyring(context.Background(), pol.File.Keys, pol.File.Orgs, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustOpen(t, k, "org_a", tok, "v")
+	raw, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
+	if !strings.Contains(string(raw), `"event":"key_rewrap","org":"org_a","from":"local","to":"aws-kms `+shared+`"`) {
+		t.Errorf("audit trail:\n%s", raw)
 	}
 }
