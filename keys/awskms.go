@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -31,6 +32,10 @@ type KMSOptions struct {
 	SharedKey string
 	// OrgKeys are the orgs' own KMS keys.
 	OrgKeys map[string]string
+	// PreviousKeys may still wrap keysets while they move to their new
+	// key (rewrap); a keyset wrapped by any other key is refused, so that a
+	// keyset file cannot name a key of its own choosing.
+	PreviousKeys []string
 	// CallTimeout bounds one KMS call, the SDK's retries included; 0
 	// means no bound beyond the caller's context.
 	CallTimeout time.Duration
@@ -77,6 +82,9 @@ func (p *KMSProvider) KEK(_ context.Context, w Wrap, org string) (tink.AEADWithC
 	}
 	if w.Key == "" {
 		return nil, errors.New("keyset file names no KMS key")
+	}
+	if !p.allowed(org, w.Key) {
+		return nil, fmt.Errorf("KMS key %s is not one the policy allows for org %s (its kms_key, or keys.aws.kms_key for orgs without one, or keys.aws.previous_keys): %w", w.Key, org, ErrKMSKeyUnusable)
 	}
 	remote := &kmsKEK{p: p, key: w.Key, context: map[string]string{"org": org}}
 	env, err := aead.NewKMSEnvelopeAEADWithContext(aead.AES256GCMKeyTemplate(), remote)
@@ -147,6 +155,16 @@ func (k *kmsKEK) DecryptWithContext(ctx context.Context, ct, ad []byte) ([]byte,
 		return nil, k.fail(kmsError("Decrypt", k.key, err))
 	}
 	return out.Plaintext, nil
+}
+
+// allowed reports whether key may wrap org's keyset: the org's own key
+// (or the shared key, for an org without one), or a previous key.
+func (p *KMSProvider) allowed(org, key string) bool {
+	want := p.opts.OrgKeys[org]
+	if want == "" {
+		want = p.opts.SharedKey
+	}
+	return key == want || slices.Contains(p.opts.PreviousKeys, key)
 }
 
 // OwnKey returns org's own KMS key, if it has one.

@@ -126,11 +126,44 @@ func TestKMSContextBindsOrg(t *testing.T) {
 	if pt, err := a.DecryptWithContext(ctx, sealed, []byte("ad")); err != nil || string(pt) != "keyset" {
 		t.Errorf("org_a: %q %v", pt, err)
 	}
-	// Another KMS key named for the same blob is refused too.
+	// A key the policy does not allow for the org is refused before KMS
+	// is asked: a keyset file cannot choose its own key.
 	_, other := r.srv.CreateKey(t, "other")
-	c, _ := p.KEK(ctx, Wrap{Provider: ProviderAWSKMS, Key: other}, "org_a")
+	r.srv.ResetCalls()
+	if _, err := p.KEK(ctx, Wrap{Provider: ProviderAWSKMS, Key: other}, "org_a"); !errors.Is(err, ErrKMSKeyUnusable) || r.srv.Calls("") != 0 {
+		t.Errorf("a keyset naming a key the policy does not allow: %v, %d KMS calls", err, r.srv.Calls(""))
+	}
+	// Allowed as a previous key, the blob of another key is still refused
+	// by KMS.
+	prev := NewKMSProvider(r.client, KMSOptions{SharedKey: arn, PreviousKeys: []string{other}})
+	c, err := prev.KEK(ctx, Wrap{Provider: ProviderAWSKMS, Key: other}, "org_a")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if _, err := c.DecryptWithContext(ctx, sealed, []byte("ad")); !errors.Is(err, ErrKMSContext) {
 		t.Errorf("the blob under another key: %v, want ErrKMSContext", err)
+	}
+}
+
+// TestKMSKeyAllowList: an org with its own key accepts no keyset wrapped
+// by the shared key, and an org on the shared key none wrapped by another
+// org's key, unless it is listed as previous.
+func TestKMSKeyAllowList(t *testing.T) {
+	r := newKMSRig(t, 3)
+	_, shared := r.srv.CreateKey(t, "shared")
+	_, ownB := r.srv.CreateKey(t, "org_b")
+	p := NewKMSProvider(r.client, KMSOptions{SharedKey: shared, OrgKeys: map[string]string{"org_b": ownB}})
+	ctx := context.Background()
+	for _, tc := range []struct {
+		org, key string
+		ok       bool
+	}{
+		{"org_a", shared, true}, {"org_a", ownB, false}, {"org_b", ownB, true}, {"org_b", shared, false},
+	} {
+		_, err := p.KEK(ctx, Wrap{Provider: ProviderAWSKMS, Key: tc.key}, tc.org)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s under %s: %v, want allowed %v", tc.org, tc.key, err, tc.ok)
+		}
 	}
 }
 
@@ -258,15 +291,21 @@ func TestRewrap(t *testing.T) {
 		t.Errorf("a token after rewrap: %v", err)
 	}
 
-	if _, err := Rewrap(ctx, r.dir, "org_a", kmsP, Wrap{Provider: ProviderAWSKMS, Key: arnB}); err != nil {
+	// The policy moves the org to key B, with A kept as previous for the move.
+	moving := NewKMSProvider(r.client, KMSOptions{SharedKey: arnB, PreviousKeys: []string{arnA}})
+	if _, err := Rewrap(ctx, r.dir, "org_a", kmsP, Wrap{Provider: ProviderAWSKMS, Key: arnB}); err == nil {
+		t.Error("a rewrap to a key the policy does not allow succeeded")
+	}
+	if _, err := Rewrap(ctx, r.dir, "org_a", moving, Wrap{Provider: ProviderAWSKMS, Key: arnB}); err != nil {
 		t.Fatal(err)
 	}
 	r.srv.DisableKey(idA) // the old key is no longer needed
-	k = reopen(t, r.dir, kmsP)
+	after := NewKMSProvider(r.client, KMSOptions{SharedKey: arnB})
+	k = reopen(t, r.dir, after)
 	if err := opens(k, "org_a", tokens["v"], "v"); err != nil {
 		t.Errorf("a token after the second rewrap: %v", err)
 	}
-	if _, err := Rewrap(ctx, r.dir, "org_a", kmsP, Wrap{}); err == nil {
+	if _, err := Rewrap(ctx, r.dir, "org_a", after, Wrap{}); err == nil {
 		t.Error("a rewrap to nothing succeeded")
 	}
 }

@@ -219,6 +219,25 @@ func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	return f.Wrap, replaceFile(orgPath(dir, org), append(data, '\n'))
 }
 
+// WrapOf reads what wraps org's keyset from its file, without unwrapping.
+func WrapOf(dir, org string) (Wrap, error) {
+	if err := orgid.Check(org); err != nil {
+		return Wrap{}, err
+	}
+	raw, err := os.ReadFile(orgPath(dir, org))
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	if isShredded(raw) {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, ErrShredded)
+	}
+	f, err := parseOrgFile(org, raw)
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	return f.Wrap, nil
+}
+
 // isShredded reports whether raw is a shredded org's file.
 func isShredded(raw []byte) bool {
 	var probe struct {

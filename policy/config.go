@@ -171,6 +171,12 @@ type Keys struct {
 	// LoadTimeout bounds unwrapping every keyset at start and on reload.
 	// Default 30s.
 	LoadTimeout time.Duration `yaml:"load_timeout"`
+	// AcceptLocal lets the aws-kms provider also read keysets wrapped by
+	// the local master key, while a keyring moves to KMS (keys rewrap);
+	// never for an org with its own kms_key. Default false: a keyset file
+	// wrapped by the master key is refused, so that an old file restored
+	// from a backup cannot take an org off KMS.
+	AcceptLocal bool `yaml:"accept_local"`
 }
 
 // AWSKMS configures the aws-kms provider. Credentials come from the AWS
@@ -184,6 +190,9 @@ type AWSKMS struct {
 	// KMSKey wraps the keyset of every org that names no kms_key of its
 	// own: a key ARN, key id or alias/NAME.
 	KMSKey string `yaml:"kms_key"`
+	// PreviousKeys may still wrap keysets while they are rewrapped to
+	// their new key. A keyset file naming any other key is refused.
+	PreviousKeys []string `yaml:"previous_keys"`
 	// MaxAttempts bounds the tries of one KMS call (throttling, 5xx),
 	// with backoff. Default 5.
 	MaxAttempts int `yaml:"max_attempts"`

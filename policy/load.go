@@ -337,6 +337,9 @@ func (p *Policy) compileKeys(ps *problems, dir string) {
 	// Both providers' settings may be present whatever the provider: the
 	// provider wraps new keysets, and each keyset file names what wraps
 	// it, so a keyring moving from the master key to KMS reads both.
+	if k.AcceptLocal && k.Provider != ProviderAWSKMS {
+		ps.add("keys.accept_local", "accept_local lets the aws-kms provider read keysets of the master key; the provider is local")
+	}
 	if k.MasterKey != "" {
 		k.MasterKey = resolve(dir, k.MasterKey)
 	} else if k.Keyring != "" {
@@ -344,9 +347,26 @@ func (p *Policy) compileKeys(ps *problems, dir string) {
 	}
 	if a := k.AWS; a != nil {
 		if a.Endpoint != "" {
-			if u, err := url.Parse(a.Endpoint); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				ps.add("keys.aws.endpoint", "want an https:// URL, got %q", a.Endpoint)
+			// KMS answers carry plaintext envelope keys: TLS, except to
+			// a loopback address (a test server, a local proxy).
+			if u, err := url.Parse(a.Endpoint); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+				ps.add("keys.aws.endpoint", "want an https:// URL (http:// only to a loopback address), got %q", a.Endpoint)
 			}
+		}
+		seen := map[string]string{}
+		if a.KMSKey != "" {
+			seen[a.KMSKey] = "keys.aws.kms_key"
+		}
+		for i, o := range f.Orgs {
+			if o.KMSKey == "" {
+				continue
+			}
+			path := fmt.Sprintf("orgs[%d].kms_key", i)
+			if prev, dup := seen[o.KMSKey]; dup {
+				ps.add(path, "%s is also %s: an org's own key wraps that org alone", o.KMSKey, prev)
+				continue
+			}
+			seen[o.KMSKey] = path
 		}
 		switch {
 		case a.MaxAttempts == 0:
@@ -363,6 +383,15 @@ func (p *Policy) compileKeys(ps *problems, dir string) {
 			}
 		}
 	}
+}
+
+// isLoopbackHost reports whether host is localhost or a loopback IP.
+func isLoopbackHost(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 func (p *Policy) compileAdmin(ps *problems) {

@@ -112,35 +112,60 @@ func (o keyOp) shred(org, confirm string, deleteKMS bool, days int) error {
 	}
 	own := ""
 	if deleteKMS {
-		kp := kmsProvider(o.p)
-		k, ok := "", false
-		if kp != nil {
-			k, ok = kp.OwnKey(org)
+		var err error
+		if own, err = o.ownDeletableKey(org, days); err != nil {
+			return err
 		}
-		if !ok {
-			return usageError{"-delete-kms-key needs the org's own kms_key (orgs[].kms_key) and the aws-kms provider: a shared key wraps other orgs too"}
-		}
-		if days < 7 || days > 30 {
-			return usageError{"-pending-days: want 7 to 30"}
-		}
-		own = k
 	}
 	w, err := keys.Shred(o.ctx, o.k.Keyring, org, o.p)
 	if err != nil {
 		return err
 	}
 	fmt.Fprintf(o.out, "organization %s: keys destroyed (were wrapped by %s); its tokens show the mask with reason key_shredded\n", org, w)
+	if w.Provider == keys.ProviderLocal || own == "" {
+		fmt.Fprintln(o.out, "copies of the keyset file (backups, Secret history) still open with the wrapping key; for shredding that holds against them, give an org its own KMS key and use -delete-kms-key")
+	}
 	attrs := []string{"org", org, "wrap", w.String()}
 	if own != "" {
 		when, err := kmsProvider(o.p).ScheduleDeletion(o.ctx, own, int32(days))
 		if err != nil {
-			o.trail.record("key_shred", attrs...)
-			return fmt.Errorf("keys destroyed, but the KMS key's deletion was not scheduled: %w", err)
+			o.trail.record("key_shred", append(attrs, "kms_key_deletion", "failed")...)
+			return fmt.Errorf("keys destroyed, but the KMS key's deletion was not scheduled (schedule it in KMS): %w", err)
 		}
 		fmt.Fprintf(o.out, "KMS key %s is scheduled for deletion on %s\n", own, when.UTC().Format("2006-01-02"))
 		attrs = append(attrs, "kms_key_deletion", when.UTC().Format("2006-01-02T15:04:05Z"))
 	}
 	return o.trail.record("key_shred", attrs...)
+}
+
+// ownDeletableKey checks, before anything is destroyed, that org has a
+// KMS key of its own that wraps its keyset alone and that KMS can delete
+// by name: the key the policy gives it, which is the one its keyset file
+// names, no alias, and not the shared key.
+func (o keyOp) ownDeletableKey(org string, days int) (string, error) {
+	kp := kmsProvider(o.p)
+	own, ok := "", false
+	if kp != nil {
+		own, ok = kp.OwnKey(org)
+	}
+	switch {
+	case !ok:
+		return "", usageError{"-delete-kms-key needs the org's own kms_key (orgs[].kms_key) and keys.aws: a shared key wraps other orgs too"}
+	case strings.HasPrefix(own, "alias/") || strings.Contains(own, ":alias/"):
+		return "", usageError{"-delete-kms-key needs the org's kms_key as a key ARN or id: KMS deletes keys, not aliases"}
+	case o.k.AWS != nil && own == o.k.AWS.KMSKey:
+		return "", usageError{"the org's kms_key is the shared key"}
+	case days < 7 || days > 30:
+		return "", usageError{"-pending-days: want 7 to 30"}
+	}
+	w, err := keys.WrapOf(o.k.Keyring, org)
+	if err != nil {
+		return "", err
+	}
+	if w.Provider != keys.ProviderAWSKMS || w.Key != own {
+		return "", fmt.Errorf("org %s's keyset is wrapped by %s, not its kms_key %s: rewrap it first, or shred without -delete-kms-key", org, w, own)
+	}
+	return own, nil
 }
 
 func kmsProvider(p keys.Provider) *keys.KMSProvider {
@@ -240,7 +265,9 @@ func cliAuditor(k *policy.Keys, pol *policy.Policy, stdout, stderr io.Writer) (*
 	for _, s := range specs {
 		switch s.Type {
 		case "stdout":
-			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
+			// A command's stdout is its output (reencrypt's data): its
+			// records go to stderr instead.
+			sinks = append(sinks, audit.NewWriterSink("stdout", stderr))
 		case "stderr":
 			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
 		case "file":

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/phiguard/phiguard/keys"
@@ -86,7 +87,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "shred":
 		confirm = fs.String("confirm", "", "the organization `ID` again (required)")
 		deleteKMS = fs.Bool("delete-kms-key", false, "also schedule the deletion of the org's own KMS key")
-		pendingDays = fs.Int("pending-days", 7, "the KMS deletion's waiting `DAYS` (7 to 30)")
+		pendingDays = fs.Int("pending-days", 30, "the KMS deletion's waiting `DAYS` (7 to 30): the key can still be recovered meanwhile")
 	}
 	if err := parseFlags(fs, args[1:]); err != nil {
 		return err
@@ -108,12 +109,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		orgs = pol.File.Orgs
 	}
 	if sub == "list" {
-		ring, err := openKeyring(ctx, k, orgs, nil)
-		if err != nil {
-			return err
-		}
-		printKeyring(stdout, ring)
-		return nil
+		return keysList(ctx, k, orgs, stdout, stderr)
 	}
 	p, err := providerFor(ctx, k, orgs, nil)
 	if err != nil {
@@ -193,10 +189,40 @@ func keysSection(config, dir, master string) (*policy.Keys, *policy.Policy, erro
 	return nil, nil, usageError{"give -config FILE or -keyring DIR"}
 }
 
+// keysList prints every org of the keyring, those whose keysets do not
+// unwrap included, and fails (after printing) if any does not.
+func keysList(ctx context.Context, k *policy.Keys, orgs []policy.Org, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, k.LoadTimeout)
+	defer cancel()
+	p, err := providerFor(ctx, k, orgs, nil)
+	if err != nil {
+		return err
+	}
+	ring, err := keys.Load(ctx, k.Keyring, p, nil)
+	if ring == nil {
+		return err
+	}
+	printKeyring(stdout, ring)
+	if err != nil {
+		fmt.Fprintln(stderr, "phiguard:", err)
+		return errReported
+	}
+	return nil
+}
+
 // printKeyring writes one block per organization: no key material.
 func printKeyring(w io.Writer, ring *keys.Keyring) {
+	unavailable := ring.Unavailable()
 	for _, org := range ring.Orgs() {
 		info, _ := ring.Info(org)
+		switch {
+		case slices.Contains(unavailable, org):
+			fmt.Fprintf(w, "%s\tunavailable: its keyset did not unwrap (see below)\n", org)
+			continue
+		case !info.Shredded.IsZero():
+			fmt.Fprintf(w, "%s\tshredded %s (was wrapped by %s)\n", org, info.Shredded.Format(time.RFC3339), info.Wrap)
+			continue
+		}
 		fmt.Fprintf(w, "%s\twrapped by %s\tprimary %08x\n", org, info.Wrap, info.Primary)
 		for _, k := range info.Keys {
 			created := "unknown"

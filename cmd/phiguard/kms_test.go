@@ -259,13 +259,27 @@ func TestRewrapCLI(t *testing.T) {
 	dir := t.TempDir()
 	ring := filepath.Join(dir, "keyring")
 	polPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", ring, "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)+
-		"audit: {sinks: [{type: file, path: \""+filepath.Join(dir, "audit.jsonl")+"\"}]}\n")
-	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}} {
+	base := strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", ring, "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy) +
+		"audit: {sinks: [{type: file, path: \"" + filepath.Join(dir, "audit.jsonl") + "\"}]}\n"
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}, {"keys", "create", "-keyring", ring, "-org", "org_b"}} {
 		if _, errOut, err := runCLI(t, args...); err != nil {
 			t.Fatalf("%v: %v %s", args, err, errOut)
 		}
 	}
+	// Under aws-kms, keysets of the master key are refused unless the
+	// policy accepts them for the move, and never for an org with its own key.
+	writeFile(t, polPath, base)
+	if _, _, err := runCLI(t, "keys", "rewrap", "-config", polPath, "-org", "org_a", "-to", shared); err == nil {
+		t.Error("a keyset of the master key was read under aws-kms without accept_local")
+	}
+	writeFile(t, polPath, strings.Replace(base, "provider: aws-kms", "provider: aws-kms\n  accept_local: true", 1))
+	if _, _, err := runCLI(t, "keys", "rewrap", "-config", polPath, "-org", "org_b", "-to", own); err == nil || !strings.Contains(err.Error(), "own KMS key") {
+		t.Errorf("a keyset of the master key for an org with its own key: %v, want refused", err)
+	}
+	if list, _, err := runCLI(t, "keys", "list", "-config", polPath); exitCode(err) != 1 || !strings.Contains(list, "org_b\tunavailable") {
+		t.Errorf("list with org_b refused: %q %v, want org_b shown unavailable and exit 1", list, err)
+	}
+	os.Remove(filepath.Join(ring, "orgs", "org_b.json")) // done with it
 	local, err := keys.Open(context.Background(), ring, mustLocal(t, ring))
 	if err != nil {
 		t.Fatal(err)
