@@ -204,13 +204,15 @@ func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, 
 
 // orgInfo joins the keyset's key statuses with the file's records.
 func orgInfo(f *orgFile, h *keyset.Handle) OrgInfo {
-	created := make(map[uint32]time.Time, len(f.Keys))
+	recorded := make(map[uint32]KeyInfo, len(f.Keys))
 	for _, k := range f.Keys {
-		created[k.ID] = k.Created
+		recorded[k.ID] = k
 	}
 	info := OrgInfo{Org: f.Org, Wrap: f.Wrap, Primary: primaryID(h)}
 	for _, ki := range h.KeysetInfo().GetKeyInfo() {
-		info.Keys = append(info.Keys, KeyStatus{KeyInfo: KeyInfo{ID: ki.GetKeyId(), Created: created[ki.GetKeyId()]}, Status: keyStatus(ki.GetStatus())})
+		rec := recorded[ki.GetKeyId()]
+		rec.ID = ki.GetKeyId()
+		info.Keys = append(info.Keys, KeyStatus{KeyInfo: rec, Status: keyStatus(ki.GetStatus())})
 	}
 	return info
 }

@@ -80,15 +80,30 @@ func Rotate(ctx context.Context, dir, org string, p Provider) (uint32, error) {
 	var id uint32
 	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
 		var err error
-		if id, err = m.Add(aead.AES256GCMKeyTemplate()); err != nil {
-			return nil, err
-		}
-		if err := m.SetPrimary(id); err != nil {
-			return nil, err
-		}
-		return append(keys, KeyInfo{ID: id, Created: now()}), nil
+		id, keys, err = rotate(m, keys, now())
+		return keys, err
 	})
 	return id, err
+}
+
+// rotate makes a new primary key at t and marks the old one superseded.
+func rotate(m *keyset.Manager, keys []KeyInfo, t time.Time) (uint32, []KeyInfo, error) {
+	h, err := m.Handle()
+	if err != nil {
+		return 0, nil, err
+	}
+	old := primaryID(h)
+	id, err := m.Add(aead.AES256GCMKeyTemplate())
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := m.SetPrimary(id); err != nil {
+		return 0, nil, err
+	}
+	if k := findKey(keys, old); k != nil {
+		k.Superseded = t
+	}
+	return id, append(keys, KeyInfo{ID: id, Created: t}), nil
 }
 
 // Rewrap wraps org's keyset under to, keys unchanged: a new KMS key, or
@@ -136,11 +151,15 @@ type Expired struct {
 }
 
 // Expire applies an org's key schedule: when rotateEvery > 0 and the
-// primary key is older than it, a new primary is made; every other key
-// made more than retain ago (retain > 0) is destroyed, so the message
-// content it sealed becomes unreadable everywhere (database, backups,
-// replicas) while the rest of each record stays. Keys whose creation is
-// unknown (version 1 files) are never expired.
+// primary key is older than it, a new primary is made; every key
+// superseded more than retain ago (retain > 0) is destroyed, so the
+// message content it sealed becomes unreadable everywhere (database,
+// backups, replicas) while the rest of each record stays. Retention counts
+// from when a key stopped sealing, so every value is kept at least
+// retain. The key that was primary when Expire began is never destroyed by
+// it (sidecars that have not reloaded may still seal with it), nor are
+// keys whose supersession is unknown (version 1 files). A clock earlier
+// than a key's creation stops Expire.
 func Expire(ctx context.Context, dir, org string, p Provider, rotateEvery, retain time.Duration) (Expired, error) {
 	var done Expired
 	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
@@ -149,23 +168,22 @@ func Expire(ctx context.Context, dir, org string, p Provider, rotateEvery, retai
 			return nil, err
 		}
 		t := now()
-		primary := primaryID(h)
+		for _, k := range keys {
+			if k.Created.After(t) {
+				return nil, fmt.Errorf("key %08x was made %s, after this clock's %s: check the clock", k.ID, k.Created.Format(time.RFC3339), t.Format(time.RFC3339))
+			}
+		}
+		startPrimary := primaryID(h)
 		if rotateEvery > 0 {
-			if k := findKey(keys, primary); k == nil || k.Created.IsZero() || t.Sub(k.Created) >= rotateEvery {
-				id, err := m.Add(aead.AES256GCMKeyTemplate())
-				if err != nil {
+			if k := findKey(keys, startPrimary); k == nil || k.Created.IsZero() || t.Sub(k.Created) >= rotateEvery {
+				if done.Rotated, keys, err = rotate(m, keys, t); err != nil {
 					return nil, err
 				}
-				if err := m.SetPrimary(id); err != nil {
-					return nil, err
-				}
-				keys = append(keys, KeyInfo{ID: id, Created: t})
-				done.Rotated, primary = id, id
 			}
 		}
 		if retain > 0 {
 			for _, k := range slices.Clone(keys) {
-				if k.ID == primary || k.Created.IsZero() || t.Sub(k.Created) < retain {
+				if k.ID == startPrimary || k.ID == done.Rotated || k.Superseded.IsZero() || t.Sub(k.Superseded) < retain {
 					continue
 				}
 				if keys, err = retire(m, keys, k.ID); err != nil {

@@ -130,11 +130,17 @@ func TestExpire(t *testing.T) {
 	}
 	c := sealAll(t, reopen(t, dir, p), "org_a", "c")["c"]
 
+	// Retention counts from when a key stopped sealing: A sealed until
+	// day 40 (B took over), so with 70 days A's values live to day 110.
 	at(100)
+	if got := expire(0, 70*day); len(got.Retired) != 0 {
+		t.Errorf("day 100, retain 70 days: %+v, want nothing retired (A sealed until day 40)", got)
+	}
+	at(111)
 	got := expire(0, 70*day)
 	k := reopen(t, dir, p)
 	if len(got.Retired) != 1 || got.Rotated != 0 {
-		t.Errorf("day 100, retain 70 days: %+v, want key A alone retired", got)
+		t.Errorf("day 111, retain 70 days: %+v, want key A alone retired", got)
 	}
 	if err := opens(k, "org_a", a, "a"); !errors.Is(err, ErrDecrypt) {
 		t.Errorf("a value sealed on day 0, past retention: %v, want ErrDecrypt", err)
@@ -146,6 +152,39 @@ func TestExpire(t *testing.T) {
 	}
 	if info, _ := k.Info("org_a"); len(info.Keys) != 2 {
 		t.Errorf("keys after expire: %+v", info.Keys)
+	}
+}
+
+// TestExpireKeepsTheStartingPrimary: a run that rotates never destroys
+// the key that was primary when it began, however old: sidecars that have
+// not reloaded may still seal with it.
+func TestExpireKeepsTheStartingPrimary(t *testing.T) {
+	day := 24 * time.Hour
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	clock := start
+	defer func(old func() time.Time) { now = old }(now)
+	now = func() time.Time { return clock }
+	dir, p := newMasterOnly(t)
+	ctx := context.Background()
+	if _, err := CreateOrg(ctx, dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	clock = start.Add(89 * day)
+	tok := sealAll(t, reopen(t, dir, p), "org_a", "late")["late"]
+	clock = start.Add(90 * day)
+	got, err := Expire(ctx, dir, "org_a", p, 30*day, 60*day)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Rotated == 0 || len(got.Retired) != 0 {
+		t.Errorf("day 90: %+v, want a rotation and nothing retired", got)
+	}
+	if err := opens(reopen(t, dir, p), "org_a", tok, "late"); err != nil {
+		t.Errorf("a value sealed the day before: %v", err)
+	}
+	clock = start.Add(10 * day)
+	if _, err := Expire(ctx, dir, "org_a", p, 30*day, 60*day); err == nil || !strings.Contains(err.Error(), "clock") {
+		t.Errorf("a clock behind the keys: %v", err)
 	}
 }
 

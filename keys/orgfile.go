@@ -35,6 +35,11 @@ type KeyInfo struct {
 	ID uint32 `json:"id"`
 	// Created is when the key was made; zero for keys of a version 1 file.
 	Created time.Time `json:"created"`
+	// Superseded is when another key became the primary and this one
+	// stopped sealing: retention counts from then, so every value it
+	// sealed is kept at least as long as retain. Zero while it is the
+	// primary, and for keys of a version 1 file.
+	Superseded time.Time `json:"superseded,omitzero"`
 }
 
 // associatedData binds a wrapped keyset to its organization and metadata:

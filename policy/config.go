@@ -254,8 +254,8 @@ type Org struct {
 	// RotateEvery makes `phiguard keys expire` give the org a new primary
 	// key once the primary is this old. Default: never.
 	RotateEvery time.Duration `yaml:"rotate_every"`
-	// Retain makes `phiguard keys expire` destroy the org's keys made this
-	// long ago: the values they sealed become unreadable everywhere
+	// Retain makes `phiguard keys expire` destroy the org's keys this long
+	// after they stopped sealing: the values they sealed become unreadable everywhere
 	// (database, backups, replicas) while the rest of each record stays.
 	// Default: keep forever. It must exceed rotate_every.
 	Retain time.Duration `yaml:"retain"`

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -182,14 +183,19 @@ func kmsProvider(p keys.Provider) *keys.KMSProvider {
 
 // reencrypt copies JSON values (a document, or JSON lines) from in to
 // o.out, with every phiguard token sealed again under its org's primary.
+// Each value is written once it is complete: on bad input, the values
+// before it are written and the error names only the byte offset (a JSON
+// error would quote member names, which can be PHI).
 func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 	ring, err := keys.Open(o.ctx, o.k.Keyring, o.p)
 	if err != nil {
 		return err
 	}
 	bw := bufio.NewWriter(o.out)
-	dec := jsontext.NewDecoder(bufio.NewReader(in), jsontext.AllowDuplicateNames(true), jsontext.AllowInvalidUTF8(false))
-	enc := jsontext.NewEncoder(bw, jsontext.Multiline(false))
+	defer bw.Flush()
+	dec := jsontext.NewDecoder(bufio.NewReader(in), jsontext.AllowDuplicateNames(true))
+	var value bytes.Buffer // the value being copied
+	enc := jsontext.NewEncoder(&value, jsontext.Multiline(false))
 	var rewritten, current, kept, values int
 	for {
 		tok, err := dec.ReadToken()
@@ -197,7 +203,9 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 			break
 		}
 		if err != nil {
-			return fmt.Errorf("reencrypt: input at byte %d: %w (nothing after it was written)", dec.InputOffset(), err)
+			bw.Flush()
+			fmt.Fprintf(report, "reencrypt: stopped after %d values\n", values)
+			return fmt.Errorf("reencrypt: the input at byte %d is not JSON; the %d values before it were written", dec.InputOffset(), values)
 		}
 		if tok.Kind() == '"' && keys.LooksLikeToken(tok.String()) {
 			s := tok.String()
@@ -216,6 +224,10 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 		}
 		if dec.StackDepth() == 0 {
 			values++
+			if _, err := bw.Write(value.Bytes()); err != nil {
+				return err
+			}
+			value.Reset()
 		}
 	}
 	if err := bw.Flush(); err != nil {

@@ -165,7 +165,8 @@ func mustOpen(t *testing.T, k *keys.Keyring, org, tok, want string) {
 }
 
 // TestReencryptRefusesBadInput: input that is not JSON stops reencrypt
-// with the offset, after the values before it.
+// with the byte offset only (a JSON error would quote member names, which
+// can be PHI), after writing the complete values before it.
 func TestReencryptRefusesBadInput(t *testing.T) {
 	dir := t.TempDir()
 	if _, _, err := runCLI(t, "keys", "init", "-keyring", dir); err != nil {
@@ -174,11 +175,47 @@ func TestReencryptRefusesBadInput(t *testing.T) {
 	if _, _, err := runCLI(t, "keys", "create", "-keyring", dir, "-org", "org_a"); err != nil {
 		t.Fatal(err)
 	}
-	stdin = strings.NewReader(`{"a":1}` + "\n" + `{"b":`)
+	stdin = strings.NewReader(`{"a":1}` + "\n" + `{"John Smith 555-0100": tru}`)
 	defer func() { stdin = os.Stdin }()
 	var out, errOut bytes.Buffer
 	err := run(context.Background(), []string{"keys", "reencrypt", "-keyring", dir}, &out, &errOut)
-	if err == nil || !strings.Contains(err.Error(), "input at byte") {
-		t.Errorf("truncated input: %v", err)
+	if err == nil || !strings.Contains(err.Error(), "input at byte") || !strings.Contains(err.Error(), "1 values before it were written") {
+		t.Errorf("bad input: %v", err)
+	}
+	if strings.Contains(err.Error()+errOut.String(), "John") {
+		t.Errorf("the error quotes the input: %v %s", err, errOut.String())
+	}
+	if strings.TrimSpace(out.String()) != `{"a":1}` {
+		t.Errorf("output %q, want the complete value before the error", out.String())
+	}
+}
+
+// TestReencryptKeepsStdoutForData: with a policy whose audit sink is
+// stdout (the default), reencrypt's record goes to stderr, so the data on
+// stdout stays what it read.
+func TestReencryptKeepsStdoutForData(t *testing.T) {
+	dir := t.TempDir()
+	ring := filepath.Join(dir, "keyring")
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+keys: {keyring: "`+ring+`"}
+orgs: [{id: org_a}]
+routes:
+  - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`)
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-config", polPath, "-org", "org_a"}} {
+		if _, _, err := runCLI(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stdin = strings.NewReader(`{"n":1}`)
+	defer func() { stdin = os.Stdin }()
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "reencrypt", "-config", polPath}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	if strings.TrimSpace(out.String()) != `{"n":1}` || !strings.Contains(errOut.String(), `"event":"key_reencrypt"`) {
+		t.Errorf("stdout %q, stderr %q: want the data alone on stdout and the record on stderr", out.String(), errOut.String())
 	}
 }

@@ -46,7 +46,7 @@ var keysAbout = map[string]string{
 	"rewrap":    "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
 	"reencrypt": "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
 	"retire":    "Destroys key -key of the org: tokens it sealed never open again. Run reencrypt over the stored data first. Not the primary.",
-	"expire":    "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys made retain ago destroyed.",
+	"expire":    "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys that stopped sealing retain ago destroyed.",
 	"shred":     "Destroys every key of the org (crypto-shredding): its tokens, wherever stored, show the mask with reason key_shredded. With the org's own KMS key, -delete-kms-key also schedules that key's deletion.",
 }
 

@@ -56,6 +56,7 @@ type sidecar struct {
 	// keysComplete is set once a load left no org unavailable: until then
 	// phiguard is not ready.
 	keysDigest   string
+	loadedDigest string // of the files as the last loadKeyring began; under mu
 	keysComplete atomic.Bool
 
 	cert       atomic.Pointer[tls.Certificate] // ingress.tls's, when set
@@ -98,7 +99,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		return nil, err
 	}
 	if k := pol.File.Keys; k != nil {
-		sc.useKeyring(ring, keyringDigest(k.Keyring))
+		sc.useKeyring(ring)
 	}
 	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log})
 	if err != nil {
@@ -154,6 +155,9 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []policy.Org) (*keys.Keyring, error) {
 	ctx, cancel := context.WithTimeout(ctx, k.LoadTimeout)
 	defer cancel()
+	// Summed before reading: a file that changes while it loads is seen
+	// as changed at the next look.
+	sc.loadedDigest = keyringDigest(k.Keyring)
 	p, err := providerFor(ctx, k, orgs, sc.metrics.KMSCall)
 	if err != nil {
 		sc.metrics.KeyringReloaded(err)
@@ -167,13 +171,14 @@ func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []polic
 	return ring, err
 }
 
-// useKeyring puts ring in force and notes whether it is complete.
-func (sc *sidecar) useKeyring(ring *keys.Keyring, digest string) {
+// useKeyring puts ring, the last loadKeyring's, in force and notes
+// whether it is complete.
+func (sc *sidecar) useKeyring(ring *keys.Keyring) {
 	if ring == nil {
 		return
 	}
 	sc.keys.ring.Store(ring)
-	sc.keysDigest = digest
+	sc.keysDigest = sc.loadedDigest
 	if len(ring.Unavailable()) == 0 {
 		sc.keysComplete.Store(true)
 	}
@@ -201,7 +206,7 @@ func (sc *sidecar) reloadKeys(ctx context.Context, cause string) {
 		}
 		return
 	}
-	sc.useKeyring(ring, digest)
+	sc.useKeyring(ring)
 	result := metrics.ResultSuccess
 	if err != nil {
 		result = metrics.ResultFailure
@@ -267,8 +272,10 @@ func (sc *sidecar) Close() error {
 func (sc *sidecar) Policy() *policy.Policy { return sc.pol.Load() }
 
 // reload reads the policy file and, if it is valid, puts it in force
-// with a freshly opened keyring and JWKS: requests that begin afterwards
-// use it, requests in flight finish on the one they began with. An
+// with the keyring reloaded and the JWKS read again: requests that begin
+// afterwards use the new policy, requests in flight finish on the policy
+// they began with (the keyring, swapped whole, serves every request from
+// the swap on: keys are added, not changed, by a reload). An
 // invalid policy, keyring or JWKS leaves everything as it was. Settings
 // that only a restart applies (ingress, admin, audit, reload) keep their
 // running values; a change to them is reported, never half-applied.
@@ -317,7 +324,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	}
 	sc.metrics.Reloaded(next, nil, len(restart) > 0)
 	if k := next.File.Keys; k != nil {
-		sc.useKeyring(ring, keyringDigest(k.Keyring))
+		sc.useKeyring(ring)
 	}
 	sc.proxy.SetEngine(eng)
 	sc.pol.Store(next)
