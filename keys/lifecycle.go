@@ -36,6 +36,12 @@ var now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
 // back, wrapped by w (the file's own wrapping when w is zero), replacing
 // the file in one rename. It returns the file as it was.
 func edit(ctx context.Context, dir, org string, p Provider, w Wrap, change func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error)) (*orgFile, error) {
+	return editIf(ctx, dir, org, p, w, change, true)
+}
+
+// editIf is edit; with always false, a change that leaves the keys as
+// they were writes nothing (no KMS call, no file event for the sidecars).
+func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error), always bool) (*orgFile, error) {
 	if err := orgid.Check(org); err != nil {
 		return nil, err
 	}
@@ -58,6 +64,9 @@ func edit(ctx context.Context, dir, org string, p Provider, w Wrap, change func(
 	keys, err := change(m, slices.Clone(f.Keys))
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	if !always && w == (Wrap{}) && slices.Equal(keys, f.Keys) {
+		return f, nil
 	}
 	nh, err := m.Handle()
 	if err != nil {
@@ -162,7 +171,7 @@ type Expired struct {
 // than a key's creation stops Expire.
 func Expire(ctx context.Context, dir, org string, p Provider, rotateEvery, retain time.Duration) (Expired, error) {
 	var done Expired
-	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+	_, err := editIf(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
 		h, err := m.Handle()
 		if err != nil {
 			return nil, err
@@ -193,7 +202,7 @@ func Expire(ctx context.Context, dir, org string, p Provider, rotateEvery, retai
 			}
 		}
 		return keys, nil
-	})
+	}, false)
 	return done, err
 }
 

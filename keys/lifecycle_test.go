@@ -3,6 +3,7 @@ package keys
 import (
 	"context"
 	"errors"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -221,5 +222,26 @@ func TestShred(t *testing.T) {
 	}
 	if _, err := Shred(ctx, dir, "org_x", p); err == nil {
 		t.Error("shredding an org without keys succeeded")
+	}
+}
+
+// TestExpireWithNothingDueWritesNothing: a run with nothing to rotate or
+// destroy leaves the keyset file as it was (sidecars see no change, KMS is
+// not called).
+func TestExpireWithNothingDueWritesNothing(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	p, _ := OpenLocal(dir)
+	before, err := os.Stat(orgPath(dir, "org_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _ := os.ReadFile(orgPath(dir, "org_a"))
+	if got, err := Expire(context.Background(), dir, "org_a", p, 24*time.Hour, 48*time.Hour); err != nil || got.Rotated != 0 || len(got.Retired) != 0 {
+		t.Fatalf("expire with nothing due: %+v %v", got, err)
+	}
+	after, _ := os.Stat(orgPath(dir, "org_a"))
+	again, _ := os.ReadFile(orgPath(dir, "org_a"))
+	if !os.SameFile(before, after) || string(raw) != string(again) {
+		t.Error("the keyset file was rewritten")
 	}
 }

@@ -219,3 +219,17 @@ routes:
 		t.Errorf("stdout %q, stderr %q: want the data alone on stdout and the record on stderr", out.String(), errOut.String())
 	}
 }
+
+// TestKeysFlagConflicts: -config with -keyring, or with -master, is a
+// usage error rather than one of them silently ignored.
+func TestKeysFlagConflicts(t *testing.T) {
+	for _, args := range [][]string{
+		{"keys", "list", "-config", "p.yaml", "-keyring", "k"},
+		{"keys", "list", "-config", "p.yaml", "-master", "m.json"},
+		{"keys", "list"},
+	} {
+		if _, _, err := runCLI(t, args...); exitCode(err) != 2 {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
+	}
+}

@@ -171,6 +171,8 @@ func keysSection(config, dir, master string) (*policy.Keys, *policy.Policy, erro
 	switch {
 	case config != "" && dir != "":
 		return nil, nil, usageError{"give -config FILE or -keyring DIR, not both"}
+	case config != "" && master != "":
+		return nil, nil, usageError{"with -config, the master key is the policy's keys.master_key (or $PHIGUARD_MASTER_KEY), not -master"}
 	case config != "":
 		pol, err := policy.Load(config)
 		if err != nil {
