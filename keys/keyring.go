@@ -60,6 +60,9 @@ type OrgInfo struct {
 	Keys    []KeyStatus
 	// Shredded is when the org's keys were destroyed; zero if they were not.
 	Shredded time.Time
+	// Generation counts the writes of the org's keyset file; 0 for a
+	// version 1 file.
+	Generation uint64
 }
 
 // KeyStatus is one data key of an organization.
@@ -144,7 +147,13 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring) (*Keyring,
 	wg.Wait()
 	k := &Keyring{orgs: make(map[string]orgKeys, len(orgs))}
 	for i, org := range orgs {
-		switch old, ok := prev.org(org); {
+		old, ok := prev.org(org)
+		if errs[i] == nil && ok && old.err == nil && old.info.Shredded.IsZero() && loaded[i].info.Shredded.IsZero() && loaded[i].info.Generation < old.info.Generation {
+			// An older file over a newer one: a backup restored, which
+			// would bring back retired keys or another wrapping.
+			errs[i] = fmt.Errorf("org %s: keyset file generation %d is older than the one in force (%d); kept the one in force", org, loaded[i].info.Generation, old.info.Generation)
+		}
+		switch {
 		case errs[i] == nil:
 			k.orgs[org] = loaded[i]
 		case ok && old.err == nil:
@@ -208,7 +217,7 @@ func orgInfo(f *orgFile, h *keyset.Handle) OrgInfo {
 	for _, k := range f.Keys {
 		recorded[k.ID] = k
 	}
-	info := OrgInfo{Org: f.Org, Wrap: f.Wrap, Primary: primaryID(h)}
+	info := OrgInfo{Org: f.Org, Wrap: f.Wrap, Primary: primaryID(h), Generation: f.Generation}
 	for _, ki := range h.KeysetInfo().GetKeyInfo() {
 		rec := recorded[ki.GetKeyId()]
 		rec.ID = ki.GetKeyId()
@@ -353,7 +362,7 @@ func CreateOrg(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err != nil {
 		return Wrap{}, fmt.Errorf("generate keyset: %w", err)
 	}
-	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: now()}})
+	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: now()}}, 1)
 	if err != nil {
 		return Wrap{}, err
 	}

@@ -75,7 +75,7 @@ func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change fun
 	if w == (Wrap{}) {
 		w = f.Wrap
 	}
-	data, err := wrapOrgFile(ctx, p, w, org, nh, keys)
+	data, err := wrapOrgFile(ctx, p, w, org, nh, keys, f.Generation+1)
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
 	}

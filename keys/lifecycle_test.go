@@ -245,3 +245,39 @@ func TestExpireWithNothingDueWritesNothing(t *testing.T) {
 		t.Error("the keyset file was rewritten")
 	}
 }
+
+// TestOlderKeysetFileRefused: a reload that finds an older generation of
+// an org's keyset file than the one in force (a backup restored over it,
+// which would bring a retired key back) keeps the one in force and says
+// why; a version 1 file over a version 2 one is older too.
+func TestOlderKeysetFileRefused(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	p, _ := OpenLocal(dir)
+	ctx := context.Background()
+	backup, err := os.ReadFile(orgPath(dir, "org_a"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, _ := reopen(t, dir, p).Info("org_a")
+	if _, err := Rotate(ctx, dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	if err := Retire(ctx, dir, "org_a", p, before.Primary); err != nil {
+		t.Fatal(err)
+	}
+	inForce := reopen(t, dir, p)
+	info, _ := inForce.Info("org_a")
+	if info.Generation != 3 {
+		t.Errorf("generation after create, rotate, retire: %d, want 3", info.Generation)
+	}
+	if err := os.WriteFile(orgPath(dir, "org_a"), backup, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k, err := Load(ctx, dir, p, inForce)
+	if err == nil || !strings.Contains(err.Error(), "older than the one in force") {
+		t.Errorf("an older file: %v", err)
+	}
+	if got, _ := k.Info("org_a"); got.Generation != 3 || len(got.Keys) != 1 || got.Keys[0].ID == before.Primary {
+		t.Errorf("after the older file: %+v, want the keyset in force, without the retired key", got)
+	}
+}

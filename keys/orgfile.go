@@ -22,11 +22,14 @@ const orgFileFormat = 2
 // bound to the keyset as associated data, so it cannot be edited without
 // the key-encryption key.
 type orgFile struct {
-	Format int             `json:"phiguard_keyset"`
-	Org    string          `json:"org"`
-	Wrap   Wrap            `json:"wrap"`
-	Keys   []KeyInfo       `json:"keys"`
-	Keyset json.RawMessage `json:"keyset"`
+	Format int    `json:"phiguard_keyset"`
+	Org    string `json:"org"`
+	// Generation counts the writes of this org's keyset: a reload refuses
+	// a file older than the one in force (a backup restored over it).
+	Generation uint64          `json:"generation"`
+	Wrap       Wrap            `json:"wrap"`
+	Keys       []KeyInfo       `json:"keys"`
+	Keyset     json.RawMessage `json:"keyset"`
 }
 
 // KeyInfo is what the keyring records of one data key.
@@ -50,9 +53,10 @@ func (f *orgFile) associatedData() []byte {
 		return keysetAssociatedData(f.Org)
 	}
 	meta, err := json.Marshal(struct {
-		Wrap Wrap      `json:"wrap"`
-		Keys []KeyInfo `json:"keys"`
-	}{f.Wrap, f.Keys})
+		Generation uint64    `json:"generation"`
+		Wrap       Wrap      `json:"wrap"`
+		Keys       []KeyInfo `json:"keys"`
+	}{f.Generation, f.Wrap, f.Keys})
 	if err != nil {
 		panic(err) // plain structs always encode
 	}
@@ -106,10 +110,11 @@ func (f *orgFile) unwrap(ctx context.Context, p Provider) (*keyset.Handle, error
 	return h, nil
 }
 
-// wrap encrypts h for org under w with p and returns the version 2 file.
-// keys records the creation of h's keys, in h's order.
-func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.Handle, keys []KeyInfo) ([]byte, error) {
-	f := &orgFile{Format: orgFileFormat, Org: org, Wrap: w, Keys: keys}
+// wrapOrgFile encrypts h for org under w with p and returns the version
+// 2 file, the generation-th write of the org's keyset. keys records the
+// creation of h's keys, in h's order.
+func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.Handle, keys []KeyInfo, generation uint64) ([]byte, error) {
+	f := &orgFile{Format: orgFileFormat, Org: org, Generation: generation, Wrap: w, Keys: keys}
 	kek, err := p.KEK(ctx, w, org)
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
