@@ -370,3 +370,40 @@ func TestLoadKeepsWhatItCan(t *testing.T) {
 		t.Errorf("org_c after KMS came back: %v", err)
 	}
 }
+
+// TestReverifyRevokes: a reverifying load takes away the keys of an org
+// whose KMS key was disabled, and keeps those of an org whose KMS is only
+// unreachable; a plain reload of unchanged files calls KMS not at all.
+func TestReverifyRevokes(t *testing.T) {
+	r := newKMSRig(t, 2)
+	_, shared := r.srv.CreateKey(t, "shared")
+	ownID, own := r.srv.CreateKey(t, "org_b")
+	p := r.provider(shared, map[string]string{"org_b": own})
+	ctx := context.Background()
+	for _, org := range []string{"org_a", "org_b"} {
+		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k, err := Load(ctx, r.dir, p, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.srv.DisableKey(ownID)
+	if k2, err := Load(ctx, r.dir, p, k); err != nil || len(k2.Unavailable()) != 0 {
+		t.Errorf("plain reload of unchanged files: %v %v (the disabled key is not asked)", err, k2.Unavailable())
+	}
+	k3, err := Load(ctx, r.dir, p, k, Reverify())
+	if !errors.Is(err, ErrKMSKeyUnusable) {
+		t.Errorf("reverify with org_b's key disabled: %v", err)
+	}
+	if got := k3.Unavailable(); len(got) != 1 || got[0] != "org_b" {
+		t.Errorf("unavailable after reverify: %v, want org_b (revoked)", got)
+	}
+	r.srv.EnableKey(ownID)
+	r.srv.SetDown(true)
+	k4, err := Load(ctx, r.dir, p, k, Reverify())
+	if !errors.Is(err, ErrKMSUnavailable) || len(k4.Unavailable()) != 0 {
+		t.Errorf("reverify with KMS down: %v, unavailable %v; want both orgs kept", err, k4.Unavailable())
+	}
+}

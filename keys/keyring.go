@@ -98,7 +98,11 @@ var ErrUnavailable = errors.New("the organization's keyset could not be unwrappe
 // as unavailable (ErrUnavailable for its requests). The keyring is nil
 // only when the folder cannot be read; err names every org that did not
 // load.
-func Load(ctx context.Context, dir string, p Provider, prev *Keyring) (*Keyring, error) {
+func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...LoadOption) (*Keyring, error) {
+	var o loadOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
 	entries, err := os.ReadDir(filepath.Join(dir, orgsDir))
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
@@ -129,7 +133,7 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring) (*Keyring,
 				return
 			}
 			digest := sha256Hex(raw)
-			if old, ok := prev.org(org); ok && old.digest == digest && old.err == nil {
+			if old, ok := prev.org(org); ok && old.digest == digest && old.err == nil && !o.reverify {
 				loaded[i] = old
 				return
 			}
@@ -156,13 +160,30 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring) (*Keyring,
 		switch {
 		case errs[i] == nil:
 			k.orgs[org] = loaded[i]
-		case ok && old.err == nil:
+		case ok && old.err == nil && !(o.reverify && revoked(errs[i])):
 			k.orgs[org] = old // the last good version
 		default:
 			k.orgs[org] = orgKeys{err: errs[i], info: OrgInfo{Org: org}}
 		}
 	}
 	return k, errors.Join(errs...)
+}
+
+// LoadOption changes how Load reads the keyring.
+type LoadOption func(*loadOptions)
+
+type loadOptions struct{ reverify bool }
+
+// Reverify unwraps every keyset again, changed or not, and takes away the
+// keys of an org whose KMS key is no longer usable for it (disabled,
+// pending deletion, access removed): revocation reaches a running
+// sidecar. An org whose KMS is only unreachable keeps its keys.
+func Reverify() LoadOption { return func(o *loadOptions) { o.reverify = true } }
+
+// revoked reports whether err says the wrapping key refuses, rather than
+// is out of reach.
+func revoked(err error) bool {
+	return errors.Is(err, ErrKMSKeyUnusable) || errors.Is(err, ErrKMSContext)
 }
 
 func (k *Keyring) org(org string) (orgKeys, bool) {

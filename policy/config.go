@@ -171,6 +171,11 @@ type Keys struct {
 	// LoadTimeout bounds unwrapping every keyset at start and on reload.
 	// Default 30s.
 	LoadTimeout time.Duration `yaml:"load_timeout"`
+	// ReverifyEvery unwraps every keyset again this often, so that a KMS
+	// key disabled or deleted (revoking an org) takes the org's keys away
+	// from running sidecars too; an unreachable KMS takes nothing away.
+	// Default 1h; at least 1m.
+	ReverifyEvery time.Duration `yaml:"reverify_every"`
 	// AcceptLocal lets the aws-kms provider also read keysets wrapped by
 	// the local master key, while a keyring moves to KMS (keys rewrap);
 	// never for an org with its own kms_key. Default false: a keyset file

@@ -306,9 +306,10 @@ const (
 
 // Defaults of the keys section.
 const (
-	DefaultKeysLoadTimeout = 30 * time.Second
-	DefaultKMSMaxAttempts  = 5
-	DefaultKMSCallTimeout  = 10 * time.Second
+	DefaultKeysLoadTimeout   = 30 * time.Second
+	DefaultKeysReverifyEvery = time.Hour
+	DefaultKMSMaxAttempts    = 5
+	DefaultKMSCallTimeout    = 10 * time.Second
 )
 
 func (p *Policy) compileKeys(ps *problems, dir string) {
@@ -319,6 +320,10 @@ func (p *Policy) compileKeys(ps *problems, dir string) {
 	}
 	k.Keyring = resolve(dir, k.Keyring)
 	defaultDuration(ps, "keys.load_timeout", &k.LoadTimeout, DefaultKeysLoadTimeout)
+	defaultDuration(ps, "keys.reverify_every", &k.ReverifyEvery, DefaultKeysReverifyEvery)
+	if k.ReverifyEvery > 0 && k.ReverifyEvery < time.Minute {
+		ps.add("keys.reverify_every", "at least 1m: each one calls KMS once per org")
+	}
 	switch k.Provider {
 	case "", ProviderLocal:
 		k.Provider = ProviderLocal

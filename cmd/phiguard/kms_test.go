@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
@@ -307,5 +309,48 @@ func TestRewrapCLI(t *testing.T) {
 	raw, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
 	if !strings.Contains(string(raw), `"event":"key_rewrap","org":"org_a","from":"local","to":"aws-kms `+shared+`"`) {
 		t.Errorf("audit trail:\n%s", raw)
+	}
+}
+
+// TestReverifyRevokesInRunningSidecar: when reverify_every has passed, the
+// keyring watch unwraps every keyset again, and an org whose KMS key was
+// disabled loses its keys in the running sidecar.
+func TestReverifyRevokesInRunningSidecar(t *testing.T) {
+	kmsEnv(t)
+	srv := kmstest.New(t)
+	_, shared := srv.CreateKey(t, "shared")
+	ownID, own := srv.CreateKey(t, "org_b")
+	dir := t.TempDir()
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy))
+	for _, org := range []string{"org_a", "org_b"} {
+		if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org); err != nil {
+			t.Fatalf("create %s: %v %s", org, err, errOut)
+		}
+	}
+	pol, err := policy.Load(polPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	sc, err := newSidecar(ctx, polPath, pol, io.Discard, io.Discard, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	srv.DisableKey(ownID)
+	sc.mu.Lock()
+	sc.reloadKeys(ctx, causeWatch) // unchanged files, not yet due: nothing happens
+	if got := sc.keys.ring.Load().Unavailable(); len(got) != 0 {
+		t.Errorf("before reverify_every: unavailable %v", got)
+	}
+	sc.verified = time.Time{} // reverify_every has passed
+	sc.reloadKeys(ctx, causeWatch)
+	sc.mu.Unlock()
+	if got := sc.keys.ring.Load().Unavailable(); len(got) != 1 || got[0] != "org_b" {
+		t.Errorf("after reverify: unavailable %v, want org_b", got)
+	}
+	if _, err := sc.keys.AppendEncrypt(ctx, nil, "org_a", []byte(`"x"`)); err != nil {
+		t.Errorf("org_a after reverify: %v", err)
 	}
 }

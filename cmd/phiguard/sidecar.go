@@ -56,7 +56,8 @@ type sidecar struct {
 	// keysComplete is set once a load left no org unavailable: until then
 	// phiguard is not ready.
 	keysDigest   string
-	loadedDigest string // of the files as the last loadKeyring began; under mu
+	loadedDigest string    // of the files as the last loadKeyring began; under mu
+	verified     time.Time // when every keyset was last unwrapped; under mu
 	keysComplete atomic.Bool
 
 	cert       atomic.Pointer[tls.Certificate] // ingress.tls's, when set
@@ -100,6 +101,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 	}
 	if k := pol.File.Keys; k != nil {
 		sc.useKeyring(ring)
+		sc.verified = time.Now()
 	}
 	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log})
 	if err != nil {
@@ -152,7 +154,7 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 // loadKeyring loads the keyring k names within its load_timeout, reusing
 // the keysets in force whose files did not change. It returns nil only
 // when the keyring cannot be read at all (no folder, no master key).
-func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []policy.Org) (*keys.Keyring, error) {
+func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []policy.Org, opts ...keys.LoadOption) (*keys.Keyring, error) {
 	ctx, cancel := context.WithTimeout(ctx, k.LoadTimeout)
 	defer cancel()
 	// Summed before reading: a file that changes while it loads is seen
@@ -163,7 +165,7 @@ func (sc *sidecar) loadKeyring(ctx context.Context, k *policy.Keys, orgs []polic
 		sc.metrics.KeyringReloaded(err)
 		return nil, err
 	}
-	ring, err := keys.Load(ctx, k.Keyring, p, sc.keys.ring.Load())
+	ring, err := keys.Load(ctx, k.Keyring, p, sc.keys.ring.Load(), opts...)
 	sc.metrics.KeyringReloaded(err)
 	if err != nil && ring != nil {
 		sc.log.Error("keysets not unwrapped: their organizations' PHI routes answer 503 until a reload succeeds", "orgs", ring.Unavailable(), "err", err)
@@ -194,10 +196,17 @@ func (sc *sidecar) reloadKeys(ctx context.Context, cause string) {
 	}
 	digest := keyringDigest(k.Keyring)
 	cur := sc.keys.ring.Load()
-	if digest == sc.keysDigest && (cur == nil || len(cur.Unavailable()) == 0) {
+	var opts []keys.LoadOption
+	if k.ReverifyEvery > 0 && time.Since(sc.verified) >= k.ReverifyEvery {
+		opts = append(opts, keys.Reverify())
+		cause = "reverify"
+	} else if digest == sc.keysDigest && (cur == nil || len(cur.Unavailable()) == 0) {
 		return
 	}
-	ring, err := sc.loadKeyring(ctx, k, sc.pol.Load().File.Orgs)
+	ring, err := sc.loadKeyring(ctx, k, sc.pol.Load().File.Orgs, opts...)
+	if len(opts) > 0 {
+		sc.verified = time.Now()
+	}
 	if ring == nil {
 		if digest != sc.keysDigest {
 			sc.log.Error("keyring not reloaded; the keyring in force stays", "cause", cause, "err", err)
