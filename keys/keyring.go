@@ -372,6 +372,11 @@ func CreateOrg(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err := orgid.Check(org); err != nil {
 		return Wrap{}, err
 	}
+	unlock, err := lockKeyring(dir)
+	if err != nil {
+		return Wrap{}, err
+	}
+	defer unlock()
 	if _, err := os.Stat(orgPath(dir, org)); err == nil {
 		return Wrap{}, fmt.Errorf("%s already exists; refusing to replace it", orgPath(dir, org))
 	}

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"syscall"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
@@ -45,6 +46,11 @@ func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change fun
 	if err := orgid.Check(org); err != nil {
 		return nil, err
 	}
+	unlock, err := lockKeyring(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
 	raw, err := os.ReadFile(orgPath(dir, org))
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
@@ -225,6 +231,11 @@ func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err := orgid.Check(org); err != nil {
 		return Wrap{}, err
 	}
+	unlock, err := lockKeyring(dir)
+	if err != nil {
+		return Wrap{}, err
+	}
+	defer unlock()
 	raw, err := os.ReadFile(orgPath(dir, org))
 	if err != nil {
 		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
@@ -296,5 +307,37 @@ func replaceFile(path string, data []byte) error {
 	if err := tmp.Close(); err != nil {
 		return err
 	}
-	return os.Rename(tmp.Name(), path)
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return err
+	}
+	// The rename itself must survive a crash: a retire or shred that
+	// comes back after a power loss would not be one.
+	d, err := os.Open(filepath.Dir(path))
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// lockKeyring takes the keyring's write lock (an exclusive flock on
+// orgs/.lock), so that two key commands on one org (a scheduled expire and
+// an operator's rotate) do not lose each other's change. It waits for the
+// lock.
+func lockKeyring(dir string) (unlock func(), err error) {
+	if err := os.MkdirAll(filepath.Join(dir, orgsDir), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(filepath.Join(dir, orgsDir, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("keyring lock: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("keyring lock: %w", err)
+	}
+	return func() {
+		syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+	}, nil
 }

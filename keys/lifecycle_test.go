@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -279,5 +280,26 @@ func TestOlderKeysetFileRefused(t *testing.T) {
 	}
 	if got, _ := k.Info("org_a"); got.Generation != 3 || len(got.Keys) != 1 || got.Keys[0].ID == before.Primary {
 		t.Errorf("after the older file: %+v, want the keyset in force, without the retired key", got)
+	}
+}
+
+// TestConcurrentRotationsAllLand: key commands on one org run one after
+// the other under the keyring's lock, so none loses another's key.
+func TestConcurrentRotationsAllLand(t *testing.T) {
+	dir, _ := newTestKeyring(t, "org_a")
+	p, _ := OpenLocal(dir)
+	const n = 8
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if _, err := Rotate(context.Background(), dir, "org_a", p); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	info, _ := reopen(t, dir, p).Info("org_a")
+	if len(info.Keys) != n+1 || info.Generation != n+1 {
+		t.Errorf("after %d concurrent rotations: %d keys, generation %d; want %d and %d", n, len(info.Keys), info.Generation, n+1, n+1)
 	}
 }
