@@ -70,6 +70,9 @@ func (o keyOp) retire(org, key, confirm string) error {
 	if err != nil {
 		return usageError{fmt.Sprintf("-key %q: want the 8 hex digits keys list shows", key)}
 	}
+	if err := o.trail.intent("key_retire", "org", org, "key", fmt.Sprintf("%08x", id)); err != nil {
+		return err
+	}
 	if err := keys.Retire(o.ctx, o.k.Keyring, org, o.p, uint32(id)); err != nil {
 		return err
 	}
@@ -82,6 +85,9 @@ func (o keyOp) expire(only string) error {
 	for _, org := range o.orgs {
 		if only != "" && org.ID != only || org.RotateEvery == 0 && org.Retain == 0 {
 			continue
+		}
+		if err := o.trail.intent("key_expire", "org", org.ID); err != nil {
+			return err
 		}
 		got, err := keys.Expire(o.ctx, o.k.Keyring, org.ID, o.p, org.RotateEvery, org.Retain)
 		if err != nil {
@@ -117,6 +123,9 @@ func (o keyOp) shred(org, confirm string, deleteKMS bool, days int) error {
 		if own, err = o.ownDeletableKey(org, days); err != nil {
 			return err
 		}
+	}
+	if err := o.trail.intent("key_shred", "org", org); err != nil {
+		return err
 	}
 	w, err := keys.Shred(o.ctx, o.k.Keyring, org, o.p)
 	if err != nil {
@@ -308,6 +317,15 @@ func (t *cliTrail) record(event string, attrs ...string) error {
 	attrs = append(attrs, "operator", operator)
 	if err := t.a.Event(context.Background(), event, attrs...); err != nil {
 		return fmt.Errorf("done, but the audit record was not written: %w", err)
+	}
+	return nil
+}
+
+// intent records, before a destructive change, that it is about to be
+// made: if the trail cannot take the record, the change is not made.
+func (t *cliTrail) intent(event string, attrs ...string) error {
+	if err := t.record(event, append(attrs, "result", "starting")...); err != nil {
+		return fmt.Errorf("not done: the audit trail did not take the record of the intent: %w", err)
 	}
 	return nil
 }

@@ -233,3 +233,42 @@ func TestKeysFlagConflicts(t *testing.T) {
 		}
 	}
 }
+
+// TestDestructiveKeyCommandNeedsTheTrail: a retire or shred whose intent
+// the audit trail cannot record is not made.
+func TestDestructiveKeyCommandNeedsTheTrail(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Fatalf("the test writes the trail to /dev/full (every write fails): %v", err)
+	}
+	dir := t.TempDir()
+	ring := filepath.Join(dir, "keyring")
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+keys: {keyring: "`+ring+`"}
+audit: {sinks: [{type: file, path: /dev/full}]}
+orgs: [{id: org_a}]
+routes:
+  - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
+`)
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}} {
+		if _, _, err := runCLI(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	info, _ := keys.Open(context.Background(), ring, mustLocal(t, ring))
+	primary, _ := info.Info("org_a")
+	for _, args := range [][]string{
+		{"keys", "shred", "-config", polPath, "-org", "org_a", "-confirm", "org_a"},
+		{"keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(primary.Primary), "-confirm", hex8(primary.Primary)},
+	} {
+		_, _, err := runCLI(t, args...)
+		if err == nil || !strings.Contains(err.Error(), "not done") {
+			t.Errorf("%v with the trail failing: %v, want not done", args[1], err)
+		}
+	}
+	k, err := keys.Open(context.Background(), ring, mustLocal(t, ring))
+	if err != nil || !k.Has("org_a") {
+		t.Errorf("org_a after refused commands: %v; want its keys intact", err)
+	}
+}
