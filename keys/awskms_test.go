@@ -349,6 +349,9 @@ func TestLoadKeepsWhatItCan(t *testing.T) {
 	if got := k3.Unavailable(); len(got) != 1 || got[0] != "org_c" {
 		t.Errorf("unavailable %v, want org_c alone (org_a keeps its last good keyset)", got)
 	}
+	if got := k3.Stale(); len(got) != 1 || got[0] != "org_a" {
+		t.Errorf("stale %v, want org_a (its rotated file did not load)", got)
+	}
 	if err := opens(k3, "org_a", tokA, "a"); err != nil {
 		t.Errorf("org_a while KMS is down: %v", err)
 	}
@@ -360,8 +363,8 @@ func TestLoadKeepsWhatItCan(t *testing.T) {
 	}
 	r.srv.SetDown(false)
 	k4, err := Load(ctx, r.dir, p, k3)
-	if err != nil || len(k4.Unavailable()) != 0 {
-		t.Fatalf("reload with KMS back: %v %v", err, k4.Unavailable())
+	if err != nil || len(k4.Unavailable()) != 0 || len(k4.Stale()) != 0 {
+		t.Fatalf("reload with KMS back: %v %v %v", err, k4.Unavailable(), k4.Stale())
 	}
 	if info, _ := k4.Info("org_a"); len(info.Keys) != 2 {
 		t.Errorf("org_a after KMS came back: %d keys, want the rotated keyset's two", len(info.Keys))

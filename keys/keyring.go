@@ -50,6 +50,9 @@ type orgKeys struct {
 	info   OrgInfo
 	digest string // of the file it was loaded from
 	err    error  // why the keyset is unavailable; nil when loaded
+	// stale: the org's file changed but did not load, and this is its
+	// last good keyset.
+	stale bool
 }
 
 // OrgInfo describes an organization's keys, without key material.
@@ -161,6 +164,7 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...Lo
 		case errs[i] == nil:
 			k.orgs[org] = loaded[i]
 		case ok && old.err == nil && !(o.reverify && revoked(errs[i])):
+			old.stale = true
 			k.orgs[org] = old // the last good version
 		default:
 			k.orgs[org] = orgKeys{err: errs[i], info: OrgInfo{Org: org}}
@@ -192,6 +196,19 @@ func (k *Keyring) org(org string) (orgKeys, bool) {
 	}
 	o, ok := k.orgs[org]
 	return o, ok
+}
+
+// Stale lists the orgs running on their last good keyset because their
+// file changed and did not load, sorted.
+func (k *Keyring) Stale() []string {
+	var out []string
+	for org, o := range k.orgs {
+		if o.stale {
+			out = append(out, org)
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // Unavailable lists the orgs whose keysets are held as unavailable, sorted.

@@ -92,7 +92,7 @@ var (
 	descAuditUp = newDesc("audit_sink_up",
 		"1 when an audit sink's last write succeeded, 0 when it failed.", "sink")
 	descKeysets = newDesc("keysets",
-		"Organizations' keysets in the keyring in force, by state: loaded, unavailable (not unwrapped: their PHI routes answer 503), shredded.", "state")
+		"Organizations' keysets in the keyring in force, by state: loaded, unavailable (not unwrapped: their PHI routes answer 503), shredded, and stale (loaded, but their changed file did not load: the last good keyset serves).", "state")
 	descKeyAge = newDesc("key_primary_age_seconds",
 		"Age of each organization's primary data key (0 when its creation is unknown).", "org")
 	descCoverage = newDesc("route_coverage_ratio",
@@ -138,9 +138,9 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 	}
 	if s.src.Keyring != nil {
 		if ring := s.src.Keyring(); ring != nil {
-			counts := map[string]float64{"loaded": 0, "unavailable": 0, "shredded": 0}
-			unavailable := ring.Unavailable()
-			counts["unavailable"] = float64(len(unavailable))
+			counts := map[string]float64{"loaded": 0, "unavailable": 0, "shredded": 0, "stale": 0}
+			counts["unavailable"] = float64(len(ring.Unavailable()))
+			counts["stale"] = float64(len(ring.Stale()))
 			for _, org := range ring.Orgs() {
 				info, _ := ring.Info(org)
 				switch {
