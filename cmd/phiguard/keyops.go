@@ -275,35 +275,26 @@ type cliTrail struct {
 
 // cliAuditor writes to the policy's audit sinks, or, without a policy,
 // to audit.jsonl in the keyring folder.
-func cliAuditor(k *policy.Keys, pol *policy.Policy, stdout, stderr io.Writer) (*cliTrail, error) {
-	t := &cliTrail{}
-	var sinks []audit.Sink
+func cliAuditor(k *policy.Keys, pol *policy.Policy, stderr io.Writer) (*cliTrail, error) {
 	specs := []policy.Sink{{Type: "file", Path: filepath.Join(k.Keyring, "audit.jsonl")}}
 	failClosed := true
 	if pol != nil {
 		specs, failClosed = pol.File.Audit.Sinks, *pol.File.Audit.FailClosed
 	}
 	for _, s := range specs {
-		switch s.Type {
-		case "stdout":
-			// A command's stdout is its output (reencrypt's data): its
-			// records go to stderr instead.
-			sinks = append(sinks, audit.NewWriterSink("stdout", stderr))
-		case "stderr":
-			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
-		case "file":
+		if s.Type == "file" {
 			if err := os.MkdirAll(filepath.Dir(s.Path), 0o700); err != nil {
 				return nil, err
 			}
-			f, err := audit.OpenFileSink(s.Path)
-			if err != nil {
-				t.close()
-				return nil, err
-			}
-			sinks = append(sinks, f)
-			t.closers = append(t.closers, f.Close)
 		}
 	}
+	// A command's stdout is its output (reencrypt's data): records for a
+	// stdout sink go to stderr instead.
+	sinks, closers, err := openSinks(specs, stderr, stderr)
+	if err != nil {
+		return nil, err
+	}
+	t := &cliTrail{closers: closers}
 	t.a = audit.NewAuditor(nil, failClosed, sinks...)
 	return t, nil
 }

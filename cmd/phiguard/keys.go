@@ -115,7 +115,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	trail, err := cliAuditor(k, pol, stdout, stderr)
+	trail, err := cliAuditor(k, pol, stderr)
 	if err != nil {
 		return err
 	}

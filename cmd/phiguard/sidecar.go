@@ -68,23 +68,11 @@ type sidecar struct {
 // newSidecar builds what pol describes. Close it when done.
 func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, stderr io.Writer, log *slog.Logger) (*sidecar, error) {
 	sc := &sidecar{path: path, log: log, jwt: new(identity.Stats), reg: newRegistry(), seen: pol.SHA256}
-	var sinks []audit.Sink
-	for _, s := range pol.File.Audit.Sinks {
-		switch s.Type {
-		case "stdout":
-			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
-		case "stderr":
-			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
-		case "file":
-			fsink, err := audit.OpenFileSink(s.Path)
-			if err != nil {
-				sc.Close()
-				return nil, err
-			}
-			sinks = append(sinks, fsink)
-			sc.closers = append(sc.closers, fsink.Close)
-		}
+	sinks, closers, err := openSinks(pol.File.Audit.Sinks, stdout, stderr)
+	if err != nil {
+		return nil, err
 	}
+	sc.closers = closers
 	sc.auditor = audit.NewAuditor(log, *pol.File.Audit.FailClosed, sinks...)
 	sc.metrics = metrics.New(sc.reg, metrics.Sources{
 		InFlight: func() int { return sc.proxy.Engine().InFlight() },
@@ -252,6 +240,33 @@ func (l *liveKeys) AppendEncrypt(ctx context.Context, dst []byte, org string, pt
 
 func (l *liveKeys) Decrypt(ctx context.Context, org string, tok []byte) ([]byte, error) {
 	return l.ring.Load().Decrypt(ctx, org, tok)
+}
+
+// openSinks opens the audit sinks specs name: stdout and stderr write to
+// the given writers, files are appended to. On error, the files opened are
+// closed again.
+func openSinks(specs []policy.Sink, stdout, stderr io.Writer) ([]audit.Sink, []func() error, error) {
+	var sinks []audit.Sink
+	var closers []func() error
+	for _, s := range specs {
+		switch s.Type {
+		case "stdout":
+			sinks = append(sinks, audit.NewWriterSink("stdout", stdout))
+		case "stderr":
+			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
+		case "file":
+			f, err := audit.OpenFileSink(s.Path)
+			if err != nil {
+				for _, c := range closers {
+					c()
+				}
+				return nil, nil, err
+			}
+			sinks = append(sinks, f)
+			closers = append(closers, f.Close)
+		}
+	}
+	return sinks, closers, nil
 }
 
 // closeTimeout bounds waiting for the file sinks' last writes at exit.
