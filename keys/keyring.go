@@ -53,6 +53,7 @@ type orgKeys struct {
 	// stale: the org's file changed but did not load, and this is its
 	// last good keyset.
 	stale bool
+	proof string // a shredded org's shred proof
 }
 
 // OrgInfo describes an organization's keys, without key material.
@@ -155,6 +156,13 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...Lo
 	k := &Keyring{orgs: make(map[string]orgKeys, len(orgs))}
 	for i, org := range orgs {
 		old, ok := prev.org(org)
+		if errs[i] == nil && ok && old.aead != nil && !loaded[i].info.Shredded.IsZero() {
+			// A shred of keys in force: only their holder could have sealed
+			// its proof, so a forged marker takes nothing away.
+			if err := checkShredProof(old, org, loaded[i]); err != nil {
+				errs[i] = err
+			}
+		}
 		if errs[i] == nil && ok && old.err == nil && old.info.Shredded.IsZero() && loaded[i].info.Shredded.IsZero() && loaded[i].info.Generation < old.info.Generation {
 			// An older file over a newer one: a backup restored, which
 			// would bring back retired keys or another wrapping.
@@ -171,6 +179,25 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...Lo
 		}
 	}
 	return k, errors.Join(errs...)
+}
+
+// checkShredProof reports whether the keys in force (old) open the shred
+// proof of the marker that replaced their file.
+func checkShredProof(old orgKeys, org string, marker orgKeys) error {
+	_, id, body, err := splitToken([]byte(marker.proof))
+	if err == nil {
+		var sealed []byte
+		if sealed, err = unsealBody(nil, id, body); err == nil {
+			var pt []byte
+			if pt, err = old.aead.Decrypt(sealed, old.ad); err == nil && string(pt) != string(shredProof(org, marker.info.Shredded)) {
+				err = errors.New("the proof names another shred")
+			}
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("org %s: a shred marker whose proof the keys in force do not open (%v); kept the keys in force", org, err)
+	}
+	return nil
 }
 
 // LoadOption changes how Load reads the keyring.
@@ -229,7 +256,7 @@ func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, 
 		if err := json.Unmarshal(raw, &sf); err != nil || sf.Org != org {
 			return orgKeys{}, fmt.Errorf("org %s: shredded keyset file names org %q (%v)", org, sf.Org, err)
 		}
-		return orgKeys{info: OrgInfo{Org: org, Wrap: sf.Wrap, Shredded: sf.Shredded}}, nil
+		return orgKeys{info: OrgInfo{Org: org, Wrap: sf.Wrap, Shredded: sf.Shredded}, proof: sf.Proof}, nil
 	}
 	f, err := parseOrgFile(org, raw)
 	if err != nil {

@@ -28,6 +28,15 @@ type shreddedFile struct {
 	Org      string    `json:"org"`
 	Wrap     Wrap      `json:"wrap"`
 	Shredded time.Time `json:"shredded"`
+	// Proof is sealed by the org's primary data key just before it was
+	// destroyed: a sidecar that still holds the keys accepts the shred
+	// only if they open it, so a forged marker cannot take keys away.
+	Proof string `json:"proof"`
+}
+
+// shredProof is what a shred's proof seals.
+func shredProof(org string, at time.Time) []byte {
+	return []byte(`"shredded ` + org + ` ` + at.Format(time.RFC3339) + `"`)
 }
 
 // now is the lifecycle's clock; tests move it.
@@ -247,10 +256,24 @@ func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err != nil {
 		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
 	}
-	if _, err := f.unwrap(ctx, p); err != nil {
+	h, err := f.unwrap(ctx, p)
+	if err != nil {
 		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
 	}
-	data, err := json.MarshalIndent(shreddedFile{Format: orgFileFormat, Org: org, Wrap: f.Wrap, Shredded: now()}, "", "  ")
+	a, err := aead.New(h)
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	at := now()
+	sealed, err := a.Encrypt(shredProof(org, at), associatedData(org))
+	if err != nil {
+		return Wrap{}, fmt.Errorf("org %s: shred proof: %w", org, err)
+	}
+	if err := checkSealed(sealed); err != nil {
+		return Wrap{}, err
+	}
+	proof := string(appendToken(nil, org, sealed))
+	data, err := json.MarshalIndent(shreddedFile{Format: orgFileFormat, Org: org, Wrap: f.Wrap, Shredded: at, Proof: proof}, "", "  ")
 	if err != nil {
 		return Wrap{}, err
 	}

@@ -303,3 +303,32 @@ func TestConcurrentRotationsAllLand(t *testing.T) {
 		t.Errorf("after %d concurrent rotations: %d keys, generation %d; want %d and %d", n, len(info.Keys), info.Generation, n+1, n+1)
 	}
 }
+
+// TestShredMarkerNeedsItsProof: a reload accepts a shred of the keys in
+// force only if they open its proof: a marker written by hand (or another
+// org's marker copied over) takes no keys away.
+func TestShredMarkerNeedsItsProof(t *testing.T) {
+	dir, k := newTestKeyring(t, "org_a", "org_b")
+	p, _ := OpenLocal(dir)
+	ctx := context.Background()
+	forged := `{"phiguard_keyset":2,"org":"org_a","wrap":{"provider":"local"},"shredded":"2026-01-01T00:00:00Z","proof":""}`
+	backup, _ := os.ReadFile(orgPath(dir, "org_a"))
+	if err := os.WriteFile(orgPath(dir, "org_a"), []byte(forged), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Load(ctx, dir, p, k)
+	if err == nil || !strings.Contains(err.Error(), "shred marker") || !k2.Has("org_a") {
+		t.Errorf("a forged marker: %v; has org_a %v, want the keys kept", err, k2.Has("org_a"))
+	}
+	os.WriteFile(orgPath(dir, "org_a"), backup, 0o600)
+	if _, err := Shred(ctx, dir, "org_b", p); err != nil {
+		t.Fatal(err)
+	}
+	marker, _ := os.ReadFile(orgPath(dir, "org_b"))
+	os.WriteFile(orgPath(dir, "org_a"), []byte(strings.Replace(string(marker), `"org_b"`, `"org_a"`, 1)), 0o600)
+	if k3, err := Load(ctx, dir, p, k); err == nil || !k3.Has("org_a") {
+		t.Errorf("org_b's marker over org_a: %v; want org_a's keys kept", err)
+	} else if k3.Has("org_b") {
+		t.Error("org_b's genuine shred was not taken")
+	}
+}
