@@ -31,6 +31,7 @@ const MasterKeyEnv = "PHIGUARD_MASTER_KEY"
 // from the others. Production uses the aws-kms provider.
 type LocalProvider struct {
 	master tink.AEAD
+	id     string // "master:" and the hex id of the master key's primary
 }
 
 var _ Provider = (*LocalProvider)(nil)
@@ -103,17 +104,22 @@ func parseMaster(where string, raw []byte) (*LocalProvider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("master key %s: %w", where, err)
 	}
-	return &LocalProvider{master: a}, nil
+	return &LocalProvider{master: a, id: fmt.Sprintf("master:%08x", h.KeysetInfo().GetPrimaryKeyId())}, nil
 }
 
-// WrapFor is the master key, for every org.
-func (p *LocalProvider) WrapFor(string) (Wrap, error) { return Wrap{Provider: ProviderLocal}, nil }
+// WrapFor is the master key, for every org: the file names it by id, so
+// that a new master key can take over one keyset at a time.
+func (p *LocalProvider) WrapFor(string) (Wrap, error) {
+	return Wrap{Provider: ProviderLocal, Key: p.id}, nil
+}
 
 // KEK returns the master key; the org is bound by the caller through
-// associated data.
+// associated data. A keyset naming another master key is another
+// provider's; one naming none (written before master keys had ids) is
+// tried with this one.
 func (p *LocalProvider) KEK(_ context.Context, w Wrap, _ string) (tink.AEADWithContext, error) {
-	if w.Provider != ProviderLocal {
-		return nil, errOtherProvider{want: ProviderLocal, got: w.Provider}
+	if w.Provider != ProviderLocal || w.Key != "" && w.Key != p.id {
+		return nil, errOtherProvider{want: ProviderLocal + " " + p.id, got: w.String()}
 	}
 	return withoutContext{p.master}, nil
 }

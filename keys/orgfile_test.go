@@ -93,7 +93,7 @@ func TestOrgFileRejects(t *testing.T) {
 		"other org":        {`{"phiguard_keyset":2,"org":"org_b","wrap":{"provider":"local"},"keys":[],"keyset":{}}`, `names org "org_b"`},
 		"no provider":      {`{"phiguard_keyset":2,"org":"org_a","wrap":{},"keys":[],"keyset":{}}`, "no provider"},
 		"unknown field":    {`{"phiguard_keyset":2,"org":"org_a","wrap":{"provider":"local"},"keys":[],"keyset":{},"x":1}`, "unknown field"},
-		"unknown provider": {`{"phiguard_keyset":2,"org":"org_a","wrap":{"provider":"vault"},"keys":[],"keyset":{}}`, "no vault provider"},
+		"unknown provider": {`{"phiguard_keyset":2,"org":"org_a","wrap":{"provider":"vault"},"keys":[],"keyset":{}}`, "no provider configured here"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			dir, p := newMasterOnly(t)

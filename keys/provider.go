@@ -62,14 +62,14 @@ func (ps Providers) KEK(ctx context.Context, w Wrap, org string) (tink.AEADWithC
 			return nil, err
 		}
 	}
-	return nil, fmt.Errorf("keyset wrapped by %s, and no %s provider is configured", w, w.Provider)
+	return nil, fmt.Errorf("keyset wrapped by %s, and no provider configured here has that key", w)
 }
 
 // errOtherProvider is a KEK's answer for a Wrap of another provider.
 type errOtherProvider struct{ want, got string }
 
 func (e errOtherProvider) Error() string {
-	return fmt.Sprintf("keyset wrapped by the %s provider, not %s", e.got, e.want)
+	return fmt.Sprintf("keyset wrapped by %s, not %s", e.got, e.want)
 }
 
 func isOtherProvider(err error) bool {

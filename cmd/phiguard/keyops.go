@@ -52,7 +52,11 @@ func (o keyOp) rotate(org string) error {
 func (o keyOp) rewrap(org, to string) error {
 	w := keys.Wrap{Provider: keys.ProviderAWSKMS, Key: to}
 	if to == keys.ProviderLocal {
-		w = keys.Wrap{Provider: keys.ProviderLocal}
+		lp := localProvider(o.p)
+		if lp == nil {
+			return usageError{"-to local needs the master key (keys.master_key or $PHIGUARD_MASTER_KEY; with aws-kms, keys.accept_local)"}
+		}
+		w, _ = lp.WrapFor(org)
 	}
 	from, err := keys.Rewrap(o.ctx, o.k.Keyring, org, o.p, w)
 	if err != nil {
@@ -176,6 +180,69 @@ func (o keyOp) ownDeletableKey(org string, days int) (string, error) {
 		return "", fmt.Errorf("org %s's keyset is wrapped by %s, not its kms_key %s: rewrap it first, or shred without -delete-kms-key", org, w, own)
 	}
 	return own, nil
+}
+
+// rotateMaster makes a new local master key in the file newPath and
+// rewraps every keyset of the current master key under it. The data keys
+// and tokens do not change.
+func (o keyOp) rotateMaster(newPath string) error {
+	old := localProvider(o.p)
+	if old == nil {
+		return usageError{"rotate-master needs the current master key (keys.master_key or $PHIGUARD_MASTER_KEY)"}
+	}
+	if err := o.trail.intent("key_rotate_master"); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(newPath), 0o700); err != nil {
+		return err
+	}
+	if err := keys.InitLocalFile(newPath); err != nil {
+		return err
+	}
+	fresh, err := keys.OpenLocalFile(newPath)
+	if err != nil {
+		return err
+	}
+	to, _ := fresh.WrapFor("")
+	both := keys.Providers{o.p, fresh}
+	names, err := filepath.Glob(filepath.Join(o.k.Keyring, "orgs", "*.json"))
+	if err != nil {
+		return err
+	}
+	moved := 0
+	for _, name := range names {
+		org := strings.TrimSuffix(filepath.Base(name), ".json")
+		w, err := keys.WrapOf(o.k.Keyring, org)
+		if errors.Is(err, keys.ErrShredded) || err == nil && w.Provider != keys.ProviderLocal {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("%w (%d keysets moved to the new master key before it)", err, moved)
+		}
+		if _, err := keys.Rewrap(o.ctx, o.k.Keyring, org, both, to); err != nil {
+			return fmt.Errorf("%w (%d keysets moved to the new master key before it)", err, moved)
+		}
+		moved++
+	}
+	fmt.Fprintf(o.out, "new master key %s (%s); %d keysets rewrapped under it. Point keys.master_key (or $PHIGUARD_MASTER_KEY) at it, deliver the keyring, then destroy the old master key\n", newPath, to.Key, moved)
+	return o.trail.record("key_rotate_master", "to", to.Key, "keysets", strconv.Itoa(moved))
+}
+
+// localProvider finds the master-key provider in p.
+func localProvider(p keys.Provider) *keys.LocalProvider {
+	switch x := p.(type) {
+	case *keys.LocalProvider:
+		return x
+	case notForOrgs:
+		return localProvider(x.Provider)
+	case keys.Providers:
+		for _, q := range x {
+			if lp := localProvider(q); lp != nil {
+				return lp
+			}
+		}
+	}
+	return nil
 }
 
 func kmsProvider(p keys.Provider) *keys.KMSProvider {

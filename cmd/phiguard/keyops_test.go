@@ -272,3 +272,46 @@ routes:
 		t.Errorf("org_a after refused commands: %v; want its keys intact", err)
 	}
 }
+
+// TestRotateMasterCLI: a new local master key takes over every keyset of
+// the old one; tokens still open, the old master key opens nothing, and
+// the audit trail has the rotation.
+func TestRotateMasterCLI(t *testing.T) {
+	dir := t.TempDir()
+	ring := filepath.Join(dir, "keyring")
+	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}, {"keys", "create", "-keyring", ring, "-org", "org_b"}} {
+		if _, _, err := runCLI(t, args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	oldMaster := mustLocal(t, ring)
+	k, err := keys.Open(context.Background(), ring, oldMaster)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, _ := k.Encrypt(context.Background(), "org_b", []byte(`"v"`))
+	newPath := filepath.Join(dir, "elsewhere", "master.json")
+	out, errOut, err := runCLI(t, "keys", "rotate-master", "-keyring", ring, "-new", newPath)
+	if err != nil || !strings.Contains(out, "2 keysets rewrapped") {
+		t.Fatalf("rotate-master: %q %v %s", out, err, errOut)
+	}
+	fresh, err := keys.OpenLocalFile(newPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k, err = keys.Open(context.Background(), ring, fresh)
+	if err != nil {
+		t.Fatalf("the keyring under the new master key: %v", err)
+	}
+	mustOpen(t, k, "org_b", tok, "v")
+	if _, err := keys.Open(context.Background(), ring, oldMaster); err == nil {
+		t.Error("the old master key still opens the keyring")
+	}
+	if _, _, err := runCLI(t, "keys", "rotate-master", "-keyring", ring, "-master", newPath, "-new", newPath); err == nil {
+		t.Error("rotate-master over an existing file succeeded")
+	}
+	raw, _ := os.ReadFile(filepath.Join(ring, "audit.jsonl"))
+	if !bytes.Contains(raw, []byte(`"event":"key_rotate_master","to":"master:`)) {
+		t.Errorf("audit trail:\n%s", raw)
+	}
+}

@@ -34,20 +34,22 @@ Subcommands:
   retire     destroy one key of an org (-key ID -confirm ID)
   expire     apply the orgs' rotate_every and retain (policy orgs[])
   shred      destroy an org's keys for good (-confirm ID): crypto-shredding
+  rotate-master  a new local master key (-new FILE), every keyset of the old one rewrapped
 
 phiguard keys SUBCOMMAND -h shows a subcommand's flags.
 `
 
 var keysAbout = map[string]string{
-	"init":      "Creates the local master key: DIR/master.json, or -master FILE (keep it apart from the keyring). Keep it secret; back it up.",
-	"create":    "Adds the data keys of organization ID, wrapped by the master key or, with a policy whose keys.provider is aws-kms, by the org's KMS key.",
-	"list":      "Lists each organization's wrapping key, primary key and keys (id, created, status). Opening the keyring checks every keyset unwraps.",
-	"rotate":    "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed.",
-	"rewrap":    "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
-	"reencrypt": "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
-	"retire":    "Destroys key -key of the org: tokens it sealed never open again. Run reencrypt over the stored data first. Not the primary.",
-	"expire":    "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys that stopped sealing retain ago destroyed.",
-	"shred":     "Destroys every key of the org (crypto-shredding): its tokens, wherever stored, show the mask with reason key_shredded. With the org's own KMS key, -delete-kms-key also schedules that key's deletion.",
+	"init":          "Creates the local master key: DIR/master.json, or -master FILE (keep it apart from the keyring). Keep it secret; back it up.",
+	"create":        "Adds the data keys of organization ID, wrapped by the master key or, with a policy whose keys.provider is aws-kms, by the org's KMS key.",
+	"list":          "Lists each organization's wrapping key, primary key and keys (id, created, status). Opening the keyring checks every keyset unwraps.",
+	"rotate":        "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed.",
+	"rewrap":        "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
+	"reencrypt":     "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
+	"retire":        "Destroys key -key of the org: tokens it sealed never open again. Run reencrypt over the stored data first. Not the primary.",
+	"expire":        "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys that stopped sealing retain ago destroyed.",
+	"rotate-master": "Creates a new local master key in -new FILE and rewraps every keyset of the current master key under it; data keys and tokens are untouched. Then point keys.master_key at FILE, deliver the keyring, and destroy the old master key.",
+	"shred":         "Destroys every key of the org (crypto-shredding): its tokens, wherever stored, show the mask with reason key_shredded. With the org's own KMS key, -delete-kms-key also schedules that key's deletion.",
 }
 
 func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -81,6 +83,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	switch sub {
 	case "rewrap":
 		to = fs.String("to", "", "the `KEY` to wrap under: a KMS key, or local (required)")
+	case "rotate-master":
+		to = fs.String("new", "", "the new master key's `FILE`, which must not exist (required)")
 	case "retire":
 		keyID = fs.String("key", "", "the key `ID` to destroy, 8 hex digits as list shows it (required)")
 		confirm = fs.String("confirm", "", "the key `ID` again (required)")
@@ -96,6 +100,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return keysInit(stdout, *dir, *master)
 	}
 	for name, v := range map[string]*string{"-org": org, "-to": to, "-key": keyID, "-confirm": confirm} {
+		if name == "-to" && sub == "rotate-master" {
+			name = "-new"
+		}
 		if v != nil && *v == "" && !(name == "-org" && sub == "expire") {
 			return usageError{fmt.Sprintf("keys %s needs %s", sub, name)}
 		}
@@ -134,6 +141,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return op.expire(*org)
 	case "shred":
 		return op.shred(*org, *confirm, *deleteKMS, *pendingDays)
+	case "rotate-master":
+		return op.rotateMaster(*to)
 	case "reencrypt":
 		return op.reencrypt(stdin, stderr)
 	}

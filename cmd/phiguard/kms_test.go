@@ -291,7 +291,7 @@ func TestRewrapCLI(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, errOut, err := runCLI(t, "keys", "rewrap", "-config", polPath, "-org", "org_a", "-to", shared)
-	if err != nil || !strings.Contains(out, "wrapped by aws-kms "+shared+" (was local)") {
+	if err != nil || !strings.Contains(out, "wrapped by aws-kms "+shared+" (was local master:") {
 		t.Fatalf("rewrap: %q %v %s", out, err, errOut)
 	}
 	if list, _, err := runCLI(t, "keys", "list", "-config", polPath); err != nil || !strings.Contains(list, "org_a\twrapped by aws-kms "+shared) {
@@ -307,7 +307,7 @@ func TestRewrapCLI(t *testing.T) {
 	}
 	mustOpen(t, k, "org_a", tok, "v")
 	raw, _ := os.ReadFile(filepath.Join(dir, "audit.jsonl"))
-	if !strings.Contains(string(raw), `"event":"key_rewrap","org":"org_a","from":"local","to":"aws-kms `+shared+`"`) {
+	if !strings.Contains(string(raw), `"event":"key_rewrap","org":"org_a","from":"local master:`) {
 		t.Errorf("audit trail:\n%s", raw)
 	}
 }

@@ -58,7 +58,7 @@ func TestKeysCommands(t *testing.T) {
 		}
 	}
 	out, _, err := runCLI(t, "keys", "list", "-keyring", dir)
-	listed := regexp.MustCompile(`(?m)^(org_\w+)\twrapped by local\tprimary ([0-9a-f]{8})\n  key ([0-9a-f]{8})\tcreated \d{4}-\d\d-\d\dT[0-9:]+Z\tenabled$`).FindAllStringSubmatch(out, -1)
+	listed := regexp.MustCompile(`(?m)^(org_\w+)\twrapped by local master:[0-9a-f]{8}\tprimary ([0-9a-f]{8})\n  key ([0-9a-f]{8})\tcreated \d{4}-\d\d-\d\dT[0-9:]+Z\tenabled$`).FindAllStringSubmatch(out, -1)
 	if err != nil || len(listed) != 2 || listed[0][1] != "org_a" || listed[1][1] != "org_b" || listed[0][2] != listed[0][3] {
 		t.Errorf("keys list = %q, %v; want org_a and org_b, each with its one key, primary, created, enabled", out, err)
 	}
