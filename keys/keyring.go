@@ -2,6 +2,7 @@ package keys
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/aead"
@@ -54,6 +56,9 @@ type orgKeys struct {
 	// last good keyset.
 	stale bool
 	proof string // a shredded org's shred proof
+	// opened counts the tokens each key opened, by key id: evidence that a
+	// key is still needed before it is retired.
+	opened map[uint32]*atomic.Uint64
 }
 
 // OrgInfo describes an organization's keys, without key material.
@@ -170,6 +175,11 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...Lo
 		}
 		switch {
 		case errs[i] == nil:
+			for id := range loaded[i].opened {
+				if was, ok := old.opened[id]; ok {
+					loaded[i].opened[id] = was // a key's count goes on across reloads
+				}
+			}
 			k.orgs[org] = loaded[i]
 		case ok && old.err == nil && !(o.reverify && revoked(errs[i])):
 			old.stale = true
@@ -273,7 +283,12 @@ func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, 
 	if err != nil {
 		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
-	return orgKeys{aead: a, ad: associatedData(org), info: orgInfo(f, h)}, nil
+	info := orgInfo(f, h)
+	opened := make(map[uint32]*atomic.Uint64, len(info.Keys))
+	for _, k := range info.Keys {
+		opened[k.ID] = new(atomic.Uint64)
+	}
+	return orgKeys{aead: a, ad: associatedData(org), info: info, opened: opened}, nil
 }
 
 // orgInfo joins the keyset's key statuses with the file's records.
@@ -397,7 +412,21 @@ func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, 
 	if err != nil {
 		return nil, ErrDecrypt
 	}
+	if c := o.opened[binary.BigEndian.Uint32(sealed[1:tinkPrefixLen])]; c != nil {
+		c.Add(1)
+	}
 	return pt, nil
+}
+
+// Opened returns, for each key of org, how many tokens it opened since
+// the key was loaded (counts go on across reloads of the same process).
+func (k *Keyring) Opened(org string) map[uint32]uint64 {
+	o := k.orgs[org]
+	out := make(map[uint32]uint64, len(o.opened))
+	for id, c := range o.opened {
+		out[id] = c.Load()
+	}
+	return out
 }
 
 // sealedBuffers hold a token's ciphertext, decoded, while it is opened.

@@ -332,3 +332,33 @@ func TestShredMarkerNeedsItsProof(t *testing.T) {
 		t.Error("org_b's genuine shred was not taken")
 	}
 }
+
+// TestOpenedCounts: each key counts the tokens it opened, and a reload
+// after a rotation keeps the old key's count: evidence for retiring it.
+func TestOpenedCounts(t *testing.T) {
+	dir, k := newTestKeyring(t, "org_a")
+	p, _ := OpenLocal(dir)
+	ctx := context.Background()
+	first, _ := k.Info("org_a")
+	tok := sealAll(t, k, "org_a", "v")["v"]
+	for range 3 {
+		if err := opens(k, "org_a", tok, "v"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	id, err := Rotate(ctx, dir, "org_a", p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	k2, err := Load(ctx, dir, p, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := opens(k2, "org_a", tok, "v"); err != nil {
+		t.Fatal(err)
+	}
+	got := k2.Opened("org_a")
+	if got[first.Primary] != 4 || got[id] != 0 || len(got) != 2 {
+		t.Errorf("opened %v, want 4 for %08x (across the reload) and 0 for the new %08x", got, first.Primary, id)
+	}
+}

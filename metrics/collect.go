@@ -1,6 +1,7 @@
 package metrics
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -95,6 +96,8 @@ var (
 		"Organizations' keysets in the keyring in force, by state: loaded, unavailable (not unwrapped: their PHI routes answer 503), shredded, and stale (loaded, but their changed file did not load: the last good keyset serves).", "state")
 	descKeyAge = newDesc("key_primary_age_seconds",
 		"Age of each organization's primary data key (0 when its creation is unknown).", "org")
+	descKeyOpened = newDesc("key_tokens_opened_total",
+		"Tokens each data key opened, by org and key id (8 hex digits, as keys list shows them): a key whose count no longer grows can be retired.", "org", "key")
 	descCoverage = newDesc("route_coverage_ratio",
 		"Share of the bodies a route's selectors were applied to in which every selector found a value, by route and direction; 1 before any. Below 1: a selector that does not match, so PHI may pass in plaintext.", "route", "direction")
 )
@@ -118,6 +121,7 @@ func (s *scraped) Describe(ch chan<- *prometheus.Desc) {
 	if s.src.Keyring != nil {
 		ch <- descKeysets
 		ch <- descKeyAge
+		ch <- descKeyOpened
 	}
 	ch <- descCoverage
 }
@@ -155,6 +159,9 @@ func (s *scraped) Collect(ch chan<- prometheus.Metric) {
 						}
 					}
 					ch <- prometheus.MustNewConstMetric(descKeyAge, prometheus.GaugeValue, age, org)
+					for id, n := range ring.Opened(org) {
+						ch <- prometheus.MustNewConstMetric(descKeyOpened, prometheus.CounterValue, float64(n), org, fmt.Sprintf("%08x", id))
+					}
 				}
 			}
 			for state, n := range counts {
