@@ -41,6 +41,16 @@ func newKMSRig(t *testing.T, maxAttempts int) *kmsRig {
 	return &kmsRig{srv: srv, client: client, dir: t.TempDir(), calls: map[string]int{}}
 }
 
+// createOrgs makes a keyset for each org, wrapped as p says.
+func (r *kmsRig) createOrgs(t *testing.T, p Provider, orgs ...string) {
+	t.Helper()
+	for _, org := range orgs {
+		if _, err := CreateOrg(context.Background(), r.dir, org, p); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func (r *kmsRig) provider(shared string, own map[string]string) *KMSProvider {
 	return NewKMSProvider(r.client, KMSOptions{SharedKey: shared, OrgKeys: own, CallTimeout: 5 * time.Second,
 		Observe: func(op string, _ time.Duration, _ error) {
@@ -174,9 +184,7 @@ func TestKMSUnusableKeyFailsClosed(t *testing.T) {
 	id, arn := r.srv.CreateKey(t, "shared")
 	p := r.provider(arn, nil)
 	ctx := context.Background()
-	if _, err := CreateOrg(ctx, r.dir, "org_a", p); err != nil {
-		t.Fatal(err)
-	}
+	r.createOrgs(t, p, "org_a")
 	r.srv.DisableKey(id)
 	if _, err := Open(ctx, r.dir, p); !errors.Is(err, ErrKMSKeyUnusable) || !strings.Contains(err.Error(), "org_a") {
 		t.Errorf("disabled key: %v, want ErrKMSKeyUnusable naming org_a", err)
@@ -201,9 +209,7 @@ func TestKMSThrottlingRetried(t *testing.T) {
 	_, arn := r.srv.CreateKey(t, "shared")
 	p := r.provider(arn, nil)
 	ctx := context.Background()
-	if _, err := CreateOrg(ctx, r.dir, "org_a", p); err != nil {
-		t.Fatal(err)
-	}
+	r.createOrgs(t, p, "org_a")
 	r.srv.ResetCalls()
 	r.srv.FailNext("Decrypt", 2, kmstest.Throttle)
 	r.srv.FailNext("Decrypt", 1, kmstest.InternalError)
@@ -231,11 +237,7 @@ func TestKMSOutage(t *testing.T) {
 	_, arn := r.srv.CreateKey(t, "shared")
 	p := r.provider(arn, nil)
 	ctx := context.Background()
-	for _, org := range []string{"org_a", "org_b"} {
-		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.createOrgs(t, p, "org_a", "org_b")
 	r.srv.SetDown(true)
 	if _, err := Open(ctx, r.dir, p); !errors.Is(err, ErrKMSUnavailable) {
 		t.Errorf("KMS down: %v, want ErrKMSUnavailable", err)
@@ -319,11 +321,7 @@ func TestLoadKeepsWhatItCan(t *testing.T) {
 	_, arn := r.srv.CreateKey(t, "shared")
 	p := r.provider(arn, nil)
 	ctx := context.Background()
-	for _, org := range []string{"org_a", "org_b"} {
-		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.createOrgs(t, p, "org_a", "org_b")
 	k1, err := Load(ctx, r.dir, p, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -337,9 +335,7 @@ func TestLoadKeepsWhatItCan(t *testing.T) {
 	if _, err := Rotate(ctx, r.dir, "org_a", p); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := CreateOrg(ctx, r.dir, "org_c", p); err != nil {
-		t.Fatal(err)
-	}
+	r.createOrgs(t, p, "org_c")
 	r.srv.ResetCalls()
 	r.srv.SetDown(true)
 	k3, err := Load(ctx, r.dir, p, k2)
@@ -383,11 +379,7 @@ func TestReverifyRevokes(t *testing.T) {
 	ownID, own := r.srv.CreateKey(t, "org_b")
 	p := r.provider(shared, map[string]string{"org_b": own})
 	ctx := context.Background()
-	for _, org := range []string{"org_a", "org_b"} {
-		if _, err := CreateOrg(ctx, r.dir, org, p); err != nil {
-			t.Fatal(err)
-		}
-	}
+	r.createOrgs(t, p, "org_a", "org_b")
 	k, err := Load(ctx, r.dir, p, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -60,16 +60,9 @@ func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change fun
 		return nil, err
 	}
 	defer unlock()
-	raw, err := os.ReadFile(orgPath(dir, org))
+	f, err := readOrgFile(dir, org)
 	if err != nil {
-		return nil, fmt.Errorf("org %s: %w", org, err)
-	}
-	if isShredded(raw) {
-		return nil, fmt.Errorf("org %s: %w", org, ErrShredded)
-	}
-	f, err := parseOrgFile(org, raw)
-	if err != nil {
-		return nil, fmt.Errorf("org %s: %w", org, err)
+		return nil, err
 	}
 	h, err := f.unwrap(ctx, p)
 	if err != nil {
@@ -235,7 +228,7 @@ func findKey(keys []KeyInfo, id uint32) *KeyInfo {
 // again, and the keyring shows its values masked. The keyset must still
 // unwrap (so a typo cannot shred what it cannot read). It returns what
 // wrapped the keyset: for an org's own KMS key, schedule that key's
-// deletion too (ShredKMSKey).
+// deletion too (KMSProvider.ScheduleDeletion).
 func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err := orgid.Check(org); err != nil {
 		return Wrap{}, err
@@ -245,16 +238,9 @@ func Shred(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 		return Wrap{}, err
 	}
 	defer unlock()
-	raw, err := os.ReadFile(orgPath(dir, org))
+	f, err := readOrgFile(dir, org)
 	if err != nil {
-		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
-	}
-	if isShredded(raw) {
-		return Wrap{}, fmt.Errorf("org %s: %w already", org, ErrShredded)
-	}
-	f, err := parseOrgFile(org, raw)
-	if err != nil {
-		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+		return Wrap{}, err
 	}
 	h, err := f.unwrap(ctx, p)
 	if err != nil {
@@ -285,18 +271,27 @@ func WrapOf(dir, org string) (Wrap, error) {
 	if err := orgid.Check(org); err != nil {
 		return Wrap{}, err
 	}
+	f, err := readOrgFile(dir, org)
+	if err != nil {
+		return Wrap{}, err
+	}
+	return f.Wrap, nil
+}
+
+// readOrgFile reads org's keyset file, which must not be a shredded one.
+func readOrgFile(dir, org string) (*orgFile, error) {
 	raw, err := os.ReadFile(orgPath(dir, org))
 	if err != nil {
-		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+		return nil, fmt.Errorf("org %s: %w", org, err)
 	}
 	if isShredded(raw) {
-		return Wrap{}, fmt.Errorf("org %s: %w", org, ErrShredded)
+		return nil, fmt.Errorf("org %s: %w", org, ErrShredded)
 	}
 	f, err := parseOrgFile(org, raw)
 	if err != nil {
-		return Wrap{}, fmt.Errorf("org %s: %w", org, err)
+		return nil, fmt.Errorf("org %s: %w", org, err)
 	}
-	return f.Wrap, nil
+	return f, nil
 }
 
 // isShredded reports whether raw is a shredded org's file.

@@ -53,23 +53,58 @@ routes:
   - {name: hook, match: {methods: [POST], path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
 `
 
+// kmsRig is a KMS test server with a shared key and org_b's own key, and
+// a folder for the keyring and the policy (kmsPolicy filled in).
+type kmsRig struct {
+	srv                *kmstest.Server
+	shared, own, ownID string
+	dir, keyring       string
+	polPath            string
+}
+
+func newKMSRig(t *testing.T) *kmsRig {
+	t.Helper()
+	kmsEnv(t)
+	r := &kmsRig{srv: kmstest.New(t), dir: t.TempDir()}
+	_, r.shared = r.srv.CreateKey(t, "shared")
+	r.ownID, r.own = r.srv.CreateKey(t, "org_b")
+	r.keyring, r.polPath = filepath.Join(r.dir, "keyring"), filepath.Join(r.dir, "policy.yaml")
+	return r
+}
+
+// policy is kmsPolicy for the app at app, with more replacements after.
+func (r *kmsRig) policy(app string, more ...string) string {
+	return strings.NewReplacer(append([]string{"APP", app, "KEYRING", r.keyring, "KMS", r.srv.URL(), "SHARED", r.shared, "OWN", r.own}, more...)...).Replace(kmsPolicy)
+}
+
+// withAuditFile adds an audit file sink in the rig's folder to src.
+func (r *kmsRig) withAuditFile(src string) string {
+	return src + "audit: {sinks: [{type: file, path: \"" + filepath.Join(r.dir, "audit.jsonl") + "\"}]}\n"
+}
+
+// create runs keys create for each org with the policy at polPath.
+func (r *kmsRig) create(t *testing.T, orgs ...string) {
+	t.Helper()
+	for _, org := range orgs {
+		if _, errOut, err := runCLI(t, "keys", "create", "-config", r.polPath, "-org", org); err != nil {
+			t.Fatalf("keys create %s: %v %s", org, err, errOut)
+		}
+	}
+}
+
 // TestKMSOnlyAtStart: with the aws-kms provider, keys create wraps each
 // org under its KMS key (shared or its own), serve unwraps each keyset
 // once at start, and then 10,000 proxied requests that encrypt make no
 // KMS call at all.
 func TestKMSOnlyAtStart(t *testing.T) {
-	kmsEnv(t)
-	srv := kmstest.New(t)
-	_, shared := srv.CreateKey(t, "shared")
-	_, own := srv.CreateKey(t, "org_b")
+	r := newKMSRig(t)
+	srv, shared, own, polPath := r.srv, r.shared, r.own, r.polPath
 	var stored sync.Map // what the app received, by org
 	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.ParseForm()
 		stored.Store(r.URL.Path, r.PostForm.Get("Body"))
 	}))
-	dir := t.TempDir()
-	src := strings.NewReplacer("APP", app, "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)
-	polPath := filepath.Join(dir, "policy.yaml")
+	src := r.policy(app)
 	writeFile(t, polPath, src)
 	for _, org := range []string{"org_a", "org_b"} {
 		out, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org)
@@ -144,19 +179,10 @@ func writeFile(t *testing.T, path, content string) {
 // schedule that key's deletion; an org on the shared key cannot, since
 // the key wraps others too.
 func TestShredDeletesOwnKMSKey(t *testing.T) {
-	kmsEnv(t)
-	srv := kmstest.New(t)
-	_, shared := srv.CreateKey(t, "shared")
-	ownID, own := srv.CreateKey(t, "org_b")
-	dir := t.TempDir()
-	polPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy)+
-		"audit: {sinks: [{type: file, path: \""+filepath.Join(dir, "audit.jsonl")+"\"}]}\n")
-	for _, org := range []string{"org_a", "org_b"} {
-		if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org); err != nil {
-			t.Fatalf("create %s: %v %s", org, err, errOut)
-		}
-	}
+	r := newKMSRig(t)
+	srv, ownID, dir, polPath := r.srv, r.ownID, r.dir, r.polPath
+	writeFile(t, polPath, r.withAuditFile(r.policy("http://127.0.0.1:1")))
+	r.create(t, "org_a", "org_b")
 	if _, _, err := runCLI(t, "keys", "shred", "-config", polPath, "-org", "org_a", "-confirm", "org_a", "-delete-kms-key"); exitCode(err) != 2 {
 		t.Errorf("shred deleting the shared key: %v, want a usage error", err)
 	}
@@ -179,19 +205,12 @@ func TestShredDeletesOwnKMSKey(t *testing.T) {
 // loads the keyring and traffic flows. KMS down later: loaded orgs keep
 // working, an org added meanwhile answers 503 until KMS is back.
 func TestKMSOutage(t *testing.T) {
-	kmsEnv(t)
-	srv := kmstest.New(t)
-	_, shared := srv.CreateKey(t, "shared")
-	_, own := srv.CreateKey(t, "org_b")
+	rig := newKMSRig(t)
+	srv, polPath := rig.srv, rig.polPath
 	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-	dir := t.TempDir()
-	src := strings.NewReplacer("APP", app, "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own,
-		"reload: {watch: false}", "reload: {interval: 20ms}").Replace(kmsPolicy)
-	polPath := filepath.Join(dir, "policy.yaml")
+	src := rig.policy(app, "reload: {watch: false}", "reload: {interval: 20ms}")
 	writeFile(t, polPath, src)
-	if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", "org_a"); err != nil {
-		t.Fatalf("create: %v %s", err, errOut)
-	}
+	rig.create(t, "org_a")
 	post := func(s *opsStack, org string) int {
 		t.Helper()
 		resp, err := http.PostForm("http://"+s.proxy+"/hooks/"+org, url.Values{"Body": {"PHI"}})
@@ -254,15 +273,9 @@ func TestKMSOutage(t *testing.T) {
 // with keys rewrap: its tokens still open, list names the KMS key, and the
 // audit trail has the move.
 func TestRewrapCLI(t *testing.T) {
-	kmsEnv(t)
-	srv := kmstest.New(t)
-	_, shared := srv.CreateKey(t, "shared")
-	_, own := srv.CreateKey(t, "org_b")
-	dir := t.TempDir()
-	ring := filepath.Join(dir, "keyring")
-	polPath := filepath.Join(dir, "policy.yaml")
-	base := strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", ring, "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy) +
-		"audit: {sinks: [{type: file, path: \"" + filepath.Join(dir, "audit.jsonl") + "\"}]}\n"
+	r := newKMSRig(t)
+	shared, own, dir, ring, polPath := r.shared, r.own, r.dir, r.keyring, r.polPath
+	base := r.withAuditFile(r.policy("http://127.0.0.1:1"))
 	for _, args := range [][]string{{"keys", "init", "-keyring", ring}, {"keys", "create", "-keyring", ring, "-org", "org_a"}, {"keys", "create", "-keyring", ring, "-org", "org_b"}} {
 		if _, errOut, err := runCLI(t, args...); err != nil {
 			t.Fatalf("%v: %v %s", args, err, errOut)
@@ -316,18 +329,10 @@ func TestRewrapCLI(t *testing.T) {
 // keyring watch unwraps every keyset again, and an org whose KMS key was
 // disabled loses its keys in the running sidecar.
 func TestReverifyRevokesInRunningSidecar(t *testing.T) {
-	kmsEnv(t)
-	srv := kmstest.New(t)
-	_, shared := srv.CreateKey(t, "shared")
-	ownID, own := srv.CreateKey(t, "org_b")
-	dir := t.TempDir()
-	polPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, polPath, strings.NewReplacer("APP", "http://127.0.0.1:1", "KEYRING", filepath.Join(dir, "keyring"), "KMS", srv.URL(), "SHARED", shared, "OWN", own).Replace(kmsPolicy))
-	for _, org := range []string{"org_a", "org_b"} {
-		if _, errOut, err := runCLI(t, "keys", "create", "-config", polPath, "-org", org); err != nil {
-			t.Fatalf("create %s: %v %s", org, err, errOut)
-		}
-	}
+	r := newKMSRig(t)
+	srv, ownID, polPath := r.srv, r.ownID, r.polPath
+	writeFile(t, polPath, r.policy("http://127.0.0.1:1"))
+	r.create(t, "org_a", "org_b")
 	pol, err := policy.Load(polPath)
 	if err != nil {
 		t.Fatal(err)
