@@ -52,6 +52,13 @@ func LooksLikeToken[T string | []byte](s T) bool {
 	return len(s) >= len(tokenPrefix) && string(s[:len(tokenPrefix)]) == tokenPrefix
 }
 
+// TokenTag is the text every token of org's key id starts with, in any
+// store that keeps tokens as they are: searching an export for it finds
+// the tokens that key sealed.
+func TokenTag(org string, id uint32) string {
+	return fmt.Sprintf("%s%s:%s:%08x:", tokenPrefix, tokenVersion, org, id)
+}
+
 // ParseToken splits a token into its parts without decrypting it.
 func ParseToken(s string) (Token, error) {
 	org, id, body, err := splitToken([]byte(s))

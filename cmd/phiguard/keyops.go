@@ -66,7 +66,7 @@ func (o keyOp) rewrap(org, to string) error {
 	return o.trail.record("key_rewrap", "org", org, "from", from.String(), "to", w.String())
 }
 
-func (o keyOp) retire(org, key, confirm string) error {
+func (o keyOp) retire(org, key, confirm string, scans []string, unscanned bool) error {
 	if confirm != key {
 		return usageError{"-confirm must repeat -key: retiring a key makes every token it sealed unreadable"}
 	}
@@ -74,14 +74,68 @@ func (o keyOp) retire(org, key, confirm string) error {
 	if err != nil {
 		return usageError{fmt.Sprintf("-key %q: want the 8 hex digits keys list shows", key)}
 	}
-	if err := o.trail.intent("key_retire", "org", org, "key", fmt.Sprintf("%08x", id)); err != nil {
+	if len(scans) == 0 && !unscanned {
+		return usageError{"keys retire needs proof that no stored token needs the key: -scan FILE (an export of the stored data, after reencrypt), or -unscanned"}
+	}
+	if len(scans) > 0 && unscanned {
+		return usageError{"-scan and -unscanned exclude each other"}
+	}
+	key = fmt.Sprintf("%08x", id)
+	evidence := "unscanned"
+	if len(scans) > 0 {
+		var read int64
+		for _, name := range scans {
+			found, n, err := countTag(name, keys.TokenTag(org, uint32(id)))
+			if err != nil {
+				return err
+			}
+			if found > 0 {
+				return fmt.Errorf("keys retire: %s holds %d token(s) of key %s; run keys reencrypt over the stored data and write it back, then scan again", name, found, key)
+			}
+			read += n
+		}
+		evidence = fmt.Sprintf("%d file(s), %d bytes, no token of the key", len(scans), read)
+	}
+	if err := o.trail.intent("key_retire", "org", org, "key", key, "evidence", evidence); err != nil {
 		return err
 	}
 	if err := keys.Retire(o.ctx, o.k.Keyring, org, o.p, uint32(id)); err != nil {
 		return err
 	}
-	fmt.Fprintf(o.out, "organization %s: key %08x destroyed; the tokens it sealed never open again\n", org, id)
-	return o.trail.record("key_retire", "org", org, "key", fmt.Sprintf("%08x", id))
+	fmt.Fprintf(o.out, "organization %s: key %s destroyed (evidence: %s); the tokens it sealed never open again\n", org, key, evidence)
+	return o.trail.record("key_retire", "org", org, "key", key, "evidence", evidence)
+}
+
+// countTag counts the occurrences of tag in the file name (- for stdin),
+// reading it in chunks, and says how many bytes it read.
+func countTag(name, tag string) (found, read int64, err error) {
+	r := stdin
+	if name != "-" {
+		f, err := os.Open(name)
+		if err != nil {
+			return 0, 0, fmt.Errorf("keys retire -scan: %w", err)
+		}
+		defer f.Close()
+		r = f
+	}
+	needle := []byte(tag)
+	buf := make([]byte, 0, 256<<10)
+	for {
+		// Keep the last len(needle)-1 bytes: a tag may straddle two reads.
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		read += int64(n)
+		buf = buf[:len(buf)+n]
+		found += int64(bytes.Count(buf, needle))
+		if keep := len(needle) - 1; len(buf) > keep {
+			buf = buf[:copy(buf, buf[len(buf)-keep:])]
+		}
+		if errors.Is(err, io.EOF) {
+			return found, read, nil
+		}
+		if err != nil {
+			return 0, read, fmt.Errorf("keys retire -scan %s: %w", name, err)
+		}
+	}
 }
 
 func (o keyOp) expire(only string) error {

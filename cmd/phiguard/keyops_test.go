@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
@@ -113,7 +114,21 @@ routes:
 	if _, _, err := runCLI(t, "keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(first.Primary), "-confirm", "x"); exitCode(err) != 2 {
 		t.Errorf("retire without a matching -confirm: %v", err)
 	}
-	cli("keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(first.Primary), "-confirm", hex8(first.Primary))
+	retire := []string{"keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(first.Primary), "-confirm", hex8(first.Primary)}
+	if _, _, err := runCLI(t, retire...); exitCode(err) != 2 {
+		t.Errorf("retire with no evidence: %v", err)
+	}
+	// The export before reencrypt still holds the old key's token.
+	before, after := filepath.Join(dir, "before.jsonl"), filepath.Join(dir, "after.jsonl")
+	writeFile(t, before, stored)
+	writeFile(t, after, outBuf.String())
+	if _, _, err := runCLI(t, append(retire, "-scan", after, "-scan", before)...); err == nil || !strings.Contains(err.Error(), before+" holds 1 token(s) of key "+hex8(first.Primary)) {
+		t.Errorf("retire while an export holds a token of the key: %v", err)
+	}
+	mustOpen(t, open(), "org_a", oldA, "old a")
+	if out := cli(append(retire, "-scan", after)...); !strings.Contains(out, "no token of the key") {
+		t.Errorf("retire: %q", out)
+	}
 	k = open()
 	mustOpen(t, k, "org_a", row1.Body, "old a")
 	mustOpen(t, k, "org_a", newA, "new a")
@@ -234,6 +249,28 @@ func TestKeysFlagConflicts(t *testing.T) {
 	}
 }
 
+// TestRetireScan: the scan finds a key's tokens in any text, including
+// a token split between two reads, and only that key's; an unreadable
+// export refuses the retire.
+func TestRetireScan(t *testing.T) {
+	tag := keys.TokenTag("org_a", 0x0badcafe)
+	text := `id,body` + "\n" + `1,` + tag + `AAAA` + "\n" + `2,"{""b"":""` + tag + `BBBB""}"` + "\n" +
+		`3,` + keys.TokenTag("org_a", 0x0badcaff) + `CCCC,` + keys.TokenTag("org_b", 0x0badcafe) + "CCCC\n" + tag
+	stdin = iotest.OneByteReader(strings.NewReader(text))
+	defer func() { stdin = os.Stdin }()
+	found, read, err := countTag("-", tag)
+	if err != nil || found != 3 || read != int64(len(text)) {
+		t.Errorf("countTag: %d found, %d bytes read, %v; want 3, %d", found, read, err, len(text))
+	}
+	stdin = iotest.ErrReader(errors.New("disk gone"))
+	if _, _, err := countTag("-", tag); err == nil || !strings.Contains(err.Error(), "disk gone") {
+		t.Errorf("a failing read: %v", err)
+	}
+	if _, _, err := countTag(filepath.Join(t.TempDir(), "missing"), tag); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing file: %v", err)
+	}
+}
+
 // TestDestructiveKeyCommandNeedsTheTrail: a retire or shred whose intent
 // the audit trail cannot record is not made.
 func TestDestructiveKeyCommandNeedsTheTrail(t *testing.T) {
@@ -260,7 +297,7 @@ routes:
 	primary, _ := info.Info("org_a")
 	for _, args := range [][]string{
 		{"keys", "shred", "-config", polPath, "-org", "org_a", "-confirm", "org_a"},
-		{"keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(primary.Primary), "-confirm", hex8(primary.Primary)},
+		{"keys", "retire", "-config", polPath, "-org", "org_a", "-key", hex8(primary.Primary), "-confirm", hex8(primary.Primary), "-unscanned"},
 	} {
 		_, _, err := runCLI(t, args...)
 		if err == nil || !strings.Contains(err.Error(), "not done") {

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/phiguard/phiguard/keys"
@@ -31,7 +33,8 @@ Subcommands:
   rewrap     wrap an org's keyset under another key (-to KEY): KMS key, or local
   reencrypt  rewrite every token in JSON or JSON lines from stdin to stdout
              under its org's primary key, so that older keys can be retired
-  retire     destroy one key of an org (-key ID -confirm ID)
+  retire     destroy one key of an org (-key ID -confirm ID), once -scan
+             finds no token of it in the exported data
   expire     apply the orgs' rotate_every and retain (policy orgs[])
   shred      destroy an org's keys for good (-confirm ID): crypto-shredding
   rotate-master  a new local master key (-new FILE), every keyset of the old one rewrapped
@@ -46,7 +49,7 @@ var keysAbout = map[string]string{
 	"rotate":        "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed.",
 	"rewrap":        "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
 	"reencrypt":     "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
-	"retire":        "Destroys key -key of the org: tokens it sealed never open again. Run reencrypt over the stored data first. Not the primary.",
+	"retire":        "Destroys key -key of the org: tokens it sealed never open again. Not the primary. Run reencrypt over the stored data first, then prove it: -scan reads exports of the stored data and refuses while any of them holds a token of the key.",
 	"expire":        "For every org (or -org) with rotate_every or retain in the policy: a new primary once the primary is rotate_every old, and the keys that stopped sealing retain ago destroyed.",
 	"rotate-master": "Creates a new local master key in -new FILE and rewraps every keyset of the current master key under it; data keys and tokens are untouched. Then point keys.master_key at FILE, deliver the keyring, and destroy the old master key.",
 	"shred":         "Destroys every key of the org (crypto-shredding): its tokens, wherever stored, show the mask with reason key_shredded. With the org's own KMS key, -delete-kms-key also schedules that key's deletion.",
@@ -69,8 +72,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dir := fs.String("keyring", "", "the keyring folder `DIR`")
 	master := fs.String("master", "", "the local master key `FILE` (default DIR/master.json)")
 	var config, org, to, keyID, confirm *string
-	var deleteKMS *bool
+	var deleteKMS, unscanned *bool
 	var pendingDays *int
+	var scans fileList
 	if sub != "init" {
 		config = fs.String("config", "", "the policy `FILE` whose keys section to use, instead of -keyring")
 	}
@@ -88,6 +92,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "retire":
 		keyID = fs.String("key", "", "the key `ID` to destroy, 8 hex digits as list shows it (required)")
 		confirm = fs.String("confirm", "", "the key `ID` again (required)")
+		fs.Var(&scans, "scan", "an export of the stored data `FILE` (any text: JSON, CSV, SQL dump; - for stdin) that must hold no token of the key; repeat for several")
+		unscanned = fs.Bool("unscanned", false, "retire without -scan, on other evidence (phiguard_key_tokens_opened_total); the audit record says so")
 	case "shred":
 		confirm = fs.String("confirm", "", "the organization `ID` again (required)")
 		deleteKMS = fs.Bool("delete-kms-key", false, "also schedule the deletion of the org's own KMS key")
@@ -136,7 +142,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	case "rewrap":
 		return op.rewrap(*org, *to)
 	case "retire":
-		return op.retire(*org, *keyID, *confirm)
+		return op.retire(*org, *keyID, *confirm, scans, *unscanned)
 	case "expire":
 		return op.expire(*org)
 	case "shred":
@@ -149,7 +155,20 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	return nil
 }
 
-// stdin is what reencrypt reads; tests replace it.
+// fileList is a flag that may be given more than once.
+type fileList []string
+
+func (l *fileList) String() string { return strings.Join(*l, ",") }
+
+func (l *fileList) Set(v string) error {
+	if v == "" {
+		return errors.New("empty file name")
+	}
+	*l = append(*l, v)
+	return nil
+}
+
+// stdin is what reencrypt and retire -scan - read; tests replace it.
 var stdin io.Reader = os.Stdin
 
 func keysInit(stdout io.Writer, dir, master string) error {
