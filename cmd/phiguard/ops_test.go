@@ -514,10 +514,11 @@ func TestReloadNeedsTheAuditTrail(t *testing.T) {
 }
 
 // TestKeyringSwapUnderRunningServer: the keyring changes under a running
-// phiguard as a Kubernetes Secret update changes it (a symlinked folder
-// swapped whole), and as keys rotate does (a file renamed over): new orgs
-// and new primary keys apply without a restart, and tokens sealed before
-// still open.
+// phiguard as a Kubernetes Secret update changes it: keys are made apart,
+// with the CLI, then published into a folder laid out as the kubelet
+// writes a Secret volume (examples/kubernetes mounts one at KEYRING/orgs),
+// swapped whole. New orgs and new primary keys apply without a restart,
+// and tokens sealed before still open.
 func TestKeyringSwapUnderRunningServer(t *testing.T) {
 	var mu sync.Mutex
 	stored := map[string]string{}
@@ -528,20 +529,44 @@ func TestKeyringSwapUnderRunningServer(t *testing.T) {
 		mu.Unlock()
 	}))
 	base := t.TempDir()
-	ring := filepath.Join(base, "keyring")
-	if _, _, err := runCLI(t, "keys", "init", "-keyring", ring); err != nil {
+	made, ring := filepath.Join(base, "made"), filepath.Join(base, "keyring")
+	cli := func(args ...string) {
+		t.Helper()
+		if _, errOut, err := runCLI(t, args...); err != nil {
+			t.Fatalf("%v: %v %s", args, err, errOut)
+		}
+	}
+	cli("keys", "init", "-keyring", made)
+	cli("keys", "create", "-keyring", made, "-org", "org_a")
+	// The master key comes from the environment, as in the example.
+	master, err := os.ReadFile(filepath.Join(made, keys.MasterKeyFile))
+	if err != nil {
 		t.Fatal(err)
 	}
-	// The orgs folder is a symlink to a versioned folder, as a Secret
-	// volume's ..data is.
-	v1 := filepath.Join(ring, "..v1")
-	os.Mkdir(v1, 0o700)
-	if err := os.Symlink("..v1", filepath.Join(ring, "orgs")); err != nil {
-		t.Fatal(err)
+	t.Setenv(keys.MasterKeyEnv, string(master))
+	// publish lays the made keysets out as the kubelet does: a versioned
+	// folder, ..data a symlink to it replaced by rename, and each file a
+	// symlink through ..data.
+	orgs := filepath.Join(ring, "orgs")
+	publish := func(version string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(orgs, version), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		files, _ := filepath.Glob(filepath.Join(made, "orgs", "*.json"))
+		for _, f := range files {
+			name := filepath.Base(f)
+			copyFile(t, f, filepath.Join(orgs, version, name))
+			if _, err := os.Lstat(filepath.Join(orgs, name)); err != nil {
+				os.Symlink(filepath.Join("..data", name), filepath.Join(orgs, name))
+			}
+		}
+		os.Symlink(version, filepath.Join(orgs, "..data_tmp"))
+		if err := os.Rename(filepath.Join(orgs, "..data_tmp"), filepath.Join(orgs, "..data")); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, _, err := runCLI(t, "keys", "create", "-keyring", ring, "-org", "org_a"); err != nil {
-		t.Fatal(err)
-	}
+	publish("..v1")
 	s := startOps(t, `version: 1
 ingress: {listen: "127.0.0.1:0", upstream: "`+app+`"}
 admin: {listen: "127.0.0.1:0"}
@@ -567,30 +592,17 @@ routes:
 	}
 	_, first := post("org_a")
 
-	// A new version of the folder with org_b, swapped in by one rename.
-	v2 := filepath.Join(ring, "..v2")
-	os.Mkdir(v2, 0o700)
-	copyFile(t, filepath.Join(v1, "org_a.json"), filepath.Join(v2, "org_a.json"))
-	staging := filepath.Join(base, "staging")
-	os.Mkdir(staging, 0o700)
-	copyFile(t, filepath.Join(ring, "master.json"), filepath.Join(staging, "master.json"))
-	os.Symlink(v2, filepath.Join(staging, "orgs"))
-	if _, _, err := runCLI(t, "keys", "create", "-keyring", staging, "-org", "org_b"); err != nil {
-		t.Fatal(err)
-	}
-	os.Symlink("..v2", filepath.Join(ring, "orgs.new"))
-	if err := os.Rename(filepath.Join(ring, "orgs.new"), filepath.Join(ring, "orgs")); err != nil {
-		t.Fatal(err)
-	}
+	// A new version with org_b: the Secret updated.
+	cli("keys", "create", "-keyring", made, "-org", "org_b")
+	publish("..v2")
 	s.waitLog(t, "keyring reloaded", 1)
 	if code, tok := post("org_b"); code != 200 || !strings.HasPrefix(tok, "ephi:v1:org_b:") {
 		t.Errorf("org_b after the swap: %d %q, want a token", code, tok)
 	}
 
-	// keys rotate under the running server.
-	if _, _, err := runCLI(t, "keys", "rotate", "-keyring", ring, "-org", "org_a"); err != nil {
-		t.Fatal(err)
-	}
+	// keys rotate, published again.
+	cli("keys", "rotate", "-keyring", made, "-org", "org_a")
+	publish("..v3")
 	s.waitLog(t, "keyring reloaded", 2)
 	_, second := post("org_a")
 	t1, _ := keys.ParseToken(first)
@@ -598,7 +610,7 @@ routes:
 	if t1.KeyID == t2.KeyID {
 		t.Errorf("after keys rotate, new tokens still name key %08x", t2.KeyID)
 	}
-	k, err := keys.Open(context.Background(), ring, mustLocal(t, ring))
+	k, err := keys.Open(context.Background(), ring, mustLocal(t, made))
 	if err != nil {
 		t.Fatal(err)
 	}

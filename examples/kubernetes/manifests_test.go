@@ -549,8 +549,11 @@ func TestPhiguardFindsItsFiles(t *testing.T) {
 		t.Errorf("-config %s: want the ConfigMap's key %s, mounted without items", config, policyKey)
 	}
 
+	// The keysets are read from KEYRING/orgs: that folder must be a Secret
+	// volume, mounted whole, so that an updated Secret reaches running pods.
+	orgs := filepath.Join(pol.File.Keys.Keyring, "orgs")
 	for _, f := range []struct{ key, path string }{
-		{"keys.keyring", pol.File.Keys.Keyring},
+		{"keys.keyring (orgs/)", orgs},
 		{"identity.jwt.jwks", pol.File.Identity.JWT.JWKS},
 	} {
 		m, ok := mountFor(pg, f.path)
@@ -562,9 +565,28 @@ func TestPhiguardFindsItsFiles(t *testing.T) {
 			t.Errorf("policy %s %s: volume %q is mounted writable; want readOnly: true", f.key, f.path, m.Name)
 		}
 	}
-	if m, ok := mountFor(pg, pol.File.Keys.Keyring); ok {
-		if v := volumeNamed(spec, m.Name); v == nil || v.EmptyDir == nil || v.EmptyDir.Medium != corev1.StorageMediumMemory {
-			t.Errorf("the keyring volume %q must be an emptyDir in memory: the master key must not reach the node's disk", m.Name)
+	if m, ok := mountFor(pg, orgs); ok {
+		v := volumeNamed(spec, m.Name)
+		switch {
+		case v == nil || v.Secret == nil:
+			t.Errorf("the keysets %s: volume %q is not a Secret", orgs, m.Name)
+		case m.MountPath != orgs || m.SubPath != "" || len(v.Secret.Items) > 0:
+			t.Errorf("the keysets: Secret %q mounted at %s (subPath %q, %d items); want the whole Secret at %s, or an updated Secret never reaches the pod", v.Secret.SecretName, m.MountPath, m.SubPath, len(v.Secret.Items), orgs)
+		}
+	}
+	// The local master key comes from a Secret through the environment:
+	// never from a file on the node's disk, nor one its group may read.
+	if pol.File.Keys.Provider == policy.ProviderLocal {
+		var ref *corev1.SecretKeySelector
+		for _, e := range pg.Env {
+			if e.Name == "PHIGUARD_MASTER_KEY" && e.ValueFrom != nil {
+				ref = e.ValueFrom.SecretKeyRef
+			}
+		}
+		if ref == nil || ref.Name == "" || ref.Key == "" {
+			t.Errorf("container %q: the local master key must be PHIGUARD_MASTER_KEY from a secretKeyRef", pg.Name)
+		} else if m, ok := mountFor(pg, orgs); ok && volumeNamed(spec, m.Name) != nil && volumeNamed(spec, m.Name).Secret != nil && volumeNamed(spec, m.Name).Secret.SecretName == ref.Name {
+			t.Errorf("the master key's Secret %q is also the keysets' Secret: a copy of one must not open the other", ref.Name)
 		}
 	}
 }
