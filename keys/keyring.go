@@ -18,7 +18,6 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
-	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 	"github.com/tink-crypto/tink-go/v2/subtle"
 	"github.com/tink-crypto/tink-go/v2/tink"
 
@@ -59,6 +58,8 @@ type orgKeys struct {
 	// opened counts the tokens each key opened, by key id: evidence that a
 	// key is still needed before it is retired.
 	opened map[uint32]*atomic.Uint64
+	// search holds the org's search keys; nil when its file has none.
+	search *searchPrimitives
 }
 
 // OrgInfo describes an organization's keys, without key material.
@@ -72,6 +73,9 @@ type OrgInfo struct {
 	// Generation counts the writes of the org's keyset file; 0 for a
 	// version 1 file.
 	Generation uint64
+	// Exact and Words are the org's search keys (exact-match and index
+	// words); empty when it has none.
+	Exact, Words []KeyStatus
 }
 
 // KeyStatus is one data key of an organization.
@@ -194,7 +198,7 @@ func Load(ctx context.Context, dir string, p Provider, prev *Keyring, opts ...Lo
 // checkShredProof reports whether the keys in force (old) open the shred
 // proof of the marker that replaced their file.
 func checkShredProof(old orgKeys, org string, marker orgKeys) error {
-	_, id, body, err := splitToken([]byte(marker.proof))
+	_, _, id, body, err := splitToken([]byte(marker.proof))
 	if err == nil {
 		var sealed []byte
 		if sealed, err = unsealBody(nil, id, body); err == nil {
@@ -283,12 +287,26 @@ func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, 
 	if err != nil {
 		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
 	}
+	ss, err := f.unwrapSearch(a)
+	if err != nil {
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
+	}
+	search, err := newSearchPrimitives(org, ss)
+	if err != nil {
+		return orgKeys{}, fmt.Errorf("org %s: %w", org, err)
+	}
 	info := orgInfo(f, h)
 	opened := make(map[uint32]*atomic.Uint64, len(info.Keys))
 	for _, k := range info.Keys {
 		opened[k.ID] = new(atomic.Uint64)
 	}
-	return orgKeys{aead: a, ad: associatedData(org), info: info, opened: opened}, nil
+	if search != nil {
+		info.Exact, info.Words = search.exactInfo, search.wordsInfo
+		for _, k := range info.Exact {
+			opened[k.ID] = new(atomic.Uint64)
+		}
+	}
+	return orgKeys{aead: a, ad: associatedData(org), info: info, opened: opened, search: search}, nil
 }
 
 // orgInfo joins the keyset's key statuses with the file's records.
@@ -324,15 +342,7 @@ func (k *Keyring) Info(org string) (info OrgInfo, ok bool) {
 // checkDataKeyset accepts only AES-GCM keys with Tink's key-id prefix: the
 // token layout depends on that prefix.
 func checkDataKeyset(h *keyset.Handle) error {
-	for _, ki := range h.KeysetInfo().GetKeyInfo() {
-		if ki.GetTypeUrl() != aesGCMTypeURL {
-			return fmt.Errorf("keyset key %08x is %s, want AES-GCM", ki.GetKeyId(), ki.GetTypeUrl())
-		}
-		if ki.GetOutputPrefixType() != tinkpb.OutputPrefixType_TINK {
-			return fmt.Errorf("keyset key %08x has output prefix %s, want TINK", ki.GetKeyId(), ki.GetOutputPrefixType())
-		}
-	}
-	return nil
+	return checkKeyset(h, aesGCMTypeURL)
 }
 
 // Orgs lists the organizations the keyring holds keys for, sorted.
@@ -384,7 +394,7 @@ func (k *Keyring) AppendEncrypt(_ context.Context, dst []byte, org string, plain
 // Decrypt opens a token on behalf of org. A token of another organization is
 // refused before any key is used.
 func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, error) {
-	tokOrg, id, body, err := splitToken(token)
+	exact, tokOrg, id, body, err := splitToken(token)
 	if err != nil {
 		return nil, err
 	}
@@ -408,6 +418,9 @@ func (k *Keyring) Decrypt(_ context.Context, org string, token []byte) ([]byte, 
 		return nil, err
 	}
 	*bp = sealed[:0] // keep a grown buffer
+	if exact {
+		return o.decryptExact(sealed)
+	}
 	pt, err := o.aead.Decrypt(sealed, o.ad)
 	if err != nil {
 		return nil, ErrDecrypt
@@ -461,7 +474,12 @@ func CreateOrg(ctx context.Context, dir, org string, p Provider) (Wrap, error) {
 	if err != nil {
 		return Wrap{}, fmt.Errorf("generate keyset: %w", err)
 	}
-	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: now()}}, 1)
+	t := now()
+	search, err := newSearchSets(t)
+	if err != nil {
+		return Wrap{}, err
+	}
+	data, err := wrapOrgFile(ctx, p, w, org, h, []KeyInfo{{ID: primaryID(h), Created: t}}, 1, search)
 	if err != nil {
 		return Wrap{}, err
 	}

@@ -342,7 +342,7 @@ func TestOpenRefusesForeignKeysets(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			data, err := wrapOrgFile(context.Background(), p, Wrap{Provider: ProviderLocal}, "org_x", h, nil, 1)
+			data, err := wrapOrgFile(context.Background(), p, Wrap{Provider: ProviderLocal}, "org_x", h, nil, 1, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

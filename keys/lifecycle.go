@@ -52,6 +52,12 @@ func edit(ctx context.Context, dir, org string, p Provider, w Wrap, change func(
 // editIf is edit; with always false, a change that leaves the keys as
 // they were writes nothing (no KMS call, no file event for the sidecars).
 func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error), always bool) (*orgFile, error) {
+	return editSearch(ctx, dir, org, p, w, change, nil, always)
+}
+
+// editSearch is editIf; searchChange, when not nil, may also alter the
+// search keysets (nil when the file has none).
+func editSearch(ctx context.Context, dir, org string, p Provider, w Wrap, change func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error), searchChange func(*searchSets) (*searchSets, error), always bool) (*orgFile, error) {
 	if err := orgid.Check(org); err != nil {
 		return nil, err
 	}
@@ -68,10 +74,23 @@ func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change fun
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
 	}
+	a, err := aead.New(h)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	search, err := f.unwrapSearch(a)
+	if err != nil {
+		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
 	m := keyset.NewManagerFromHandle(h)
 	keys, err := change(m, slices.Clone(f.Keys))
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
+	}
+	if searchChange != nil {
+		if search, err = searchChange(search); err != nil {
+			return nil, fmt.Errorf("org %s: %w", org, err)
+		}
 	}
 	if !always && w == (Wrap{}) && slices.Equal(keys, f.Keys) {
 		return f, nil
@@ -83,7 +102,7 @@ func editIf(ctx context.Context, dir, org string, p Provider, w Wrap, change fun
 	if w == (Wrap{}) {
 		w = f.Wrap
 	}
-	data, err := wrapOrgFile(ctx, p, w, org, nh, keys, f.Generation+1)
+	data, err := wrapOrgFile(ctx, p, w, org, nh, keys, f.Generation+1, search)
 	if err != nil {
 		return nil, fmt.Errorf("org %s: %w", org, err)
 	}
@@ -121,6 +140,24 @@ func rotate(m *keyset.Manager, keys []KeyInfo, t time.Time) (uint32, []KeyInfo, 
 		k.Superseded = t
 	}
 	return id, append(keys, KeyInfo{ID: id, Created: t}), nil
+}
+
+// RotateSearch gives org's search keys a new primary each, or, for a
+// file that has none, makes them (made is then true). Exact-match tokens
+// and index words made by the old keys no longer match new ones: stored
+// values must be re-indexed (phiguard keys reencrypt) for lookups and
+// searches to find them; old exact-match tokens keep opening.
+func RotateSearch(ctx context.Context, dir, org string, p Provider) (made bool, err error) {
+	keep := func(_ *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) { return keys, nil }
+	_, err = editSearch(ctx, dir, org, p, Wrap{}, keep, func(s *searchSets) (*searchSets, error) {
+		t := now()
+		if s == nil {
+			made = true
+			return newSearchSets(t)
+		}
+		return s, s.rotate(t)
+	}, true)
+	return made, err
 }
 
 // Rewrap wraps org's keyset under to, keys unchanged: a new KMS key, or

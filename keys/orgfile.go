@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tink-crypto/tink-go/v2/aead"
 	"github.com/tink-crypto/tink-go/v2/keyset"
 	tinkpb "github.com/tink-crypto/tink-go/v2/proto/tink_go_proto"
 )
@@ -30,6 +31,9 @@ type orgFile struct {
 	Wrap       Wrap            `json:"wrap"`
 	Keys       []KeyInfo       `json:"keys"`
 	Keyset     json.RawMessage `json:"keyset"`
+	// Search holds the org's keys for searchable fields, wrapped like
+	// Keyset; absent until made (keys create, keys rotate -search).
+	Search *searchFile `json:"search,omitempty"`
 }
 
 // KeyInfo is what the keyring records of one data key.
@@ -52,11 +56,17 @@ func (f *orgFile) associatedData() []byte {
 	if f.Format < orgFileFormat {
 		return keysetAssociatedData(f.Org)
 	}
+	var exact, words []KeyInfo
+	if f.Search != nil {
+		exact, words = f.Search.ExactKeys, f.Search.WordsKeys
+	}
 	meta, err := json.Marshal(struct {
 		Generation uint64    `json:"generation"`
 		Wrap       Wrap      `json:"wrap"`
 		Keys       []KeyInfo `json:"keys"`
-	}{f.Generation, f.Wrap, f.Keys})
+		ExactKeys  []KeyInfo `json:"exact_keys,omitempty"`
+		WordsKeys  []KeyInfo `json:"words_keys,omitempty"`
+	}{f.Generation, f.Wrap, f.Keys, exact, words})
 	if err != nil {
 		panic(err) // plain structs always encode
 	}
@@ -112,18 +122,37 @@ func (f *orgFile) unwrap(ctx context.Context, p Provider) (*keyset.Handle, error
 
 // wrapOrgFile encrypts h for org under w with p and returns the version
 // 2 file, the generation-th write of the org's keyset. keys records the
-// creation of h's keys, in h's order.
-func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.Handle, keys []KeyInfo, generation uint64) ([]byte, error) {
+// creation of h's keys, in h's order. search, when not nil, is wrapped
+// beside it.
+func wrapOrgFile(ctx context.Context, p Provider, w Wrap, org string, h *keyset.Handle, keys []KeyInfo, generation uint64, search *searchSets) ([]byte, error) {
 	f := &orgFile{Format: orgFileFormat, Org: org, Generation: generation, Wrap: w, Keys: keys}
+	if search != nil {
+		f.Search = &searchFile{ExactKeys: search.exactKeys, WordsKeys: search.wordsKeys}
+	}
 	kek, err := p.KEK(ctx, w, org)
 	if err != nil {
 		return nil, fmt.Errorf("key-encryption key: %w", err)
 	}
 	var ks bytes.Buffer
-	if err := h.WriteWithContext(ctx, keyset.NewJSONWriter(&ks), kek, f.associatedData()); err != nil {
+	ad := f.associatedData()
+	if err := h.WriteWithContext(ctx, keyset.NewJSONWriter(&ks), kek, ad); err != nil {
 		return nil, fmt.Errorf("wrap keyset (%s): %w", w, withCause(kek, err))
 	}
 	f.Keyset = bytes.TrimSpace(ks.Bytes())
+	if search != nil {
+		// The search keysets are sealed by the data keyset itself: no
+		// more KMS calls, and shredding the data keys takes them along.
+		a, err := aead.New(h)
+		if err != nil {
+			return nil, err
+		}
+		if f.Search.Exact, err = search.seal(search.exact, a, searchAD(ad, searchExact)); err != nil {
+			return nil, err
+		}
+		if f.Search.Words, err = search.seal(search.words, a, searchAD(ad, searchWords)); err != nil {
+			return nil, err
+		}
+	}
 	out, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return nil, err

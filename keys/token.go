@@ -23,6 +23,9 @@ import (
 const (
 	tokenPrefix  = "ephi:"
 	tokenVersion = "v1"
+	// exactVersion marks a token of an org's exact-match (deterministic)
+	// key: ephi:d1:<org>:<key id>:<ciphertext>, AES-SIV's output.
+	exactVersion = "d1"
 
 	// tinkPrefixByte starts every ciphertext of a key with Tink's TINK
 	// output prefix: one byte, then the key id as a big-endian uint32.
@@ -42,6 +45,8 @@ var (
 type Token struct {
 	Org   string
 	KeyID uint32
+	// Exact: sealed by the org's exact-match key (ephi:d1:...).
+	Exact bool
 	// Sealed is the Tink ciphertext with its output prefix restored.
 	Sealed []byte
 }
@@ -61,7 +66,7 @@ func TokenTag(org string, id uint32) string {
 
 // ParseToken splits a token into its parts without decrypting it.
 func ParseToken(s string) (Token, error) {
-	org, id, body, err := splitToken([]byte(s))
+	exact, org, id, body, err := splitToken([]byte(s))
 	if err != nil {
 		return Token{}, err
 	}
@@ -69,39 +74,40 @@ func ParseToken(s string) (Token, error) {
 	if err != nil {
 		return Token{}, err
 	}
-	return Token{Org: string(org), KeyID: id, Sealed: sealed}, nil
+	return Token{Org: string(org), KeyID: id, Exact: exact, Sealed: sealed}, nil
 }
 
-// splitToken finds the parts of a token without copying: the org, the key
-// id and the base64url ciphertext.
-func splitToken(tok []byte) (org []byte, keyID uint32, body []byte, err error) {
+// splitToken finds the parts of a token without copying: whether it is an
+// exact-match token, the org, the key id and the base64url ciphertext.
+func splitToken(tok []byte) (exact bool, org []byte, keyID uint32, body []byte, err error) {
 	rest, ok := bytes.CutPrefix(tok, []byte(tokenPrefix))
 	if !ok {
-		return nil, 0, nil, ErrNotToken
+		return false, nil, 0, nil, ErrNotToken
 	}
 	version, rest, ok := bytes.Cut(rest, []byte{':'})
 	if !ok {
-		return nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
+		return false, nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
 	}
 	org, rest, ok1 := bytes.Cut(rest, []byte{':'})
 	id, body, ok2 := bytes.Cut(rest, []byte{':'})
 	if !ok1 || !ok2 {
-		return nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
+		return false, nil, 0, nil, fmt.Errorf("%w: wrong number of parts", ErrNotToken)
 	}
-	if string(version) != tokenVersion {
-		return nil, 0, nil, fmt.Errorf("%w: unknown version", ErrNotToken)
+	exact = string(version) == exactVersion
+	if !exact && string(version) != tokenVersion {
+		return false, nil, 0, nil, fmt.Errorf("%w: unknown version", ErrNotToken)
 	}
 	if !orgid.Valid(org) {
-		return nil, 0, nil, fmt.Errorf("%w: bad organization id", ErrNotToken)
+		return false, nil, 0, nil, fmt.Errorf("%w: bad organization id", ErrNotToken)
 	}
 	keyID, ok = parseKeyID(id)
 	if !ok {
-		return nil, 0, nil, fmt.Errorf("%w: bad key id", ErrNotToken)
+		return false, nil, 0, nil, fmt.Errorf("%w: bad key id", ErrNotToken)
 	}
 	if len(body) == 0 || !noLineBreaks(body) {
-		return nil, 0, nil, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
+		return false, nil, 0, nil, fmt.Errorf("%w: bad ciphertext encoding", ErrNotToken)
 	}
-	return org, keyID, body, nil
+	return exact, org, keyID, body, nil
 }
 
 // parseKeyID reads 8 lower-case hex digits.
@@ -139,16 +145,26 @@ func unsealBody(dst []byte, keyID uint32, body []byte) ([]byte, error) {
 
 // String formats the token.
 func (t Token) String() string {
+	if t.Exact {
+		return string(appendTokenVersion(nil, exactVersion, t.Org, t.Sealed))
+	}
 	return string(appendToken(nil, t.Org, t.Sealed))
 }
 
 // appendToken appends the token of org for Tink's ciphertext sealed (with
 // its output prefix) to dst.
 func appendToken(dst []byte, org string, sealed []byte) []byte {
+	return appendTokenVersion(dst, tokenVersion, org, sealed)
+}
+
+// appendTokenVersion is appendToken for a token of version.
+func appendTokenVersion(dst []byte, version, org string, sealed []byte) []byte {
 	const hexDigits = "0123456789abcdef"
 	body := sealed[tinkPrefixLen:]
-	dst = slices.Grow(dst, len(tokenPrefix)+len(tokenVersion)+len(org)+12+base64.RawURLEncoding.EncodedLen(len(body)))
-	dst = append(dst, tokenPrefix+tokenVersion+":"...)
+	dst = slices.Grow(dst, len(tokenPrefix)+len(version)+len(org)+12+base64.RawURLEncoding.EncodedLen(len(body)))
+	dst = append(dst, tokenPrefix...)
+	dst = append(dst, version...)
+	dst = append(dst, ':')
 	dst = append(dst, org...)
 	dst = append(dst, ':')
 	for _, b := range sealed[1:tinkPrefixLen] {
