@@ -1,0 +1,62 @@
+package search
+
+import (
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/runes"
+	"golang.org/x/text/transform"
+	"golang.org/x/text/unicode/norm"
+)
+
+// WordOptions say which words of a text are indexed.
+type WordOptions struct {
+	// MinLength drops words of fewer runes. 0 or 1 keeps every word.
+	MinLength int
+	// StopWords are dropped; they are compared after folding.
+	StopWords map[string]bool
+	// MaxWords keeps at most this many distinct words of one text, the
+	// first ones; 0 keeps them all.
+	MaxWords int
+}
+
+// Words returns the distinct words of text, in the order they first
+// appear, as index words are computed from them. A word is a run of
+// letters and digits (marks inside a word, as in "naïve", are dropped
+// with the accents: "naïve" and "naive" are one word); text is
+// normalized (NFKC) and case-folded first, so "Ｃｈｅｓｔ", "CHEST" and
+// "chest" are one word. Scripts written without spaces give runs, not
+// words.
+func Words(text string, o WordOptions) []string {
+	t := transform.Chain(norm.NFKD, runes.Remove(runes.In(unicode.Mn)), norm.NFC, cases.Fold())
+	folded, _, err := transform.String(t, text)
+	if err != nil {
+		folded = strings.ToLower(text) // the transformers fail only on invalid input, which ToLower keeps as it is
+	}
+	var out []string
+	seen := map[string]bool{}
+	for _, w := range strings.FieldsFunc(folded, notWordRune) {
+		if utf8.RuneCountInString(w) < o.MinLength || o.StopWords[w] || seen[w] {
+			continue
+		}
+		if o.MaxWords > 0 && len(out) == o.MaxWords {
+			break
+		}
+		seen[w] = true
+		out = append(out, w)
+	}
+	return out
+}
+
+func notWordRune(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }
+
+// EnglishStopWords are the words Lucene's English analyzer leaves out:
+// too common to find anything by, and frequent enough to stand out in an
+// index.
+func EnglishStopWords() []string {
+	return []string{"a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "if", "in", "into", "is", "it",
+		"no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this",
+		"to", "was", "will", "with"}
+}
