@@ -33,6 +33,9 @@ type File struct {
 	// CaseSensitivePaths makes route paths match case-sensitively. Default
 	// false: a wider match only adds protection.
 	CaseSensitivePaths bool `yaml:"case_sensitive_paths"`
+	// Search tunes searchable fields (encrypt_request items with
+	// searchable, and search_request).
+	Search Search `yaml:"search"`
 	// Orgs lists the organizations whose PHI phiguard protects. A route
 	// with field actions refuses callers of any other organization.
 	Orgs []Org `yaml:"orgs"`
@@ -277,8 +280,16 @@ type RouteConfig struct {
 	// OrgFrom says where the request's organization comes from. Default:
 	// the token's org claim.
 	OrgFrom *OrgFrom `yaml:"org_from"`
-	// EncryptRequest selects request body values to replace with tokens.
-	EncryptRequest []string `yaml:"encrypt_request"`
+	// EncryptRequest selects request body values to replace with tokens:
+	// each a selector, or {field: SELECTOR, searchable: exact|words, …}
+	// for a value the app must still find (see Field).
+	EncryptRequest []Field `yaml:"encrypt_request"`
+	// SearchRequest selects where the route's search terms arrive: query
+	// parameters (query:NAME), JSON body fields, form fields. Each term is
+	// replaced, before the app sees it, by what its encrypt_request twin
+	// stores: the exact-match token, or the index words. Each item needs
+	// searchable.
+	SearchRequest []Field `yaml:"search_request"`
 	// DecryptResponse selects response body values to turn back into
 	// plaintext for readers, or into the mask for everyone else.
 	DecryptResponse []string `yaml:"decrypt_response"`
@@ -287,6 +298,53 @@ type RouteConfig struct {
 	Readers []string `yaml:"readers"`
 	// Deny refuses the route with this reason (403); the app is never called.
 	Deny string `yaml:"deny"`
+}
+
+// Field is one item of encrypt_request or search_request. Written as a
+// plain selector string, it is Field alone.
+type Field struct {
+	// Field is the selector: $.json.path, form:Name, or (search_request
+	// only) query:Name.
+	Field string `yaml:"field"`
+	// Searchable keeps the value findable by the app: exact (equal values
+	// of one org seal to equal tokens, so the app can look up, filter and
+	// join on them) or words (the token is followed by one index word per
+	// distinct word of the text, which the app's full-text search
+	// indexes). Default: neither, a randomized token that reveals nothing.
+	Searchable string `yaml:"searchable"`
+	// Normalize is what an exact value is turned into before sealing, so
+	// that variants of it match: none (default), trim, fold, phone
+	// (E.164) or email. Readers then see the normalized value.
+	Normalize string `yaml:"normalize"`
+	// Join goes between the index words a search term becomes
+	// (search_request, searchable: words). Default " ", which most
+	// full-text searches read as AND; " OR " for any word (SQLite FTS5,
+	// Elasticsearch query_string), " & " or " | " for PostgreSQL
+	// to_tsquery.
+	Join string `yaml:"join"`
+}
+
+// Search tunes searchable fields for the whole policy.
+type Search struct {
+	// IndexChars is the length of an index word after its "w9" prefix, in
+	// base32 characters of 5 bits each (2 to 16). Default 8 (40 bits).
+	// Fewer bits make distinct words share index words: less is learned
+	// from the index, and searches find more messages that do not hold
+	// the word.
+	IndexChars int `yaml:"index_chars"`
+	// MinWordLength leaves shorter words (in characters) out of the index.
+	// Default 2.
+	MinWordLength int `yaml:"min_word_length"`
+	// StopWords: english (default, Lucene's list) or none.
+	StopWords string `yaml:"stop_words"`
+	// ExtraStopWords are left out of the index as well.
+	ExtraStopWords []string `yaml:"extra_stop_words"`
+	// MaxWords bounds the index words of one value (the first distinct
+	// words). Default 256.
+	MaxWords int `yaml:"max_words"`
+	// PhoneRegion is the ISO 3166 country whose numbering reads a phone
+	// number written without a country code (normalize: phone). Default US.
+	PhoneRegion string `yaml:"phone_region"`
 }
 
 // Match selects requests by method and path.

@@ -20,6 +20,7 @@ type decoder struct {
 
 var (
 	durationType        = reflect.TypeOf(time.Duration(0))
+	fieldType           = reflect.TypeOf(Field{})
 	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 )
 
@@ -36,6 +37,13 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 			v.Set(reflect.New(v.Type().Elem()))
 		}
 		d.decode(n, path, v.Elem())
+		return
+	}
+	if v.Type() == fieldType && n.Kind == yaml.ScalarNode {
+		// A field written as a plain selector.
+		if s, ok := d.scalar(n, path, "!!str", "a selector, or a mapping with field:"); ok {
+			v.Set(reflect.ValueOf(Field{Field: s}))
+		}
 		return
 	}
 	if v.Type() == durationType {

@@ -64,6 +64,8 @@ type Policy struct {
 	// SHA256 is the hex SHA-256 of the policy text, to tell which policy
 	// is in force (metrics, reload logs).
 	SHA256 string
+	// Search is the compiled search section.
+	Search SearchSettings
 
 	defaultAllow bool
 	orgs         map[string]bool
@@ -82,6 +84,8 @@ type Route struct {
 	OrgFrom         OrgSource
 	EncryptRequest  []Selector
 	DecryptResponse []Selector
+	// SearchRequest are where search terms arrive; each has Search set.
+	SearchRequest []Selector
 	// Readers may see plaintext; nil means every caller of the org.
 	Readers map[string]bool
 	// Deny, when set, refuses the route with this reason.
@@ -105,7 +109,7 @@ type OrgSource struct {
 
 // HasFieldActions reports whether the route reads or rewrites bodies.
 func (r *Route) HasFieldActions() bool {
-	return len(r.EncryptRequest) > 0 || len(r.DecryptResponse) > 0
+	return len(r.EncryptRequest) > 0 || len(r.DecryptResponse) > 0 || len(r.SearchRequest) > 0
 }
 
 // Load reads and compiles the policy file at path.
@@ -180,6 +184,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 	}
 	p.compileAudit(ps, dir)
 	p.compileAdmin(ps)
+	p.compileSearch(ps)
 	if f.Reload.Watch == nil {
 		t := true
 		f.Reload.Watch = &t
@@ -568,7 +573,8 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	default:
 		ps.add(base+".auth", "want required or none, got %q", rc.Auth)
 	}
-	r.EncryptRequest = compileSelectors(ps, base+".encrypt_request", rc.EncryptRequest)
+	r.EncryptRequest = compileFields(ps, base+".encrypt_request", rc.EncryptRequest, false)
+	r.SearchRequest = compileFields(ps, base+".search_request", rc.SearchRequest, true)
 	r.DecryptResponse = compileSelectors(ps, base+".decrypt_response", rc.DecryptResponse)
 	for j, s := range r.DecryptResponse {
 		if s.Form {

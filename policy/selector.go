@@ -39,7 +39,25 @@ type Selector struct {
 	FormName string
 	// Steps is the JSON path below the root, for JSON selectors.
 	Steps []Step
+	// Query is set for query:Name selectors (search_request only);
+	// QueryName is then the parameter.
+	Query     bool
+	QueryName string
+	// Search is SearchExact or SearchWords for a searchable value of
+	// encrypt_request and for every search term of search_request; empty
+	// for a randomized token.
+	Search string
+	// Normalize is the normalization of an exact value (search.Normalize).
+	Normalize string
+	// Join goes between the index words of a words search term.
+	Join string
 }
+
+// Searchable modes of a field.
+const (
+	SearchExact = "exact"
+	SearchWords = "words"
+)
 
 func (s Selector) String() string { return s.Text }
 
