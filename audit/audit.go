@@ -16,6 +16,12 @@ const (
 	ActionEncrypt = "encrypt"
 	ActionDecrypt = "decrypt"
 	ActionMask    = "mask"
+	// ActionIndex: index words were written next to a searchable value
+	// (Count: how many).
+	ActionIndex = "index"
+	// ActionSearch: search terms were replaced by index words or an
+	// exact-match token (Count: how many words).
+	ActionSearch = "search"
 	ActionDeny    = "deny"
 )
 

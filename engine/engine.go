@@ -27,6 +27,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,6 +46,12 @@ type Keys interface {
 	// characters need no escaping in JSON, a form or a URL.
 	AppendEncrypt(ctx context.Context, dst []byte, org string, plaintext []byte) ([]byte, error)
 	Decrypt(ctx context.Context, org string, token []byte) ([]byte, error)
+	// AppendEncryptExact appends the exact-match token of plaintext: equal
+	// for equal plaintexts of one org (searchable: exact).
+	AppendEncryptExact(ctx context.Context, dst []byte, org string, plaintext []byte) ([]byte, error)
+	// AppendIndexWord appends the index word of a normalized word
+	// (searchable: words) of chars characters after its prefix.
+	AppendIndexWord(dst []byte, org string, word []byte, chars int) ([]byte, error)
 }
 
 // Verifier identifies the caller from the Authorization header values.
@@ -139,6 +146,12 @@ type Engine struct {
 
 // routePlan is what a route needs at request time, compiled once.
 type routePlan struct {
+	// reqSels are the selectors a request body is sealed by: the route's
+	// encrypt_request (the first nEnc), then its body search terms.
+	reqSels []policy.Selector
+	nEnc    int
+	// query are the route's query: search terms.
+	query   []policy.Selector
 	encJSON *codec.Matcher
 	encForm bool
 	dec     *codec.Matcher
@@ -168,9 +181,21 @@ func New(o Options) (*Engine, error) {
 		if r.HasFieldActions() && o.Keys == nil {
 			return nil, fmt.Errorf("engine: route %s has field actions but no keys were given", r.Name)
 		}
+		reqSels := slices.Clone(r.EncryptRequest)
+		var query []policy.Selector
+		for _, s := range r.SearchRequest {
+			if s.Query {
+				query = append(query, s)
+			} else {
+				reqSels = append(reqSels, s)
+			}
+		}
 		e.plans = append(e.plans, routePlan{
-			encJSON:  codec.NewRequestMatcher(r.EncryptRequest, methodOverrideField),
-			encForm:  codec.HasForm(r.EncryptRequest),
+			reqSels:  reqSels,
+			nEnc:     len(r.EncryptRequest),
+			query:    query,
+			encJSON:  codec.NewRequestMatcher(reqSels, methodOverrideField),
+			encForm:  codec.HasForm(reqSels),
 			dec:      codec.NewMatcher(r.DecryptResponse),
 			decrypts: len(r.DecryptResponse) > 0,
 		})
@@ -222,6 +247,7 @@ type Exchange struct {
 	slot     bool
 	path     canonicalPath
 	method   string
+	query    string // to forward (Query)
 	decision policy.Decision
 	plan     *routePlan
 	rec      audit.Record
@@ -249,7 +275,7 @@ type Exchange struct {
 // (close it when the request is done); a non-nil error is the refusal,
 // which x.Refuse records and turns into the answer.
 func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
-	x := &Exchange{e: e, start: e.now(), method: req.Method}
+	x := &Exchange{e: e, start: e.now(), method: req.Method, query: req.Query}
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
 		Method:    req.Method,
@@ -326,6 +352,11 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	}
 	if err := checkQuery(query, route); err != nil {
 		return err
+	}
+	if len(x.plan.query) > 0 {
+		if x.query, err = x.sealQuery(ctx, req.Query); err != nil {
+			return err
+		}
 	}
 	if x.plan.decrypts {
 		// phiguard reads the answer; a compressed one it could not.

@@ -57,12 +57,17 @@ type ctxKey struct{}
 type callers struct {
 	mu   sync.Mutex
 	ctxs []any
+	// extra maps more Authorization values to the org of an agent.
+	extra map[string]string
 }
 
 func (c *callers) Verify(ctx context.Context, auth []string) (*identity.Caller, error) {
 	c.mu.Lock()
 	c.ctxs = append(c.ctxs, ctx.Value(ctxKey{}))
 	c.mu.Unlock()
+	if len(auth) > 0 && c.extra[auth[0]] != "" {
+		return &identity.Caller{Org: c.extra[auth[0]], User: auth[0], Role: "agent"}, nil
+	}
 	switch {
 	case len(auth) == 0:
 		return nil, identity.ErrNoToken
@@ -138,8 +143,13 @@ type rig struct {
 }
 
 func newRig(t testing.TB) *rig {
+	return newRigWith(t, enginePolicy, "org_a")
+}
+
+// newRigWith is a rig for policy src, with keys for orgs.
+func newRigWith(t testing.TB, src string, orgs ...string) *rig {
 	t.Helper()
-	pol, err := policy.Parse("p.yaml", []byte(enginePolicy))
+	pol, err := policy.Parse("p.yaml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,8 +158,10 @@ func newRig(t testing.TB) *rig {
 		t.Fatal(err)
 	}
 	lp, _ := keys.OpenLocal(dir)
-	if _, err := keys.CreateOrg(context.Background(), dir, "org_a", lp); err != nil {
-		t.Fatal(err)
+	for _, org := range orgs {
+		if _, err := keys.CreateOrg(context.Background(), dir, org, lp); err != nil {
+			t.Fatal(err)
+		}
 	}
 	kr, err := keys.Open(context.Background(), dir, lp)
 	if err != nil {

@@ -39,7 +39,7 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	if !ok {
 		return nil, refusal.New(refusal.UnsupportedEncoding, "only gzip or no Content-Encoding is read")
 	}
-	if len(route.EncryptRequest) > 0 {
+	if len(x.plan.reqSels) > 0 {
 		switch {
 		case kind == bodyJSON && x.plan.encJSON.Empty():
 			return nil, refusal.New(refusal.UnsupportedMedia, "this route takes form bodies")
@@ -85,16 +85,8 @@ func (x *Exchange) SealedBody() io.ReadCloser {
 }
 
 func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
-	route, org := x.decision.Route, x.decision.Org
 	out, err := codec.AppendRewriteJSON(getBuffer(len(body)+len(body)/2), body, x.plan.encJSON, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
-		dst = append(dst, '"')
-		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
-		if err != nil {
-			return dst, x.e.sealFailure(err)
-		}
-		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-		x.out.Request.found(sel)
-		return append(dst, '"'), nil
+		return x.sealValue(ctx, dst, sel, v)
 	}, nil)
 	if err != nil {
 		putBuffer(out)
@@ -104,19 +96,20 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 }
 
 func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
-	route, org := x.decision.Route, x.decision.Org
-	out, _, err := codec.RewriteForm(body, route.EncryptRequest, func(sel int, v string) (string, error) {
+	out, _, err := codec.RewriteForm(body, x.plan.reqSels, func(sel int, v string) (string, error) {
+		if sel >= x.plan.nEnc {
+			return x.termFor(ctx, &x.plan.reqSels[sel], v)
+		}
 		pt, err := jsontext.AppendQuote(nil, v)
 		if err != nil {
 			return "", err
 		}
-		tok, err := x.e.keys.AppendEncrypt(ctx, nil, org, pt)
+		sealed, err := x.sealValue(ctx, nil, sel, pt)
 		if err != nil {
-			return "", x.e.sealFailure(err)
+			return "", err
 		}
-		x.rec.AddField(audit.ActionEncrypt, route.EncryptRequest[sel].Text, "", 1)
-		x.out.Request.found(sel)
-		return string(tok), nil
+		// A JSON string of a token and index words: nothing in it is escaped.
+		return string(sealed[1 : len(sealed)-1]), nil
 	}, methodOverrideParam)
 	return out, err
 }
@@ -253,6 +246,9 @@ func (x *Exchange) reveal(ctx context.Context, dst []byte, path string, v jsonte
 		return codec.AppendWiping(dst, mask), nil
 	}
 	tok, ok := tokenText(v)
+	if ok {
+		tok, ok = indexedToken(tok)
+	}
 	if !ok {
 		// Stored before phiguard or by a path it does not cover: never decrypted, never trusted.
 		x.rec.AddField(audit.ActionMask, path, MaskNotToken, 1)

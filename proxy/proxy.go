@@ -185,7 +185,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Host = up.Host
 	pr.Out.URL.RawPath = strings.TrimSuffix(up.EscapedPath(), "/") + x.EscapedPath()
 	pr.Out.URL.Path = strings.TrimSuffix(up.Path, "/") + x.Path()
-	pr.Out.URL.RawQuery = pr.In.URL.RawQuery
+	pr.Out.URL.RawQuery = x.Query()
 	pr.Out.Host = ""
 	pr.SetXForwarded()
 	x.SetUpstreamHeaders(pr.Out.Header)

@@ -242,6 +242,14 @@ func (l *liveKeys) Decrypt(ctx context.Context, org string, tok []byte) ([]byte,
 	return l.ring.Load().Decrypt(ctx, org, tok)
 }
 
+func (l *liveKeys) AppendEncryptExact(ctx context.Context, dst []byte, org string, pt []byte) ([]byte, error) {
+	return l.ring.Load().AppendEncryptExact(ctx, dst, org, pt)
+}
+
+func (l *liveKeys) AppendIndexWord(dst []byte, org string, word []byte, chars int) ([]byte, error) {
+	return l.ring.Load().AppendIndexWord(dst, org, word, chars)
+}
+
 // openSinks opens the audit sinks specs name: stdout and stderr write to
 // the given writers, files are appended to. On error, the files opened are
 // closed again.

@@ -1,0 +1,246 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"net/url"
+	"strings"
+
+	"github.com/go-json-experiment/json/jsontext"
+
+	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/refusal"
+	"github.com/phiguard/phiguard/search"
+)
+
+// Searchable fields. A stored value of a searchable: words field is one
+// JSON string: its token, then a space and an index word for each of its
+// distinct words ("ephi:v1:org:id:… w9abcdefgh w9…"); the app's full-text
+// search indexes the index words, and a reader is shown only what the
+// token opens to. A searchable: exact field is sealed by the org's
+// exact-match key (ephi:d1:…), equal for equal normalized values. A search
+// term (search_request) becomes what the stored field holds: its index
+// words, joined as the route says, or its exact-match token.
+
+// errNoWords: the search term holds no word the index has.
+var errNoWords = refusal.New(refusal.BadRequest, "the search term has no word phiguard indexes (words are letters and digits; stop words and short words are left out)")
+
+// appendWords appends, for the string value v of a searchable: words
+// field, the token and its index words (the JSON string's content, without
+// quotes); n is the number of index words.
+func (x *Exchange) appendWords(ctx context.Context, dst []byte, v jsontext.Value) (out []byte, n int, err error) {
+	org := x.decision.Org
+	dst, err = x.e.keys.AppendEncrypt(ctx, dst, org, v)
+	if err != nil {
+		return dst, 0, x.e.sealFailure(err)
+	}
+	if v.Kind() != '"' {
+		return dst, 0, nil // numbers and the like: the token alone
+	}
+	text, err := jsontext.AppendUnquote(getBuffer(len(v)), v)
+	if err != nil {
+		putBuffer(text)
+		return dst, 0, badRequest("a searchable value is not a valid JSON string")
+	}
+	words := search.Words(string(text), x.e.pol.Search.Words)
+	putBuffer(text)
+	for _, w := range words {
+		dst = append(dst, ' ')
+		if dst, err = x.e.keys.AppendIndexWord(dst, org, []byte(w), x.e.pol.Search.IndexChars); err != nil {
+			return dst, 0, x.e.sealFailure(err)
+		}
+	}
+	return dst, len(words), nil
+}
+
+// exactPlaintext returns what an exact field's value v seals: the value
+// normalized as sel says, as a JSON value.
+func (x *Exchange) exactPlaintext(sel *policy.Selector, v jsontext.Value) ([]byte, error) {
+	if sel.Normalize == "" || sel.Normalize == search.None {
+		return v, nil
+	}
+	if v.Kind() != '"' {
+		return nil, badRequest("%s: normalize %s needs a string", sel.Text, sel.Normalize)
+	}
+	text, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return nil, badRequest("%s: not a valid JSON string", sel.Text)
+	}
+	norm, err := search.Normalize(sel.Normalize, string(text), x.e.pol.Search.PhoneRegion)
+	wipe(text)
+	if err != nil {
+		return nil, badRequest("%s: %v", sel.Text, err)
+	}
+	return jsontext.AppendQuote(nil, norm)
+}
+
+// appendExact appends the exact-match token of v (normalized) to dst.
+func (x *Exchange) appendExact(ctx context.Context, dst []byte, sel *policy.Selector, v jsontext.Value) ([]byte, error) {
+	pt, err := x.exactPlaintext(sel, v)
+	if err != nil {
+		return dst, err
+	}
+	dst, err = x.e.keys.AppendEncryptExact(ctx, dst, x.decision.Org, pt)
+	if err != nil {
+		return dst, x.e.sealFailure(err)
+	}
+	return dst, nil
+}
+
+// sealValue appends to dst what the selected request value v is stored
+// as: a JSON string holding its token (and index words). sel is the
+// position in the plan's request selectors.
+func (x *Exchange) sealValue(ctx context.Context, dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	if sel >= x.plan.nEnc {
+		return x.searchTerm(ctx, dst, &x.plan.reqSels[sel], v)
+	}
+	s := &x.plan.reqSels[sel]
+	dst = append(dst, '"')
+	var err error
+	switch s.Search {
+	case policy.SearchWords:
+		var n int
+		dst, n, err = x.appendWords(ctx, dst, v)
+		if err == nil {
+			x.rec.AddField(audit.ActionIndex, s.Text, "", n)
+		}
+	case policy.SearchExact:
+		dst, err = x.appendExact(ctx, dst, s, v)
+	default:
+		dst, err = x.e.keys.AppendEncrypt(ctx, dst, x.decision.Org, v)
+		if err != nil {
+			err = x.e.sealFailure(err)
+		}
+	}
+	if err != nil {
+		return dst, err
+	}
+	x.rec.AddField(audit.ActionEncrypt, s.Text, "", 1)
+	x.out.Request.found(sel)
+	return append(dst, '"'), nil
+}
+
+// searchTerm appends to dst, as a JSON string, what the search term v
+// becomes.
+func (x *Exchange) searchTerm(ctx context.Context, dst []byte, s *policy.Selector, v jsontext.Value) ([]byte, error) {
+	if v.Kind() != '"' {
+		return dst, badRequest("%s: a search term must be a string", s.Text)
+	}
+	text, err := jsontext.AppendUnquote(nil, v)
+	if err != nil {
+		return dst, badRequest("%s: not a valid JSON string", s.Text)
+	}
+	term, err := x.termFor(ctx, s, string(text))
+	wipe(text)
+	if err != nil {
+		return dst, err
+	}
+	return jsontext.AppendQuote(dst, term)
+}
+
+// termFor is what the search term text becomes for selector s: its index
+// words joined by s.Join, or its exact-match token. The term's words are
+// counted in the audit record, never written.
+func (x *Exchange) termFor(ctx context.Context, s *policy.Selector, text string) (string, error) {
+	org := x.decision.Org
+	if s.Search == policy.SearchExact {
+		pt, err := jsontext.AppendQuote(nil, text)
+		if err != nil {
+			return "", badRequest("%s: a search term must be valid UTF-8", s.Text)
+		}
+		tok, err := x.appendExact(ctx, nil, s, pt)
+		if err != nil {
+			return "", err
+		}
+		x.rec.AddField(audit.ActionSearch, s.Text, "", 1)
+		return string(tok), nil
+	}
+	words := search.Words(text, x.e.pol.Search.Words)
+	if len(words) == 0 {
+		return "", errNoWords
+	}
+	var b []byte
+	for i, w := range words {
+		if i > 0 {
+			b = append(b, s.Join...)
+		}
+		var err error
+		if b, err = x.e.keys.AppendIndexWord(b, org, []byte(w), x.e.pol.Search.IndexChars); err != nil {
+			return "", x.e.sealFailure(err)
+		}
+	}
+	x.rec.AddField(audit.ActionSearch, s.Text, "", len(words))
+	return string(b), nil
+}
+
+// sealQuery rewrites the query parameters the route's search_request
+// names, in place and in order; every other pair is kept byte for byte.
+func (x *Exchange) sealQuery(ctx context.Context, raw string) (string, error) {
+	if raw == "" {
+		return raw, nil
+	}
+	var b strings.Builder
+	for i, pair := range strings.Split(raw, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		rawKey, rawVal, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(rawKey)
+		if err != nil {
+			return "", badRequest("malformed query string")
+		}
+		s := x.querySelector(key)
+		if s == nil {
+			b.WriteString(pair)
+			continue
+		}
+		val, err := url.QueryUnescape(rawVal)
+		if err != nil {
+			return "", badRequest("malformed query string")
+		}
+		term, err := x.termFor(ctx, s, val)
+		if err != nil {
+			return "", err
+		}
+		b.WriteString(rawKey)
+		b.WriteByte('=')
+		b.WriteString(url.QueryEscape(term))
+	}
+	return b.String(), nil
+}
+
+// querySelector is the route's query selector for parameter name, or nil.
+func (x *Exchange) querySelector(name string) *policy.Selector {
+	for i := range x.plan.query {
+		if x.plan.query[i].QueryName == name {
+			return &x.plan.query[i]
+		}
+	}
+	return nil
+}
+
+// Query is the query string to forward: the request's, with the search
+// terms the route names replaced.
+func (x *Exchange) Query() string { return x.query }
+
+// indexedToken returns the token of a stored searchable: words value, the
+// text before its index words, and whether what follows the token is
+// index words alone. A value without a space is returned as it is.
+func indexedToken(s []byte) ([]byte, bool) {
+	tok, rest, found := bytes.Cut(s, []byte{' '})
+	if !found {
+		return s, true
+	}
+	for w := range bytes.SplitSeq(rest, []byte{' '}) {
+		chars := len(w) - len(keys.IndexWordPrefix)
+		if chars < keys.MinIndexChars || chars > keys.MaxIndexChars || !keys.IsIndexWord(w, chars) {
+			return nil, false
+		}
+	}
+	return tok, true
+}
+
+// wipe zeroes a buffer that held plaintext.
+func wipe(b []byte) { clear(b) }
