@@ -44,15 +44,14 @@ func (x *Exchange) appendWords(ctx context.Context, dst []byte, v jsontext.Value
 		putBuffer(text)
 		return dst, 0, badRequest("a searchable value is not a valid JSON string")
 	}
-	words := search.Words(string(text), x.e.pol.Search.Words)
+	dst, n, err = search.AppendIndex(dst, string(text), x.e.pol.Search.Words, func(dst, w []byte) ([]byte, error) {
+		return x.e.keys.AppendIndexWord(dst, org, w, x.e.pol.Search.IndexChars)
+	})
 	putBuffer(text)
-	for _, w := range words {
-		dst = append(dst, ' ')
-		if dst, err = x.e.keys.AppendIndexWord(dst, org, []byte(w), x.e.pol.Search.IndexChars); err != nil {
-			return dst, 0, x.e.sealFailure(err)
-		}
+	if err != nil {
+		return dst, 0, x.e.sealFailure(err)
 	}
-	return dst, len(words), nil
+	return dst, n, nil
 }
 
 // exactPlaintext returns what an exact field's value v seals: the value

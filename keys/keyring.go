@@ -74,8 +74,10 @@ type OrgInfo struct {
 	// version 1 file.
 	Generation uint64
 	// Exact and Words are the org's search keys (exact-match and index
-	// words); empty when it has none.
-	Exact, Words []KeyStatus
+	// words), and ExactPrimary and WordsPrimary their primaries; empty
+	// when it has none.
+	Exact, Words               []KeyStatus
+	ExactPrimary, WordsPrimary uint32
 }
 
 // KeyStatus is one data key of an organization.
@@ -302,6 +304,7 @@ func loadOrg(ctx context.Context, org string, raw []byte, p Provider) (orgKeys, 
 	}
 	if search != nil {
 		info.Exact, info.Words = search.exactInfo, search.wordsInfo
+		info.ExactPrimary, info.WordsPrimary = primaryID(ss.exact), primaryID(ss.words)
 		for _, k := range info.Exact {
 			opened[k.ID] = new(atomic.Uint64)
 		}

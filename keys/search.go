@@ -270,7 +270,7 @@ func (k *Keyring) AppendIndexWord(dst []byte, org string, word []byte, chars int
 // IsIndexWord reports whether w has the shape of an index word of chars
 // characters.
 func IsIndexWord[T string | []byte](w T, chars int) bool {
-	if len(w) != len(IndexWordPrefix)+chars || string(w[:len(IndexWordPrefix)]) != IndexWordPrefix {
+	if chars < MinIndexChars || chars > MaxIndexChars || len(w) != len(IndexWordPrefix)+chars || string(w[:len(IndexWordPrefix)]) != IndexWordPrefix {
 		return false
 	}
 	for i := len(IndexWordPrefix); i < len(w); i++ {

@@ -105,6 +105,11 @@ func TestIndexWords(t *testing.T) {
 			t.Errorf("IsIndexWord(%q, 4)", w)
 		}
 	}
+	for _, w := range []string{"", "w", "w9"} {
+		if IsIndexWord(w, len(w)-len(IndexWordPrefix)) {
+			t.Errorf("IsIndexWord(%q)", w)
+		}
+	}
 	if _, err := k.AppendIndexWord(nil, "org_x", []byte("chest"), 8); !errors.Is(err, ErrUnknownOrg) {
 		t.Errorf("unknown org: %v", err)
 	}

@@ -60,3 +60,16 @@ func EnglishStopWords() []string {
 		"no", "not", "of", "on", "or", "such", "that", "the", "their", "then", "there", "these", "they", "this",
 		"to", "was", "will", "with"}
 }
+
+// AppendIndex appends to dst, for each word of text (Words), a space and
+// the index word indexWord appends for it, and says how many it appended.
+func AppendIndex(dst []byte, text string, o WordOptions, indexWord func(dst, word []byte) ([]byte, error)) ([]byte, int, error) {
+	words := Words(text, o)
+	for _, w := range words {
+		var err error
+		if dst, err = indexWord(append(dst, ' '), []byte(w)); err != nil {
+			return dst, 0, err
+		}
+	}
+	return dst, len(words), nil
+}

@@ -18,6 +18,7 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/search"
 )
 
 // keyOp runs one keys subcommand that changes keys: it prints what it did
@@ -29,6 +30,8 @@ type keyOp struct {
 	p     keys.Provider
 	out   io.Writer
 	trail *cliTrail
+	// search is the policy's search settings (reencrypt's index words).
+	search policy.SearchSettings
 }
 
 func (o keyOp) create(org string) error {
@@ -47,6 +50,19 @@ func (o keyOp) rotate(org string) error {
 	}
 	fmt.Fprintf(o.out, "organization %s: new primary key %08x; older keys keep decrypting\n", org, id)
 	return o.trail.record("key_rotate", "org", org, "key", fmt.Sprintf("%08x", id))
+}
+
+func (o keyOp) rotateSearch(org string) error {
+	made, err := keys.RotateSearch(o.ctx, o.k.Keyring, org, o.p)
+	if err != nil {
+		return err
+	}
+	if made {
+		fmt.Fprintf(o.out, "organization %s: search keys made (exact-match and index); its searchable fields now work\n", org)
+		return o.trail.record("key_search_create", "org", org)
+	}
+	fmt.Fprintf(o.out, "organization %s: new primary search keys; re-index the stored searchable values with keys reencrypt so that lookups and searches find them\n", org)
+	return o.trail.record("key_search_rotate", "org", org)
 }
 
 func (o keyOp) rewrap(org, to string) error {
@@ -339,7 +355,7 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 		}
 		if tok.Kind() == '"' && keys.LooksLikeToken(tok.String()) {
 			s := tok.String()
-			switch next, err := reseal(o.ctx, ring, s); {
+			switch next, err := reseal(o.ctx, ring, s, o.search); {
 			case err != nil:
 				kept++
 			case next == s:
@@ -363,13 +379,24 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 	if err := bw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(report, "reencrypt: %d values; %d tokens sealed again under their org's primary key, %d already under it, %d left as they were (shredded, retired or unknown keys)\n", values, rewritten, current, kept)
+	fmt.Fprintf(report, "reencrypt: %d values; %d tokens sealed again under their org's primary key (index words made again), %d already as they would be, %d left as they were (shredded, retired or unknown keys)\n", values, rewritten, current, kept)
 	return o.trail.record("key_reencrypt", "rewritten", strconv.Itoa(rewritten), "current", strconv.Itoa(current), "kept", strconv.Itoa(kept))
 }
 
-// reseal opens tok and seals it again under its org's primary key; a
-// token already under the primary comes back unchanged.
-func reseal(ctx context.Context, ring *keys.Keyring, tok string) (string, error) {
+// reseal opens tok and seals it again under its org's primary key (the
+// exact-match primary for an exact-match token); a token already under
+// the primary comes back unchanged. A searchable: words value (a token,
+// then index words) gets its index words made again from its plaintext
+// under the org's primary index key, with the policy's search settings.
+func reseal(ctx context.Context, ring *keys.Keyring, s string, ss policy.SearchSettings) (string, error) {
+	tok, words, indexed := strings.Cut(s, " ")
+	if indexed {
+		for w := range strings.SplitSeq(words, " ") {
+			if !keys.IsIndexWord(w, len(w)-len(keys.IndexWordPrefix)) {
+				return "", keys.ErrNotToken
+			}
+		}
+	}
 	t, err := keys.ParseToken(tok)
 	if err != nil {
 		return "", err
@@ -378,14 +405,37 @@ func reseal(ctx context.Context, ring *keys.Keyring, tok string) (string, error)
 	if !ok {
 		return "", keys.ErrUnknownOrg
 	}
-	if t.KeyID == info.Primary {
-		return tok, nil
+	primary := info.Primary
+	if t.Exact {
+		primary = info.ExactPrimary
 	}
-	pt, err := ring.Decrypt(ctx, t.Org, []byte(tok))
+	var pt []byte
+	if t.KeyID != primary || indexed {
+		if pt, err = ring.Decrypt(ctx, t.Org, []byte(tok)); err != nil {
+			return "", err
+		}
+		defer clear(pt)
+	}
+	out := []byte(tok)
+	switch {
+	case t.KeyID == primary:
+	case t.Exact:
+		out, err = ring.AppendEncryptExact(ctx, nil, t.Org, pt)
+	default:
+		out, err = ring.AppendEncrypt(ctx, nil, t.Org, pt)
+	}
+	if err != nil || !indexed {
+		return string(out), err
+	}
+	text, err := jsontext.AppendUnquote(nil, pt)
 	if err != nil {
-		return "", err
+		return "", keys.ErrDecrypt // index words follow string values only
 	}
-	return ring.Encrypt(ctx, t.Org, pt)
+	defer clear(text)
+	out, _, err = search.AppendIndex(out, string(text), ss.Words, func(dst, w []byte) ([]byte, error) {
+		return ring.AppendIndexWord(dst, t.Org, w, ss.IndexChars)
+	})
+	return string(out), err
 }
 
 // cliTrail is where a keys command writes its audit events.

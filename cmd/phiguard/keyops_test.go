@@ -89,7 +89,7 @@ routes:
 	if err := run(context.Background(), []string{"keys", "reencrypt", "-config", polPath}, &outBuf, &errBuf); err != nil {
 		t.Fatalf("reencrypt: %v %s", err, errBuf.String())
 	}
-	if !strings.Contains(errBuf.String(), "2 values; 1 tokens sealed again") || !strings.Contains(errBuf.String(), "1 already under it") {
+	if !strings.Contains(errBuf.String(), "2 values; 1 tokens sealed again") || !strings.Contains(errBuf.String(), "1 already as they would be") {
 		t.Errorf("reencrypt report: %q", errBuf.String())
 	}
 	rows := bufio.NewScanner(&outBuf)

@@ -46,7 +46,7 @@ var keysAbout = map[string]string{
 	"init":          "Creates the local master key: DIR/master.json, or -master FILE (keep it apart from the keyring). Keep it secret; back it up.",
 	"create":        "Adds the data keys of organization ID, wrapped by the master key or, with a policy whose keys.provider is aws-kms, by the org's KMS key.",
 	"list":          "Lists each organization's wrapping key, primary key and keys (id, created, status). Opening the keyring checks every keyset unwraps.",
-	"rotate":        "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed.",
+	"rotate":        "Adds a new key to the org's keyset and makes it the primary: new tokens use it, and every older key keeps opening the tokens it sealed. With -search, the same for the org's search keys (made if it has none): stored searchable values must then be re-indexed with reencrypt before lookups and searches find them.",
 	"rewrap":        "Wraps the org's keyset under -to KEY (a KMS key ARN, id or alias/NAME, or \"local\" for the master key). The data keys, tokens and the app's data are untouched.",
 	"reencrypt":     "Reads JSON values or JSON lines on stdin and writes them to stdout with every phiguard token sealed again under its org's primary key; reports counts on stderr. Tokens that do not open are written unchanged and counted.",
 	"retire":        "Destroys key -key of the org: tokens it sealed never open again. Not the primary. Run reencrypt over the stored data first, then prove it: -scan reads exports of the stored data and refuses while any of them holds a token of the key.",
@@ -72,7 +72,7 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	dir := fs.String("keyring", "", "the keyring folder `DIR`")
 	master := fs.String("master", "", "the local master key `FILE` (default DIR/master.json)")
 	var config, org, to, keyID, confirm *string
-	var deleteKMS, unscanned *bool
+	var deleteKMS, unscanned, searchKeys *bool
 	var pendingDays *int
 	var scans fileList
 	if sub != "init" {
@@ -89,6 +89,8 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		to = fs.String("to", "", "the `KEY` to wrap under: a KMS key, or local (required)")
 	case "rotate-master":
 		to = fs.String("new", "", "the new master key's `FILE`, which must not exist (required)")
+	case "rotate":
+		searchKeys = fs.Bool("search", false, "rotate the org's search keys (exact-match and index), or make them if it has none, instead of its data keys")
 	case "retire":
 		keyID = fs.String("key", "", "the key `ID` to destroy, 8 hex digits as list shows it (required)")
 		confirm = fs.String("confirm", "", "the key `ID` again (required)")
@@ -133,11 +135,17 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer trail.close()
-	op := keyOp{ctx: ctx, k: k, orgs: orgs, p: p, out: stdout, trail: trail}
+	op := keyOp{ctx: ctx, k: k, orgs: orgs, p: p, out: stdout, trail: trail, search: policy.DefaultSearch()}
+	if pol != nil {
+		op.search = pol.Search
+	}
 	switch sub {
 	case "create":
 		return op.create(*org)
 	case "rotate":
+		if *searchKeys {
+			return op.rotateSearch(*org)
+		}
 		return op.rotate(*org)
 	case "rewrap":
 		return op.rewrap(*org, *to)
@@ -254,12 +262,20 @@ func printKeyring(w io.Writer, ring *keys.Keyring) {
 			continue
 		}
 		fmt.Fprintf(w, "%s\twrapped by %s\tprimary %08x\n", org, info.Wrap, info.Primary)
-		for _, k := range info.Keys {
-			created := "unknown"
-			if !k.Created.IsZero() {
-				created = k.Created.Format(time.RFC3339)
+		for _, kind := range []struct {
+			name string
+			keys []keys.KeyStatus
+		}{{"key", info.Keys}, {"exact-match key", info.Exact}, {"index key", info.Words}} {
+			for _, k := range kind.keys {
+				created := "unknown"
+				if !k.Created.IsZero() {
+					created = k.Created.Format(time.RFC3339)
+				}
+				fmt.Fprintf(w, "  %s %08x\tcreated %s\t%s\n", kind.name, k.ID, created, k.Status)
 			}
-			fmt.Fprintf(w, "  key %08x\tcreated %s\t%s\n", k.ID, created, k.Status)
+		}
+		if len(info.Exact) == 0 {
+			fmt.Fprintf(w, "  no search keys (searchable fields refused): phiguard keys rotate -org %s -search\n", org)
 		}
 	}
 }

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
+	"github.com/phiguard/phiguard/search"
+)
+
+// TestSearchKeysCLI: keys create makes search keys and list shows them;
+// rotate -search gives new ones, after which reencrypt seals exact-match
+// tokens under the new exact-match key and makes the index words of a
+// words value again, so lookups and searches find the stored rows; the
+// audit trail records the rotation.
+func TestSearchKeysCLI(t *testing.T) {
+	dir := t.TempDir()
+	ring, trail := filepath.Join(dir, "keyring"), filepath.Join(dir, "audit.jsonl")
+	polPath := filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+keys: {keyring: "`+ring+`"}
+audit: {sinks: [{type: file, path: "`+trail+`"}]}
+search: {index_chars: 10}
+orgs: [{id: org_a}]
+routes:
+  - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: [{field: "form:Body", searchable: words}]}
+`)
+	cli := func(args ...string) string {
+		t.Helper()
+		out, errOut, err := runCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v: %v\n%s", args, err, errOut)
+		}
+		return out
+	}
+	cli("keys", "init", "-keyring", ring)
+	cli("keys", "create", "-config", polPath, "-org", "org_a")
+	if list := cli("keys", "list", "-config", polPath); !strings.Contains(list, "exact-match key") || !strings.Contains(list, "index key") {
+		t.Errorf("list: %s", list)
+	}
+	pol, err := policy.Load(polPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	open := func() *keys.Keyring {
+		t.Helper()
+		k, err := openKeyring(context.Background(), pol.File.Keys, pol.File.Orgs, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	// A row as phiguard stores it: a words value and an exact value.
+	indexed := func(k *keys.Keyring, text string) string {
+		tok, _ := k.Encrypt(context.Background(), "org_a", []byte(`"`+text+`"`))
+		out, _, err := search.AppendIndex([]byte(tok), text, pol.Search.Words, func(dst, w []byte) ([]byte, error) {
+			return k.AppendIndexWord(dst, "org_a", w, pol.Search.IndexChars)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(out)
+	}
+	k := open()
+	oldBody := indexed(k, "chest pain")
+	phone, _ := k.AppendEncryptExact(context.Background(), nil, "org_a", []byte(`"+15551234567"`))
+	row := `{"body":"` + oldBody + `","phone":"` + string(phone) + `"}` + "\n"
+
+	if out := cli("keys", "rotate", "-config", polPath, "-org", "org_a", "-search"); !strings.Contains(out, "new primary search keys") {
+		t.Errorf("rotate -search: %q", out)
+	}
+	k = open()
+	if indexed(k, "chest pain") == oldBody {
+		t.Fatal("the index words did not change with the index key")
+	}
+	stdin = strings.NewReader(row)
+	defer func() { stdin = os.Stdin }()
+	var outBuf, errBuf bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "reencrypt", "-config", polPath}, &outBuf, &errBuf); err != nil {
+		t.Fatalf("reencrypt: %v %s", err, errBuf.String())
+	}
+	var got struct{ Body, Phone string }
+	if err := json.Unmarshal(outBuf.Bytes(), &got); err != nil {
+		t.Fatal(err)
+	}
+	_, newWords, _ := strings.Cut(indexed(k, "chest pain"), " ")
+	_, gotWords, _ := strings.Cut(got.Body, " ")
+	if gotWords != newWords || strings.Count(gotWords, " ") != 1 {
+		t.Errorf("re-indexed body %q: want index words %q", got.Body, newWords)
+	}
+	newPhone, _ := k.AppendEncryptExact(context.Background(), nil, "org_a", []byte(`"+15551234567"`))
+	if got.Phone != string(newPhone) || got.Phone == string(phone) {
+		t.Errorf("phone %q after reencrypt, want the new exact token %q", got.Phone, newPhone)
+	}
+	if !strings.Contains(errBuf.String(), "2 tokens sealed again") {
+		t.Errorf("report %q", errBuf.String())
+	}
+	mustOpen(t, k, "org_a", strings.SplitN(got.Body, " ", 2)[0], "chest pain")
+	raw, _ := os.ReadFile(trail)
+	if !bytes.Contains(raw, []byte(`"event":"key_search_rotate"`)) || bytes.Contains(raw, []byte("chest")) {
+		t.Errorf("audit trail:\n%s", raw)
+	}
+}
