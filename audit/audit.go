@@ -22,7 +22,7 @@ const (
 	// ActionSearch: search terms were replaced by index words or an
 	// exact-match token (Count: how many words).
 	ActionSearch = "search"
-	ActionDeny    = "deny"
+	ActionDeny   = "deny"
 )
 
 // Decisions a record can carry.
