@@ -36,11 +36,13 @@ type stack struct {
 	tokens   map[string]string
 	client   *http.Client
 	logs     *bytes.Buffer
+	// appLog is the app's access log: request lines, queries included.
+	appLog *lockedBuffer
 }
 
 func startStack(t *testing.T, h2cUpstream bool) *stack {
 	t.Helper()
-	s := &stack{dir: t.TempDir(), appHits: new(atomic.Int64), tokens: map[string]string{}, logs: &bytes.Buffer{}}
+	s := &stack{dir: t.TempDir(), appHits: new(atomic.Int64), tokens: map[string]string{}, logs: &bytes.Buffer{}, appLog: newLockedBuffer()}
 	keyring := filepath.Join(s.dir, "keyring")
 	for _, args := range [][]string{
 		{"keys", "init", "-keyring", keyring},
@@ -58,6 +60,7 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.AccessLog = s.appLog
 	appLn := listen(t)
 	appSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.appHits.Add(1)
@@ -67,7 +70,7 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 	appSrv.Protocols.SetHTTP1(true)
 	appSrv.Protocols.SetUnencryptedHTTP2(true)
 	go appSrv.Serve(appLn)
-	t.Cleanup(func() { appSrv.Close() })
+	t.Cleanup(func() { appSrv.Close(); a.Close() })
 	s.appURL = "http://" + appLn.Addr().String()
 
 	pol, err := os.ReadFile("../../configs/demo.yaml")

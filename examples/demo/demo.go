@@ -67,7 +67,7 @@ func steps() []step {
 			check: func(e env, status int, body []byte) error {
 				return want(status == 201 && bytes.Contains(body, []byte(secret)), "want 201 echoing the plaintext, got %d %s", status, body)
 			}},
-		{title: "The app's store holds only ciphertext tokens", shell: "cat $D/store.json",
+		{title: "The app's store holds only ciphertext tokens, each followed by index words for search", shell: "cat $D/store.json",
 			check: func(e env, _ int, _ []byte) error {
 				raw, err := os.ReadFile(filepath.Join(e.dir, "store.json"))
 				if err != nil {
@@ -83,6 +83,37 @@ func steps() []step {
 		{title: "Read it from the app directly: tokens only", method: "GET", path: msgs, direct: true,
 			check: func(e env, status int, body []byte) error {
 				return want(status == 200 && bytes.Contains(body, []byte("ephi:v1:org_a:")) && !bytes.Contains(body, []byte(secret)), "want tokens, got %d %s", status, body)
+			}},
+		{title: "Search the app's own full-text index (SQLite FTS5) through phiguard: the term becomes index words, the match comes back in plaintext",
+			method: "GET", path: "/api/v1/messages/search?q=Melanoma", user: "alice",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(secret)), "want 200 with the message, got %d %s", status, body)
+			}},
+		{title: "Another clinic (bob, org_b) searching for the same word finds nothing: its index words differ", method: "GET", path: "/api/v1/messages/search?q=melanoma", user: "bob",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"data":[]`)), "want 200 with no result, got %d %s", status, body)
+			}},
+		{title: "The app's access log and database saw index words, never the word", shell: `grep search $D/app-access.log; grep -q -i melanoma $D/app-access.log $D/store.db || echo 'no "melanoma" in the access log or the database'`,
+			check: func(e env, _ int, _ []byte) error {
+				log, err := os.ReadFile(filepath.Join(e.dir, "app-access.log"))
+				if err != nil {
+					return err
+				}
+				db, err := os.ReadFile(filepath.Join(e.dir, "store.db"))
+				if err != nil {
+					return err
+				}
+				return want(bytes.Contains(log, []byte("q=w9")) && !bytes.Contains(bytes.ToLower(log), []byte("melanoma")) && !bytes.Contains(db, []byte("melanoma")) && !bytes.Contains(db, []byte("Melanoma")),
+					"want index words in the access log and no plaintext word in it or the database:\n%s", log)
+			}},
+		{title: "Add a contact: the phone number is stored as an exact-match token (E.164, then AES-SIV)", method: "POST", path: "/api/v1/contacts", user: "alice",
+			body: `{"name":"J. Doe","phone":"(555) 867-5309","notes":"prefers texts"}`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 201 && bytes.Contains(body, []byte(`"phone":"+15558675309"`)), "want 201 with the normalized number, got %d %s", status, body)
+			}},
+		{title: "Look the contact up by its number, written another way: the app's SQL equality finds it", method: "GET", path: "/api/v1/contacts?phone=555.867.5309", user: "alice",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"name":"J. Doe"`)) && bytes.Contains(body, []byte("prefers texts")), "want the contact, got %d %s", status, body)
 			}},
 		{title: "Another clinic's agent (bob, org_b) reads it through the app's IDOR bug: masked", method: "GET", path: msgs, user: "bob",
 			check: func(e env, status int, body []byte) error {
@@ -244,7 +275,7 @@ func start(ctx context.Context, o options, e env) (func(), error) {
 		return stopAll, err
 	}
 	for _, args := range [][]string{
-		{filepath.Join(o.bin, "messaging-app"), "-listen", e.app, "-store", filepath.Join(e.dir, "store.json")},
+		{filepath.Join(o.bin, "messaging-app"), "-listen", e.app, "-store", filepath.Join(e.dir, "store.json"), "-access-log", filepath.Join(e.dir, "app-access.log")},
 		{filepath.Join(o.bin, "phiguard"), "serve", "-config", filepath.Join(e.dir, "policy.yaml")},
 	} {
 		cmd := exec.Command(args[0], args[1:]...)
