@@ -9,6 +9,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/engine/codec"
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/refusal"
@@ -192,6 +193,9 @@ func (x *Exchange) sealQuery(ctx context.Context, raw string) (string, error) {
 		}
 		s := x.querySelector(key)
 		if s == nil {
+			if param, ok := x.queryAlias(key); ok {
+				return "", badRequest("a query parameter the app may read as the search parameter %s; send the term as %s", param, param)
+			}
 			b.WriteString(pair)
 			continue
 		}
@@ -218,6 +222,18 @@ func (x *Exchange) querySelector(name string) *policy.Selector {
 		}
 	}
 	return nil
+}
+
+// queryAlias returns the search parameter that name is not, but that the
+// app might read it as (Q, q[], " q"): its term would reach the app
+// untouched.
+func (x *Exchange) queryAlias(name string) (string, bool) {
+	for _, s := range x.plan.query {
+		if codec.QueryNameReads(name, s.QueryName) {
+			return s.QueryName, true
+		}
+	}
+	return "", false
 }
 
 // Query is the query string to forward: the request's, with the search

@@ -275,6 +275,16 @@ func TestSearchTerms(t *testing.T) {
 	if _, _, err := r.query(t, "alice", "q=%zz"); !errors.Is(err, refusal.BadRequest) {
 		t.Errorf("a bad escape: %v", err)
 	}
+	// A parameter the app could read as q, which phiguard would not rewrite.
+	for _, raw := range []string{"Q=chest", "q%5B%5D=chest", "q[0]=chest", "%20q=chest", "PHONE=5551234567"} {
+		q, _, err := r.query(t, "alice", raw)
+		if !errors.Is(err, refusal.BadRequest) {
+			t.Errorf("%s: forwarded as %q (%v), want 400", raw, q, err)
+		}
+	}
+	if q, _, err := r.query(t, "alice", "qq=chest&query=x"); err != nil || q != "qq=chest&query=x" {
+		t.Errorf("other parameters: %q %v", q, err)
+	}
 }
 
 // TestIndexedTokenReveal: a stored value opens only when what follows its

@@ -143,4 +143,15 @@ func TestSearchEndToEnd(t *testing.T) {
 	if code, _ := s.do(t, "GET", s.appURL+"/healthz", "", "", nil); code != http.StatusOK {
 		t.Errorf("app health: %d", code)
 	}
+	// Metrics and audit count index and search words, never name them.
+	_, metrics := s.do(t, "GET", "http://"+s.admin+"/metrics", "", "", nil)
+	for _, series := range []string{`phiguard_fields_total{action="search",reason="",route="search-messages"}`, `phiguard_fields_total{action="index",reason="",route="send-message"}`} {
+		if !bytes.Contains(metrics, []byte(series)) {
+			t.Errorf("no %s in the metrics", series)
+		}
+	}
+	trail := s.read(t, "audit.jsonl")
+	if !bytes.Contains(trail, []byte(`"action":"search","path":"query:q","count":2`)) || bytes.Contains(trail, []byte("Zephyrine")) || bytes.Contains(trail, []byte("metformin")) {
+		t.Errorf("audit trail without search counts, or with a word:\n%s", trail)
+	}
 }

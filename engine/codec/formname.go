@@ -211,3 +211,15 @@ func QueryNameSelected(name string, sels []policy.Selector) bool {
 	}
 	return false
 }
+
+// QueryNameReads reports whether a parser could read the query parameter
+// name as param: by letter case, brackets (q[], q[0]), white space or a
+// prefix another framework strips.
+func QueryNameReads(name, param string) bool {
+	for _, k := range formNameReadings(name) {
+		if strings.EqualFold(k, param) {
+			return true
+		}
+	}
+	return false
+}
