@@ -55,14 +55,15 @@ func (x *Exchange) appendWords(ctx context.Context, dst []byte, v jsontext.Value
 	return dst, n, nil
 }
 
-// exactPlaintext returns what an exact field's value v seals: the value
-// normalized as sel says, as a JSON value.
+// exactPlaintext returns what an exact field's value v seals: a string
+// normalized as sel says and quoted afresh (so "a\u002db" and "a-b" are
+// one value), or any other value as written.
 func (x *Exchange) exactPlaintext(sel *policy.Selector, v jsontext.Value) ([]byte, error) {
-	if sel.Normalize == "" || sel.Normalize == search.None {
-		return v, nil
-	}
 	if v.Kind() != '"' {
-		return nil, badRequest("%s: normalize %s needs a string", sel.Text, sel.Normalize)
+		if sel.Normalize != "" && sel.Normalize != search.None {
+			return nil, badRequest("%s: normalize %s needs a string", sel.Text, sel.Normalize)
+		}
+		return v, nil
 	}
 	text, err := jsontext.AppendUnquote(nil, v)
 	if err != nil {

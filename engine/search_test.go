@@ -214,6 +214,13 @@ func TestSearchableExact(t *testing.T) {
 	if toks[0] != toks[1] || toks[1] != toks[2] {
 		t.Errorf("one number, three tokens: %q", toks)
 	}
+	// Without normalization, one string written with and without escapes
+	// is one value too.
+	plain, _, err1 := r.seal(t, "alice", "/m", "application/json", `{"mrn":"MRN-42/a"}`)
+	escaped, _, err2 := r.seal(t, "alice", "/m", "application/json", `{"mrn":"MRN\u002d42\/a"}`)
+	if err1 != nil || err2 != nil || field(t, plain, "mrn") != field(t, escaped, "mrn") {
+		t.Errorf("one MRN, two tokens: %s %s (%v %v)", plain, escaped, err1, err2)
+	}
 	form, _, err := r.seal(t, "alice", "/hook", "application/x-www-form-urlencoded", "From=%2B15551234567&Body=hi+pain")
 	if err != nil {
 		t.Fatal(err)
