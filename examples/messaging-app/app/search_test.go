@@ -317,7 +317,7 @@ func TestAccessLog(t *testing.T) {
 
 func TestIndexBesideStore(t *testing.T) {
 	s := start(t, nil)
-	m := s.send(t, "cv_1", map[string]any{"body": ephiBody})
+	s.send(t, "cv_1", map[string]any{"body": ephiBody})
 	s.send(t, "cv_1", map[string]any{"body": map[string]string{"text": "hi"}})
 	var c Contact
 	s.call(t, "POST", "/api/v1/contacts", map[string]any{"name": "n", "phone": "p1", "notes": "x"}, &c)
@@ -366,9 +366,6 @@ func TestIndexBesideStore(t *testing.T) {
 	}
 	if !strings.Contains(plan, "contacts_phone") {
 		t.Errorf("phone lookup plan %q does not use the contacts_phone index", plan)
-	}
-	if m.ID == "" {
-		t.Error("sent message has no id")
 	}
 }
 
