@@ -643,27 +643,11 @@ func compileOrgFrom(ps *problems, path string, of OrgFrom, r *Route) OrgSource {
 const MaxSelectors = 64
 
 func compileSelectors(ps *problems, path string, texts []string) []Selector {
-	if len(texts) > MaxSelectors {
-		ps.add(path, "%d selectors; at most %d per list (split the route)", len(texts), MaxSelectors)
-		return nil
-	}
-	var out []Selector
-	seen := map[string]bool{}
+	fields := make([]Field, len(texts))
 	for j, text := range texts {
-		p := fmt.Sprintf("%s[%d]", path, j)
-		s, err := ParseSelector(text)
-		if err != nil {
-			ps.add(p, "%v", err)
-			continue
-		}
-		if seen[text] {
-			ps.add(p, "selector %q is listed twice", text)
-			continue
-		}
-		seen[text] = true
-		out = append(out, s)
+		fields[j] = Field{Field: text}
 	}
-	return out
+	return compileFields(ps, path, fields, false)
 }
 
 // crossCheck validates what depends on more than one section.

@@ -91,10 +91,6 @@ func (p *Policy) compileSearch(ps *problems) {
 // compileFields compiles encrypt_request (terms false) or search_request
 // (terms true).
 func compileFields(ps *problems, path string, fields []Field, terms bool) []Selector {
-	texts := make([]string, len(fields))
-	for j, f := range fields {
-		texts[j] = f.Field
-	}
 	if len(fields) > MaxSelectors {
 		ps.add(path, "%d selectors; at most %d per list (split the route)", len(fields), MaxSelectors)
 		return nil

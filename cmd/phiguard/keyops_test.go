@@ -24,26 +24,13 @@ import (
 // leaves an audit record naming the operator.
 func TestKeyLifecycleCLI(t *testing.T) {
 	dir := t.TempDir()
-	ring, trail := filepath.Join(dir, "keyring"), filepath.Join(dir, "audit.jsonl")
-	polPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, polPath, `version: 1
-ingress: {upstream: "http://127.0.0.1:1"}
-keys: {keyring: "`+ring+`"}
-audit: {sinks: [{type: file, path: "`+trail+`"}]}
-orgs:
+	ring, trail, polPath := keysPolicy(t, dir, `orgs:
   - {id: org_a, rotate_every: 720h, retain: 2190d}
   - {id: org_b}
 routes:
   - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: ["form:Body"]}
 `)
-	cli := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := runCLI(t, args...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-		return out
-	}
+	cli := func(args ...string) string { t.Helper(); return mustRun(t, args...) }
 	cli("keys", "init", "-keyring", ring)
 	cli("keys", "create", "-config", polPath, "-org", "org_a")
 	cli("keys", "create", "-config", polPath, "-org", "org_b")
@@ -167,6 +154,29 @@ routes:
 	if !bytes.Contains(raw, []byte(`"operator":`)) || bytes.Contains(raw, []byte("old a")) {
 		t.Errorf("audit trail without operator, or with a value:\n%s", raw)
 	}
+}
+
+// keysPolicy writes DIR/policy.yaml with its keyring (DIR/keyring) and
+// audit trail (DIR/audit.jsonl) in dir, and rest (orgs, routes…) after them.
+func keysPolicy(t *testing.T, dir, rest string) (ring, trail, polPath string) {
+	t.Helper()
+	ring, trail, polPath = filepath.Join(dir, "keyring"), filepath.Join(dir, "audit.jsonl"), filepath.Join(dir, "policy.yaml")
+	writeFile(t, polPath, `version: 1
+ingress: {upstream: "http://127.0.0.1:1"}
+keys: {keyring: "`+ring+`"}
+audit: {sinks: [{type: file, path: "`+trail+`"}]}
+`+rest)
+	return ring, trail, polPath
+}
+
+// mustRun runs the CLI and returns its standard output; an error fails t.
+func mustRun(t *testing.T, args ...string) string {
+	t.Helper()
+	out, errOut, err := runCLI(t, args...)
+	if err != nil {
+		t.Fatalf("%v: %v\n%s", args, err, errOut)
+	}
+	return out
 }
 
 func hex8(id uint32) string { return fmt.Sprintf("%08x", id) }

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -20,26 +19,12 @@ import (
 // words value again, so lookups and searches find the stored rows; the
 // audit trail records the rotation.
 func TestSearchKeysCLI(t *testing.T) {
-	dir := t.TempDir()
-	ring, trail := filepath.Join(dir, "keyring"), filepath.Join(dir, "audit.jsonl")
-	polPath := filepath.Join(dir, "policy.yaml")
-	writeFile(t, polPath, `version: 1
-ingress: {upstream: "http://127.0.0.1:1"}
-keys: {keyring: "`+ring+`"}
-audit: {sinks: [{type: file, path: "`+trail+`"}]}
-search: {index_chars: 10}
+	ring, trail, polPath := keysPolicy(t, t.TempDir(), `search: {index_chars: 10}
 orgs: [{id: org_a}]
 routes:
   - {name: hook, match: {path: "/hooks/{org}"}, auth: none, org_from: {path_param: org}, encrypt_request: [{field: "form:Body", searchable: words}]}
 `)
-	cli := func(args ...string) string {
-		t.Helper()
-		out, errOut, err := runCLI(t, args...)
-		if err != nil {
-			t.Fatalf("%v: %v\n%s", args, err, errOut)
-		}
-		return out
-	}
+	cli := func(args ...string) string { t.Helper(); return mustRun(t, args...) }
 	cli("keys", "init", "-keyring", ring)
 	cli("keys", "create", "-config", polPath, "-org", "org_a")
 	if list := cli("keys", "list", "-config", polPath); !strings.Contains(list, "exact-match key") || !strings.Contains(list, "index key") {
