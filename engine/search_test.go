@@ -144,6 +144,12 @@ func TestSearchableWords(t *testing.T) {
 	if f := findField(rec, audit.ActionSearch, "query:q"); f == nil || f.Count != 2 || strings.Contains(q, "pain") {
 		t.Errorf("search record %+v, query %q", rec.Fields, q)
 	}
+	// Unicode variants of a word give its index word: full-width letters,
+	// capitals, accents.
+	fw, _, err := r.query(t, "alice", "q="+url.QueryEscape("ＣＨＥＳＴ"))
+	if v, _ := url.ParseQuery(fw); err != nil || !slices.Contains(parts, v.Get("q")) {
+		t.Errorf("full-width CHEST: %q (%v), want one of the stored index words", fw, err)
+	}
 	if q, _, _ := r.query(t, "alice", "any=chest+pain"); !strings.Contains(q, "+OR+") {
 		t.Errorf("join OR: %q", q)
 	}
