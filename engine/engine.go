@@ -151,10 +151,14 @@ type routePlan struct {
 	reqSels []policy.Selector
 	nEnc    int
 	// query are the route's query: search terms.
-	query   []policy.Selector
-	encJSON *codec.Matcher
-	encForm bool
-	dec     *codec.Matcher
+	query []policy.Selector
+	// refusedForm are form fields a request body may not hold (beside
+	// the method override): names the app could read as a search term
+	// that this body's form would not rewrite.
+	refusedForm []string
+	encJSON     *codec.Matcher
+	encForm     bool
+	dec         *codec.Matcher
 	// decrypts: the route's responses may carry plaintext PHI.
 	decrypts bool
 }
@@ -190,14 +194,16 @@ func New(o Options) (*Engine, error) {
 				reqSels = append(reqSels, s)
 			}
 		}
+		refusedJSON, refusedForm := searchAliases(r.SearchRequest, reqSels)
 		e.plans = append(e.plans, routePlan{
-			reqSels:  reqSels,
-			nEnc:     len(r.EncryptRequest),
-			query:    query,
-			encJSON:  codec.NewRequestMatcher(reqSels, methodOverrideField),
-			encForm:  codec.HasForm(reqSels),
-			dec:      codec.NewMatcher(r.DecryptResponse),
-			decrypts: len(r.DecryptResponse) > 0,
+			reqSels:     reqSels,
+			nEnc:        len(r.EncryptRequest),
+			query:       query,
+			refusedForm: refusedForm,
+			encJSON:     codec.NewRequestMatcher(reqSels, append(refusedJSON, methodOverrideField)...),
+			encForm:     codec.HasForm(reqSels),
+			dec:         codec.NewMatcher(r.DecryptResponse),
+			decrypts:    len(r.DecryptResponse) > 0,
 		})
 	}
 	return e, nil
@@ -343,15 +349,27 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		return err
 	}
 	x.decision = dec
-	if route == nil || !route.HasFieldActions() {
+	var plan *routePlan
+	if route != nil && route.HasFieldActions() {
+		plan = &e.plans[route.Index]
+	}
+	if e.pol.HasQuerySearch() {
+		if err := e.checkSearchParams(req.Header, query, path.decoded, plan); err != nil {
+			return err
+		}
+	}
+	if plan == nil {
 		return nil
 	}
-	x.plan = &e.plans[route.Index]
+	x.plan = plan
 	if err := checkChannels(req); err != nil {
 		return err
 	}
-	if err := checkQuery(query, route); err != nil {
+	if err := checkQuery(query, x.plan.reqSels); err != nil {
 		return err
+	}
+	if len(route.SearchRequest) > 0 && !dec.Reader {
+		return errNotSearcher
 	}
 	if len(x.plan.query) > 0 {
 		if x.query, err = x.sealQuery(ctx, req.Query); err != nil {
@@ -405,18 +423,19 @@ func checkChannels(req *Request) error {
 }
 
 // checkQuery refuses a query parameter the app could read as a field the
-// route encrypts: many frameworks merge the query into the body's
-// parameters, so it would be stored in plaintext.
-func checkQuery(query url.Values, route *policy.Route) error {
-	if len(route.EncryptRequest) == 0 {
+// route encrypts, or as a search term it takes in the body: many
+// frameworks merge the query into the body's parameters, so it would be
+// stored, or searched for, in plaintext.
+func checkQuery(query url.Values, sels []policy.Selector) error {
+	if len(sels) == 0 {
 		return nil
 	}
 	for name := range query {
 		if codec.FormNameTooDeep(name) {
 			return badRequest("a query parameter name nests deeper than %d levels", codec.MaxFormNameNesting)
 		}
-		if codec.QueryNameSelected(name, route.EncryptRequest) {
-			return badRequest("a query parameter names a field this route encrypts; send it in the body")
+		if codec.QueryNameSelected(name, sels) {
+			return badRequest("a query parameter names a field this route encrypts or a search term it takes in the body; send it in the body")
 		}
 	}
 	return nil

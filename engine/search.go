@@ -3,7 +3,9 @@ package engine
 import (
 	"bytes"
 	"context"
+	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 
 	"github.com/go-json-experiment/json/jsontext"
@@ -24,6 +26,76 @@ import (
 // exact-match key (ephi:d1:…), equal for equal normalized values. A search
 // term (search_request) becomes what the stored field holds: its index
 // words, joined as the route says, or its exact-match token.
+
+// errNotSearcher: the caller's role may not read the route's protected
+// fields, so it may not search them either: which rows match is itself
+// what they hold.
+var errNotSearcher = refusal.New(refusal.Forbidden, "the caller's role may not search this route's protected fields")
+
+// checkSearchParams keeps a search term from reaching the app untouched
+// on a request that the route rewriting it does not take (another
+// method, another route, none): such a request may not carry a query
+// parameter the app could read as one. And when any route takes search
+// terms in the query, the Referer header loses its query: a search
+// page's address would carry the term on every request after it.
+func (e *Engine) checkSearchParams(h http.Header, query url.Values, path string, plan *routePlan) error {
+	if ref := h.Get("Referer"); strings.ContainsAny(ref, "?#") {
+		ref, _, _ = strings.Cut(ref, "#")
+		ref, _, _ = strings.Cut(ref, "?")
+		h.Set("Referer", ref)
+	}
+	if len(query) == 0 {
+		return nil
+	}
+	for _, param := range e.pol.SearchParamsAt(path) {
+		if plan != nil && slices.ContainsFunc(plan.query, func(s policy.Selector) bool { return s.QueryName == param }) {
+			continue // rewritten (or refused as an alias) by sealQuery
+		}
+		for name := range query {
+			if codec.QueryNameReads(name, param) {
+				return badRequest("the search parameter %s is rewritten only on its search route; this request would forward it as written", param)
+			}
+		}
+	}
+	return nil
+}
+
+// searchAliases returns the body fields a route's request may not hold
+// because the app could read them as one of its search terms that the
+// body would carry untouched: a query: term's name, as a top-level JSON
+// member or a form field; a JSON term's name as a form field; a form
+// term's name as a top-level JSON member. Frameworks merge the query, JSON
+// and form parameters into one.
+func searchAliases(terms, reqSels []policy.Selector) (jsonNames []policy.Selector, form []string) {
+	jsonSelected := func(name string) bool {
+		return slices.ContainsFunc(reqSels, func(s policy.Selector) bool {
+			return !s.Form && len(s.Steps) == 1 && s.Steps[0].Kind == policy.StepChild && strings.EqualFold(s.Steps[0].Name, name)
+		})
+	}
+	formSelected := func(name string) bool {
+		return slices.ContainsFunc(reqSels, func(s policy.Selector) bool { return s.Form && strings.EqualFold(s.FormName, name) })
+	}
+	for _, t := range terms {
+		var name string
+		switch {
+		case t.Query:
+			name = t.QueryName
+		case t.Form:
+			name = t.FormName
+		case len(t.Steps) == 1 && t.Steps[0].Kind == policy.StepChild:
+			name = t.Steps[0].Name
+		default:
+			continue
+		}
+		if !t.Form && !formSelected(name) {
+			form = append(form, name)
+		}
+		if (t.Query || t.Form) && !jsonSelected(name) {
+			jsonNames = append(jsonNames, policy.Selector{Text: "$." + name, Steps: []policy.Step{{Kind: policy.StepChild, Name: name}}})
+		}
+	}
+	return jsonNames, form
+}
 
 // errNoWords: the search term holds no word the index has.
 var errNoWords = refusal.New(refusal.BadRequest, "the search term has no word phiguard indexes (words are letters and digits; stop words and short words are left out)")
@@ -158,6 +230,11 @@ func (x *Exchange) termFor(ctx context.Context, s *policy.Selector, text string)
 		x.rec.AddField(audit.ActionSearch, s.Text, "", 1)
 		return string(tok), nil
 	}
+	if n := x.indexWordsOnly(s, text); n > 0 {
+		// Already index words (the app's own "next page" link): as it is.
+		x.rec.AddField(audit.ActionSearch, s.Text, "", n)
+		return text, nil
+	}
 	words := search.Words(text, x.e.pol.Search.Words)
 	if len(words) == 0 {
 		return "", errNoWords
@@ -174,6 +251,23 @@ func (x *Exchange) termFor(ctx context.Context, s *policy.Selector, text string)
 	}
 	x.rec.AddField(audit.ActionSearch, s.Text, "", len(words))
 	return string(b), nil
+}
+
+// indexWordsOnly returns how many index words text holds if it is index
+// words of the policy's length and the words of s.Join alone (a term
+// phiguard made before, which the app echoes in its links), else 0.
+func (x *Exchange) indexWordsOnly(s *policy.Selector, text string) int {
+	n := 0
+	for _, f := range strings.Fields(text) {
+		switch {
+		case keys.IsIndexWord(f, x.e.pol.Search.IndexChars):
+			n++
+		case slices.Contains(strings.Fields(s.Join), f):
+		default:
+			return 0
+		}
+	}
+	return n
 }
 
 // sealQuery rewrites the query parameters the route's search_request

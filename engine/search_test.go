@@ -43,6 +43,10 @@ routes:
       - {field: "query:any", searchable: words, join: " OR "}
       - {field: "query:phone", searchable: exact, normalize: phone}
     decrypt_response: ["$.data[*].body"]
+    readers: [agent]
+  - name: preflight
+    match: {methods: [OPTIONS, DELETE], path: "/**"}
+    auth: none
   - name: find-json
     match: {methods: [POST], path: "/m/search"}
     search_request: [{field: "$.terms", searchable: words, join: " AND "}, {field: "form:q", searchable: words}]
@@ -123,6 +127,9 @@ func TestSearchableWords(t *testing.T) {
 	}
 	if f := findField(rec, audit.ActionIndex, "$.body"); f == nil || f.Count != 8 {
 		t.Errorf("record fields %+v: want index of 8 words on $.body", rec.Fields)
+	}
+	if encoded := rec.AppendJSON(nil); bytes.Contains(bytes.ToLower(encoded), []byte("chest")) || bytes.Contains(encoded, []byte(canary)) {
+		t.Errorf("the record holds a word: %s", encoded)
 	}
 
 	// The reader sees the text, never an index word.
@@ -297,6 +304,67 @@ func TestSearchTerms(t *testing.T) {
 	}
 	if q, _, err := r.query(t, "alice", "qq=chest&query=x"); err != nil || q != "qq=chest&query=x" {
 		t.Errorf("other parameters: %q %v", q, err)
+	}
+	// A term already made of index words (the app's next-page link) is
+	// forwarded as it is, not hashed again.
+	first, _, _ := r.query(t, "alice", "any=chest+pain&page=1")
+	next := strings.Replace(first, "page=1", "page=2", 1)
+	if again, _, err := r.query(t, "alice", next); err != nil || again != next {
+		t.Errorf("next page %q forwarded as %q (%v)", next, again, err)
+	}
+}
+
+// TestSearchTermsElsewhere: a search term the route would not rewrite
+// never reaches the app: in the body of a query-search route, in the
+// query of a body-search route, in the other body format, in a request
+// to the search path that another method or route takes, or in a Referer.
+func TestSearchTermsElsewhere(t *testing.T) {
+	r := searchRig(t)
+	ctx := context.Background()
+	for _, c := range []struct{ method, path, query, ctype, body string }{
+		{"GET", "/m", "", "application/json", `{"q":"chest"}`},
+		{"GET", "/m", "", "application/json", `{"Q":"chest"}`},
+		{"GET", "/m", "", "application/x-www-form-urlencoded", "q=chest"},
+		{"GET", "/m", "", "application/x-www-form-urlencoded", "q[]=chest"},
+		{"POST", "/m/search", "terms=chest", "application/json", `{"terms":"fever"}`},
+		{"POST", "/m/search", "q=chest", "application/x-www-form-urlencoded", "q=fever"},
+		{"POST", "/m/search", "", "application/x-www-form-urlencoded", "terms=chest"},
+		{"POST", "/m/search", "", "application/json", `{"q":"chest","terms":"fever"}`},
+		{"OPTIONS", "/m", "q=chest", "", ""},
+		{"DELETE", "/m", "Q=chest", "", ""},
+		{"POST", "/m", "phone=5551234567", "application/json", `{"note":"n"}`},
+	} {
+		req := request(c.method, c.path, "alice")
+		req.Query = c.query
+		if c.ctype != "" {
+			req.Header.Set("Content-Type", c.ctype)
+		}
+		x, err := r.eng.Begin(ctx, req)
+		if err == nil && c.body != "" {
+			_, err = x.SealRequest(ctx, req.Header, strings.NewReader(c.body), int64(len(c.body)))
+		}
+		x.Close()
+		if !errors.Is(err, refusal.BadRequest) {
+			t.Errorf("%s %s?%s %s: %v, want 400", c.method, c.path, c.query, c.body, err)
+		}
+	}
+	// Other parameters on other methods pass; a Referer loses its query.
+	req := request("OPTIONS", "/m", "")
+	req.Query = "page=2"
+	req.Header.Set("Referer", "https://app.example/search?q=chest#top")
+	x, err := r.eng.Begin(ctx, req)
+	x.Close()
+	if err != nil || req.Header.Get("Referer") != "https://app.example/search" {
+		t.Errorf("OPTIONS with page=2: %v; Referer %q", err, req.Header.Get("Referer"))
+	}
+}
+
+// TestSearchNeedsAReader: a caller whose role may not read the route's
+// fields may not search them: which rows match is what they hold.
+func TestSearchNeedsAReader(t *testing.T) {
+	r := searchRig(t)
+	if _, _, err := r.query(t, "vic", "q=chest"); !errors.Is(err, refusal.Forbidden) {
+		t.Errorf("a viewer's search: %v, want 403", err)
 	}
 }
 

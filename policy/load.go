@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"time"
 
@@ -68,8 +69,10 @@ type Policy struct {
 	Search SearchSettings
 
 	defaultAllow bool
-	orgs         map[string]bool
-	index        routeIndex
+	// querySearch are the routes with query: search terms.
+	querySearch []*Route
+	orgs        map[string]bool
+	index       routeIndex
 }
 
 // Route is a compiled route.
@@ -230,6 +233,9 @@ func (p *Policy) compile(ps *problems, dir string) {
 			}
 		}
 		p.Routes = append(p.Routes, r)
+		if slices.ContainsFunc(r.SearchRequest, func(s Selector) bool { return s.Query }) {
+			p.querySearch = append(p.querySearch, r)
+		}
 	}
 	p.crossCheck(ps)
 	p.index = buildIndex(p.Routes, f.CaseSensitivePaths)
@@ -598,8 +604,11 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	if rc.Deny != "" && (r.HasFieldActions() || len(rc.Readers) > 0 || rc.OrgFrom != nil) {
 		ps.add(base, "deny refuses every request of the route; field actions, readers and org_from would never apply")
 	}
-	if len(rc.Readers) > 0 && len(r.DecryptResponse) == 0 {
-		ps.add(base+".readers", "readers limit who sees decrypted values, but the route decrypts nothing (add decrypt_response)")
+	if len(rc.Readers) > 0 && len(r.DecryptResponse) == 0 && len(r.SearchRequest) == 0 {
+		ps.add(base+".readers", "readers limit who sees decrypted values and who may search, but the route decrypts nothing and takes no search term (add decrypt_response)")
+	}
+	if !r.AuthRequired && len(r.SearchRequest) > 0 {
+		ps.add(base+".auth", "auth: none with search_request would let anyone search protected fields")
 	}
 	if !r.AuthRequired && len(r.DecryptResponse) > 0 {
 		ps.add(base+".auth", "auth: none with decrypt_response would hand plaintext to anyone")

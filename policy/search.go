@@ -28,6 +28,33 @@ type SearchSettings struct {
 	PhoneRegion string
 }
 
+// HasQuerySearch reports whether any route takes search terms in its
+// query string.
+func (p *Policy) HasQuerySearch() bool { return len(p.querySearch) > 0 }
+
+// SearchParamsAt returns the query search parameters of every route whose
+// path takes path, whatever its methods: a request to path that another
+// route (or none) takes must not carry them, for nothing would rewrite
+// their plaintext terms.
+func (p *Policy) SearchParamsAt(path string) []string {
+	if len(p.querySearch) == 0 {
+		return nil
+	}
+	var segBuf [16]string
+	segs := appendSegments(segBuf[:0], path)
+	var out []string
+	for _, r := range p.querySearch {
+		if r.Path.matches(segs, p.File.CaseSensitivePaths) {
+			for _, s := range r.SearchRequest {
+				if s.Query {
+					out = append(out, s.QueryName)
+				}
+			}
+		}
+	}
+	return out
+}
+
 // DefaultSearch is the search section's settings when a policy leaves it
 // out.
 func DefaultSearch() SearchSettings {
