@@ -25,8 +25,9 @@ const (
 	// Phone reads a phone number and writes it in E.164 ("+15551234567");
 	// a number without a country code is read in the policy's region.
 	Phone = "phone"
-	// Email is Fold for an e-mail address, which must be one
-	// (local@domain, no display name).
+	// Email is an e-mail address (local@domain, no display name), trimmed
+	// and lower-cased. It is not folded: "Straße" stays a different
+	// mailbox from "strasse".
 	Email = "email"
 )
 
@@ -35,7 +36,10 @@ func Normalizations() []string { return []string{None, Trim, Fold, Phone, Email}
 
 // Errors of Normalize. They never carry the value.
 var (
-	ErrNotPhone = errors.New("not a phone number")
+	ErrNotPhone = errors.New("not a phone number that can be written in E.164 (a local number without its area code is not)")
+	// ErrPhoneExtension: the number has an extension, which E.164 cannot
+	// hold: sealing the number alone would lose it.
+	ErrPhoneExtension = errors.New("a phone number with an extension: keep the extension in a field of its own")
 	ErrNotEmail = errors.New("not an e-mail address")
 	ErrUnknown  = errors.New("unknown normalization")
 )
@@ -54,12 +58,15 @@ func Normalize(kind, v, region string) (string, error) {
 		return fold(v), nil
 	case Phone:
 		n, err := phonenumbers.Parse(v, region)
-		if err != nil || !phonenumbers.IsPossibleNumber(n) {
+		if err != nil || phonenumbers.IsPossibleNumberWithReason(n) != phonenumbers.IS_POSSIBLE {
 			return "", ErrNotPhone
+		}
+		if n.GetExtension() != "" {
+			return "", ErrPhoneExtension
 		}
 		return phonenumbers.Format(n, phonenumbers.E164), nil
 	case Email:
-		e := fold(v)
+		e := strings.ToLower(trim(v))
 		a, err := mail.ParseAddress(e)
 		if err != nil || a.Name != "" || a.Address != e || strings.Count(e, "@") != 1 {
 			return "", ErrNotEmail

@@ -24,7 +24,7 @@ func TestNormalize(t *testing.T) {
 		{Phone, "+44 20 7946 0018", "US", "+442079460018"},
 		{Phone, "５５５ １２３ ４５６７", "US", "+15551234567"},
 		{Email, "  Jane.Doe@Example.COM ", "", "jane.doe@example.com"},
-		{Email, "ＪＡＮＥ@example.com", "", "jane@example.com"},
+		{Email, "Straße@Example.com", "", "straße@example.com"},
 	} {
 		got, err := Normalize(c.kind, c.in, c.region)
 		if err != nil || got != c.want {
@@ -44,6 +44,9 @@ func TestNormalizeRefuses(t *testing.T) {
 		{Phone, "12", ErrNotPhone},
 		{Phone, "555-1234-5678-9999-0000", ErrNotPhone},
 		{Phone, "", ErrNotPhone},
+		{Phone, "555-1234", ErrNotPhone},
+		{Phone, "555-123-4567 ext. 89", ErrPhoneExtension},
+		{Phone, "(555) 123-4567 x12", ErrPhoneExtension},
 		{Email, "jane", ErrNotEmail},
 		{Email, "Jane <jane@example.com>", ErrNotEmail},
 		{Email, "a@b@example.com", ErrNotEmail},
@@ -85,6 +88,12 @@ func TestWords(t *testing.T) {
 		{"", WordOptions{}, nil},
 		{"头痛 headache", WordOptions{}, []string{"头痛", "headache"}},
 		{"bad \xff byte", WordOptions{}, []string{"bad", "byte"}},
+		{"किताब दर्द", WordOptions{}, []string{"किताब", "दर्द"}},
+		{"দাঁতের ব্যথা", WordOptions{}, []string{"দাঁতের", "ব্যথা"}},
+		{"வலி", WordOptions{}, []string{"வலி"}},
+		{"Ёлка ёлка елка", WordOptions{}, []string{"елка"}},
+		{"ꮪꭰ ᏚᎠ", WordOptions{}, []string{"ꮪꭰ"}},
+		{"ΣΟΦΟΣ σοφος σοφοσ", WordOptions{}, []string{"σοφοσ"}},
 	} {
 		if got := Words(c.text, c.o); !slices.Equal(got, c.want) {
 			t.Errorf("Words(%q, %+v) = %q, want %q", c.text, c.o, got, c.want)

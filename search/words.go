@@ -5,9 +5,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"golang.org/x/text/cases"
-	"golang.org/x/text/runes"
-	"golang.org/x/text/transform"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -24,17 +21,29 @@ type WordOptions struct {
 
 // Words returns the distinct words of text, in the order they first
 // appear, as index words are computed from them. A word is a run of
-// letters and digits (marks inside a word, as in "naïve", are dropped
-// with the accents: "naïve" and "naive" are one word); text is
-// normalized (NFKC) and case-folded first, so "Ｃｈｅｓｔ", "CHEST" and
-// "chest" are one word. Scripts written without spaces give runs, not
-// words.
+// letters, marks and digits. Text is normalized (NFKC) and case-folded,
+// so "Ｃｈｅｓｔ", "CHEST" and "chest" are one word; accents on Latin,
+// Greek and Cyrillic letters are dropped ("naïve" and "naive" are one
+// word), while the marks other scripts spell with (Devanagari vowel signs
+// and viramas, Bengali, Tamil…) are kept. Scripts written without spaces
+// give runs, not words.
 func Words(text string, o WordOptions) []string {
-	t := transform.Chain(norm.NFKD, runes.Remove(runes.In(unicode.Mn)), norm.NFC, cases.Fold())
-	folded, _, err := transform.String(t, text)
-	if err != nil {
-		folded = strings.ToLower(text) // the transformers fail only on invalid input, which ToLower keeps as it is
+	var b strings.Builder
+	var base rune
+	for _, r := range norm.NFKD.String(strings.ToValidUTF8(text, " ")) {
+		if unicode.Is(unicode.Mn, r) {
+			if unicode.In(base, unicode.Latin, unicode.Greek, unicode.Cyrillic) {
+				continue // an accent
+			}
+		} else {
+			base = r
+		}
+		b.WriteRune(r)
 	}
+	// Full case folding (ß to ss), then each letter to the lower case of
+	// its upper case: x/text folds some scripts (Cherokee) to upper case
+	// and back again, which would make one word two.
+	folded := strings.Map(func(r rune) rune { return unicode.ToLower(unicode.ToUpper(r)) }, folder.String(norm.NFC.String(b.String())))
 	var out []string
 	seen := map[string]bool{}
 	for _, w := range strings.FieldsFunc(folded, notWordRune) {
@@ -50,7 +59,7 @@ func Words(text string, o WordOptions) []string {
 	return out
 }
 
-func notWordRune(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) }
+func notWordRune(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) }
 
 // EnglishStopWords are the words Lucene's English analyzer leaves out:
 // too common to find anything by, and frequent enough to stand out in an
