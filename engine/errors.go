@@ -29,6 +29,7 @@ var (
 	errReadTimeout    = refusal.New(refusal.BodyTimeout, "the request body did not arrive in time")
 	errTooLarge       = refusal.New(refusal.TooLarge, "the body is larger than this route accepts")
 	errKeys           = refusal.New(refusal.KeysUnavailable, "encryption keys are unavailable; nothing was forwarded")
+	errNoSearchKeys   = refusal.New(refusal.KeysUnavailable, "this organization has no search keys yet (an operator runs phiguard keys rotate -org ID -search); nothing was forwarded")
 	errAudit          = refusal.New(refusal.AuditUnavailable, "the audit trail is unavailable; the request was refused")
 	errShredded       = refusal.New(refusal.Forbidden, "this organization's keys were shredded; its protected data is not accepted")
 	errUpstreamBody   = refusal.New(refusal.UpstreamUnreadable, "the upstream app answered with a body phiguard could not read; it was not passed on")

@@ -398,3 +398,37 @@ func TestIndexedTokenReveal(t *testing.T) {
 		}
 	}
 }
+
+// noSearchKeys is a keyring whose orgs have no search keys, as one made
+// before they existed.
+type noSearchKeys struct{ *ctxKeys }
+
+func (noSearchKeys) AppendEncryptExact(context.Context, []byte, string, []byte) ([]byte, error) {
+	return nil, keys.ErrNoSearchKeys
+}
+
+func (noSearchKeys) AppendIndexWord([]byte, string, []byte, int) ([]byte, error) {
+	return nil, keys.ErrNoSearchKeys
+}
+
+// TestNoSearchKeys: an org without search keys gets its searchable values
+// and search terms refused (503, naming the command that makes them),
+// never forwarded as they are.
+func TestNoSearchKeys(t *testing.T) {
+	r := searchRig(t)
+	eng, err := New(Options{Policy: r.eng.pol, Keys: noSearchKeys{r.keys}, Verifier: r.ver, Auditor: r.aud})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.eng = eng
+	for _, body := range []string{`{"body":"chest"}`, `{"phone":"5551234567"}`} {
+		_, _, err := r.seal(t, "alice", "/m", "application/json", body)
+		var re *refusal.Error
+		if !errors.As(err, &re) || re.Kind != refusal.KeysUnavailable || !strings.Contains(re.Reason, "keys rotate -org ID -search") {
+			t.Errorf("%s: %v", body, err)
+		}
+	}
+	if q, _, err := r.query(t, "alice", "q=chest"); !errors.Is(err, refusal.KeysUnavailable) {
+		t.Errorf("search: %q %v", q, err)
+	}
+}

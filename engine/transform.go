@@ -120,6 +120,10 @@ func (e *Engine) sealFailure(err error) error {
 	if errors.Is(err, keys.ErrShredded) {
 		return errShredded
 	}
+	if errors.Is(err, keys.ErrNoSearchKeys) {
+		e.log.Error("key operation failed", "err", err)
+		return errNoSearchKeys
+	}
 	return e.keyFailure(err)
 }
 

@@ -177,10 +177,42 @@ func Rewrap(ctx context.Context, dir, org string, p Provider, to Wrap) (Wrap, er
 // Retire destroys one key of org's keyset: the tokens it sealed never
 // open again. The primary key cannot be retired. Retire a key once every
 // token it sealed was re-encrypted (Reencrypt) or may be lost.
+// id may also name one of the org's search keys (keys list shows them),
+// once a rotation (RotateSearch) and a re-index made it unneeded.
 func Retire(ctx context.Context, dir, org string, p Provider, id uint32) error {
-	_, err := edit(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+	var inData bool
+	_, err := editSearch(ctx, dir, org, p, Wrap{}, func(m *keyset.Manager, keys []KeyInfo) ([]KeyInfo, error) {
+		if findKey(keys, id) == nil {
+			return keys, nil // perhaps a search key
+		}
+		inData = true
 		return retire(m, keys, id)
-	})
+	}, func(s *searchSets) (*searchSets, error) {
+		if inData {
+			return s, nil
+		}
+		if s != nil {
+			for _, ks := range []struct {
+				h    **keyset.Handle
+				keys *[]KeyInfo
+			}{{&s.exact, &s.exactKeys}, {&s.words, &s.wordsKeys}} {
+				if findKey(*ks.keys, id) == nil {
+					continue
+				}
+				m := keyset.NewManagerFromHandle(*ks.h)
+				keys, err := retire(m, *ks.keys, id)
+				if err != nil {
+					return nil, err
+				}
+				if *ks.h, err = m.Handle(); err != nil {
+					return nil, err
+				}
+				*ks.keys = keys
+				return s, nil
+			}
+		}
+		return nil, fmt.Errorf("key %08x: no such key", id)
+	}, true)
 	return err
 }
 

@@ -170,6 +170,30 @@ func TestRotateSearch(t *testing.T) {
 	if err := opens(k, "org_a", oldTok, "v"); err != nil {
 		t.Errorf("an exact token of the old key: %v", err)
 	}
+	// The old search keys retire like data keys; the primaries do not.
+	for _, id := range []uint32{info.ExactPrimary, info.WordsPrimary} {
+		if err := Retire(ctx, dir, "org_a", p, id); err == nil {
+			t.Errorf("retired the primary search key %08x", id)
+		}
+	}
+	if err := Retire(ctx, dir, "org_a", p, 0x01020304); err == nil {
+		t.Error("retired a key the org does not have")
+	}
+	for _, ks := range [][]KeyStatus{info.Exact, info.Words} {
+		if err := Retire(ctx, dir, "org_a", p, ks[0].ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	k = reopen(t, dir, p)
+	if info, _ := k.Info("org_a"); len(info.Exact) != 1 || len(info.Words) != 1 || info.Primary != dataBefore.Primary {
+		t.Errorf("after retiring the old search keys: %+v", info)
+	}
+	if _, err := k.Decrypt(ctx, "org_a", []byte(oldTok)); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("an exact token of a retired key: %v", err)
+	}
+	if err := opens(k, "org_a", rnd, "v"); err != nil {
+		t.Errorf("a data token after search keys retired: %v", err)
+	}
 }
 
 // TestSearchKeysetsBound: the search keysets are bound to their file. One
@@ -207,8 +231,26 @@ func TestSearchKeysetsBound(t *testing.T) {
 		}
 		write("org_a", current)
 	}
-	// Without its search member, the file's metadata no longer matches.
+	// Only the exact keyset of an older generation, sealed by the same
+	// data keys, under today's metadata: its own binding refuses it.
+	beforeSearch := read("org_a")
+	if _, err := RotateSearch(ctx, dir, "org_a", p); err != nil {
+		t.Fatal(err)
+	}
+	current = read("org_a")
+	var oldSearch, curSearch map[string]json.RawMessage
+	json.Unmarshal(beforeSearch["search"], &oldSearch)
+	json.Unmarshal(current["search"], &curSearch)
+	curSearch["exact"] = oldSearch["exact"]
 	m := read("org_a")
+	m["search"], _ = json.Marshal(curSearch)
+	write("org_a", m)
+	if _, err := Open(ctx, dir, p); err == nil {
+		t.Error("org_a with an older generation's exact keyset opened")
+	}
+	write("org_a", current)
+	// Without its search member, the file's metadata no longer matches.
+	m = read("org_a")
 	delete(m, "search")
 	write("org_a", m)
 	if _, err := Open(ctx, dir, p); err == nil {

@@ -59,9 +59,15 @@ func LooksLikeToken[T string | []byte](s T) bool {
 
 // TokenTag is the text every token of org's key id starts with, in any
 // store that keeps tokens as they are: searching an export for it finds
-// the tokens that key sealed.
+// the tokens that key sealed. ExactTokenTag is the same for an
+// exact-match key.
 func TokenTag(org string, id uint32) string {
 	return fmt.Sprintf("%s%s:%s:%08x:", tokenPrefix, tokenVersion, org, id)
+}
+
+// ExactTokenTag is TokenTag for the exact-match tokens (ephi:d1:…).
+func ExactTokenTag(org string, id uint32) string {
+	return fmt.Sprintf("%s%s:%s:%08x:", tokenPrefix, exactVersion, org, id)
 }
 
 // ParseToken splits a token into its parts without decrypting it.

@@ -55,14 +55,6 @@ func (p *Policy) SearchParamsAt(path string) []string {
 	return out
 }
 
-// DefaultSearch is the search section's settings when a policy leaves it
-// out.
-func DefaultSearch() SearchSettings {
-	p := &Policy{}
-	p.compileSearch(&problems{pos: map[string]position{}})
-	return p.Search
-}
-
 func (p *Policy) compileSearch(ps *problems) {
 	s := &p.File.Search
 	if s.IndexChars == 0 {

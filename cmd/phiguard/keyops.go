@@ -30,8 +30,9 @@ type keyOp struct {
 	p     keys.Provider
 	out   io.Writer
 	trail *cliTrail
-	// search is the policy's search settings (reencrypt's index words).
-	search policy.SearchSettings
+	// search is the policy's search settings (reencrypt's index words);
+	// nil without a policy.
+	search *policy.SearchSettings
 }
 
 func (o keyOp) create(org string) error {
@@ -101,7 +102,7 @@ func (o keyOp) retire(org, key, confirm string, scans []string, unscanned bool) 
 	if len(scans) > 0 {
 		var read int64
 		for _, name := range scans {
-			found, n, err := countTag(name, keys.TokenTag(org, uint32(id)))
+			found, n, err := countTag(name, keys.TokenTag(org, uint32(id)), keys.ExactTokenTag(org, uint32(id)))
 			if err != nil {
 				return err
 			}
@@ -122,9 +123,18 @@ func (o keyOp) retire(org, key, confirm string, scans []string, unscanned bool) 
 	return o.trail.record("key_retire", "org", org, "key", key, "evidence", evidence)
 }
 
-// countTag counts the occurrences of tag in the file name (- for stdin),
-// reading it in chunks, and says how many bytes it read.
-func countTag(name, tag string) (found, read int64, err error) {
+// tagForms are the ways an export may write a token's tag: as it is, its
+// colons percent-encoded (a URL, a form) or JSON-escaped.
+func tagForms(tag string) []string {
+	return []string{tag,
+		strings.ReplaceAll(tag, ":", "%3A"), strings.ReplaceAll(tag, ":", "%3a"),
+		strings.ReplaceAll(tag, ":", `\u003a`), strings.ReplaceAll(tag, ":", `\u003A`)}
+}
+
+// countTag counts the occurrences of the tags, in any of their forms (tagForms),
+// in the file name (- for stdin), reading it in chunks, and says how many
+// bytes it read.
+func countTag(name string, tags ...string) (found, read int64, err error) {
 	r := stdin
 	if name != "-" {
 		f, err := os.Open(name)
@@ -134,17 +144,38 @@ func countTag(name, tag string) (found, read int64, err error) {
 		defer f.Close()
 		r = f
 	}
-	needle := []byte(tag)
+	var needles [][]byte
+	longest := 0
+	for _, tag := range tags {
+		for _, t := range tagForms(tag) {
+			needles = append(needles, []byte(t))
+			longest = max(longest, len(t))
+		}
+	}
 	buf := make([]byte, 0, 256<<10)
+	kept := 0 // bytes at buf's start already searched
 	for {
-		// Keep the last len(needle)-1 bytes: a tag may straddle two reads.
 		n, err := r.Read(buf[len(buf):cap(buf)])
 		read += int64(n)
 		buf = buf[:len(buf)+n]
-		found += int64(bytes.Count(buf, needle))
-		if keep := len(needle) - 1; len(buf) > keep {
+		for _, nd := range needles {
+			// Count the occurrences that end past what was searched before.
+			for i := 0; ; {
+				j := bytes.Index(buf[i:], nd)
+				if j < 0 {
+					break
+				}
+				if i+j+len(nd) > kept {
+					found++
+				}
+				i += j + 1
+			}
+		}
+		// Keep the last longest-1 bytes: a tag may straddle two reads.
+		if keep := longest - 1; len(buf) > keep {
 			buf = buf[:copy(buf, buf[len(buf)-keep:])]
 		}
+		kept = len(buf)
 		if errors.Is(err, io.EOF) {
 			return found, read, nil
 		}
@@ -356,6 +387,9 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 		if tok.Kind() == '"' && keys.LooksLikeToken(tok.String()) {
 			s := tok.String()
 			switch next, err := reseal(o.ctx, ring, s, o.search); {
+			case errors.Is(err, errIndexNeedsPolicy):
+				bw.Flush()
+				return err
 			case err != nil:
 				kept++
 			case next == s:
@@ -383,12 +417,16 @@ func (o keyOp) reencrypt(in io.Reader, report io.Writer) error {
 	return o.trail.record("key_reencrypt", "rewritten", strconv.Itoa(rewritten), "current", strconv.Itoa(current), "kept", strconv.Itoa(kept))
 }
 
+// errIndexNeedsPolicy: index words are made with the policy's search
+// settings, which a run with -keyring alone does not have.
+var errIndexNeedsPolicy = usageError{"the input holds searchable values (a token followed by index words): making their index words again needs the policy's search settings; run keys reencrypt with -config"}
+
 // reseal opens tok and seals it again under its org's primary key (the
 // exact-match primary for an exact-match token); a token already under
 // the primary comes back unchanged. A searchable: words value (a token,
 // then index words) gets its index words made again from its plaintext
 // under the org's primary index key, with the policy's search settings.
-func reseal(ctx context.Context, ring *keys.Keyring, s string, ss policy.SearchSettings) (string, error) {
+func reseal(ctx context.Context, ring *keys.Keyring, s string, ss *policy.SearchSettings) (string, error) {
 	tok, words, indexed := strings.Cut(s, " ")
 	if indexed {
 		for w := range strings.SplitSeq(words, " ") {
@@ -426,6 +464,9 @@ func reseal(ctx context.Context, ring *keys.Keyring, s string, ss policy.SearchS
 	}
 	if err != nil || !indexed {
 		return string(out), err
+	}
+	if ss == nil {
+		return "", errIndexNeedsPolicy
 	}
 	text, err := jsontext.AppendUnquote(nil, pt)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -264,14 +266,19 @@ func TestKeysFlagConflicts(t *testing.T) {
 // export refuses the retire.
 func TestRetireScan(t *testing.T) {
 	tag := keys.TokenTag("org_a", 0x0badcafe)
+	escaped := strings.ReplaceAll(tag, ":", `\u003a`)
 	text := `id,body` + "\n" + `1,` + tag + `AAAA` + "\n" + `2,"{""b"":""` + tag + `BBBB""}"` + "\n" +
-		`3,` + keys.TokenTag("org_a", 0x0badcaff) + `CCCC,` + keys.TokenTag("org_b", 0x0badcafe) + "CCCC\n" + tag
-	stdin = iotest.OneByteReader(strings.NewReader(text))
-	defer func() { stdin = os.Stdin }()
-	found, read, err := countTag("-", tag)
-	if err != nil || found != 3 || read != int64(len(text)) {
-		t.Errorf("countTag: %d found, %d bytes read, %v; want 3, %d", found, read, err, len(text))
+		`3,` + keys.TokenTag("org_a", 0x0badcaff) + `CCCC,` + keys.TokenTag("org_b", 0x0badcafe) + "CCCC\n" + tag +
+		"\n4,https://x.example/?t=" + url.QueryEscape(tag+"DDDD") + "\n" + `{"e":"` + escaped + `EEEE"}` +
+		"\n5," + keys.ExactTokenTag("org_a", 0x0badcafe) + "FFFF"
+	for _, r := range map[string]io.Reader{"one byte at a time": iotest.OneByteReader(strings.NewReader(text)), "whole": strings.NewReader(text)} {
+		stdin = r
+		found, read, err := countTag("-", tag, keys.ExactTokenTag("org_a", 0x0badcafe))
+		if err != nil || found != 6 || read != int64(len(text)) {
+			t.Errorf("countTag: %d found, %d bytes read, %v; want 6, %d", found, read, err, len(text))
+		}
 	}
+	defer func() { stdin = os.Stdin }()
 	stdin = iotest.ErrReader(errors.New("disk gone"))
 	if _, _, err := countTag("-", tag); err == nil || !strings.Contains(err.Error(), "disk gone") {
 		t.Errorf("a failing read: %v", err)

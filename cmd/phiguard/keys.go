@@ -135,9 +135,9 @@ func cmdKeys(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		return err
 	}
 	defer trail.close()
-	op := keyOp{ctx: ctx, k: k, orgs: orgs, p: p, out: stdout, trail: trail, search: policy.DefaultSearch()}
+	op := keyOp{ctx: ctx, k: k, orgs: orgs, p: p, out: stdout, trail: trail}
 	if pol != nil {
-		op.search = pol.Search
+		op.search = &pol.Search
 	}
 	switch sub {
 	case "create":

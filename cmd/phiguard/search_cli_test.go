@@ -87,6 +87,11 @@ routes:
 	if !strings.Contains(errBuf.String(), "2 tokens sealed again") {
 		t.Errorf("report %q", errBuf.String())
 	}
+	// Without the policy, index words cannot be made again as it says.
+	stdin = strings.NewReader(row)
+	if _, _, err := runCLI(t, "keys", "reencrypt", "-keyring", ring); exitCode(err) != 2 || !strings.Contains(err.Error(), "-config") {
+		t.Errorf("reencrypt of searchable values without the policy: %v", err)
+	}
 	mustOpen(t, k, "org_a", strings.SplitN(got.Body, " ", 2)[0], "chest pain")
 	raw, _ := os.ReadFile(trail)
 	if !bytes.Contains(raw, []byte(`"event":"key_search_rotate"`)) || bytes.Contains(raw, []byte("chest")) {
