@@ -152,8 +152,8 @@ type routePlan struct {
 	nEnc    int
 	// query are the route's query: search terms.
 	query []policy.Selector
-	// refusedForm are form fields a request body may not hold (beside
-	// the method override): names the app could read as a search term
+	// refusedForm are form fields a request body may not hold: the
+	// method override, and names the app could read as a search term
 	// that this body's form would not rewrite.
 	refusedForm []string
 	encJSON     *codec.Matcher
@@ -199,7 +199,7 @@ func New(o Options) (*Engine, error) {
 			reqSels:     reqSels,
 			nEnc:        len(r.EncryptRequest),
 			query:       query,
-			refusedForm: refusedForm,
+			refusedForm: append(refusedForm, methodOverrideParam),
 			encJSON:     codec.NewRequestMatcher(reqSels, append(refusedJSON, methodOverrideField)...),
 			encForm:     codec.HasForm(reqSels),
 			dec:         codec.NewMatcher(r.DecryptResponse),

@@ -110,7 +110,7 @@ func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
 		}
 		// A JSON string of a token and index words: nothing in it is escaped.
 		return string(sealed[1 : len(sealed)-1]), nil
-	}, append(x.plan.refusedForm, methodOverrideParam)...)
+	}, x.plan.refusedForm...)
 	return out, err
 }
 
