@@ -535,7 +535,7 @@ func (x *Exchange) Refuse(ctx context.Context, err error) *refusal.Error {
 	x.rec.Decision = decisionOf(ref.Kind)
 	x.rec.Reason = ref.Reason
 	x.rec.Status = Status(ref.Kind)
-	x.out.Refusal = ref.Kind.Code()
+	x.out.Refusal = ref.ClientCode()
 	if !ref.Kind.Failure() {
 		x.rec.AddAction(audit.ActionDeny)
 	}

@@ -59,6 +59,7 @@ package identity
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -70,6 +71,7 @@ import (
 
 	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/tink-crypto/tink-go/v2/jwt"
+	"github.com/tink-crypto/tink-go/v2/subtle"
 )
 
 // Config says how to verify tokens and where the caller's attributes are.
@@ -101,6 +103,9 @@ type Config struct {
 	// RoleClaim names the claim that carries the caller's role; optional.
 	// A token whose role claim is missing or not a string has no role.
 	RoleClaim string
+	// MFAClaim names a boolean claim that, true, says the login used a
+	// second factor (besides the amr claim); optional.
+	MFAClaim string
 	// CacheSize bounds how many verified tokens are remembered, so that a
 	// token presented again costs no signature check and no claim check. 0
 	// means DefaultCacheSize; negative means no cache. Only tokens that
@@ -140,6 +145,13 @@ type Caller struct {
 	AMR []string
 	// Expires is the token's exp.
 	Expires time.Time
+	// IssuedAt is the token's iat; zero when it has none.
+	IssuedAt time.Time
+	// MFA: the token's MFA claim (Config.MFAClaim) is true.
+	MFA bool
+	// Session names the login the token belongs to: its sid claim, else
+	// its jti, else a digest of the token.
+	Session string
 }
 
 // Errors of Verify. Their text is safe to show a client.
@@ -387,7 +399,11 @@ func (v *Verifier) verify(keys *keySet, token string, now time.Time) (*Caller, e
 	if err := v.checkLifetime(vj, now); err != nil {
 		return nil, err
 	}
-	return v.caller(vj)
+	c, err := v.caller(vj)
+	if err == nil && c.Session == "" {
+		c.Session = "token:" + tokenDigest(token)
+	}
+	return c, err
 }
 
 // checkLifetime refuses a token issued in the future or, with
@@ -441,7 +457,19 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 	if err != nil {
 		return nil, ErrInvalidToken
 	}
-	return &Caller{Org: org, User: user, Role: role, AMR: amrClaim(vj), Expires: exp}, nil
+	c := &Caller{Org: org, User: user, Role: role, AMR: amrClaim(vj), Expires: exp}
+	if vj.HasIssuedAt() {
+		c.IssuedAt, _ = vj.IssuedAt() // checkLifetime has read it
+	}
+	if v.cfg.MFAClaim != "" {
+		c.MFA, _ = vj.BooleanClaim(v.cfg.MFAClaim)
+	}
+	if sid, err := vj.StringClaim("sid"); err == nil && sid != "" {
+		c.Session = "sid:" + sid
+	} else if jti, err := vj.JWTID(); err == nil && jti != "" {
+		c.Session = "jti:" + jti
+	}
+	return c, nil
 }
 
 // amrClaim reads the amr claim: an array of strings, or nil when the claim
@@ -535,4 +563,14 @@ func optionalClaim(vj *jwt.VerifiedJWT, name string) (string, error) {
 		return vj.JWTID()
 	}
 	return vj.StringClaim(name)
+}
+
+// tokenDigest names a token without its text: the hex of the first 16
+// bytes of its SHA-256.
+func tokenDigest(token string) string {
+	sum, err := subtle.ComputeHash(subtle.GetHashFunc("SHA256"), []byte(token))
+	if err != nil {
+		return ""
+	}
+	return hex.EncodeToString(sum[:16])
 }

@@ -36,6 +36,9 @@ type File struct {
 	// Search tunes searchable fields (encrypt_request items with
 	// searchable, and search_request).
 	Search Search `yaml:"search"`
+	// HIPAA sets the defaults of the orgs' HIPAA mode and what counts as
+	// a second factor.
+	HIPAA HIPAA `yaml:"hipaa"`
 	// Orgs lists the organizations whose PHI phiguard protects. A route
 	// with field actions refuses callers of any other organization.
 	Orgs []Org `yaml:"orgs"`
@@ -154,6 +157,9 @@ type Claims struct {
 	User string `yaml:"user"`
 	// Role is the role claim, matched against a route's readers. Default "role".
 	Role string `yaml:"role"`
+	// MFA names a boolean claim that, true, says the login used a second
+	// factor, for identity providers that do not fill amr. Optional.
+	MFA string `yaml:"mfa"`
 }
 
 // Keys configures where organization keys come from.
@@ -267,6 +273,14 @@ type Org struct {
 	// (database, backups, replicas) while the rest of each record stays.
 	// Default: keep forever. It must exceed rotate_every.
 	Retain time.Duration `yaml:"retain"`
+	// HIPAA puts the org in HIPAA mode: its callers need a login with a
+	// second factor (403 mfa_required), and, with enabled_at, a login
+	// made after it (401 session_terminated). Default hipaa.default.
+	HIPAA *bool `yaml:"hipaa"`
+	// EnabledAt is when HIPAA mode was switched on (RFC 3339): every
+	// token issued before it, or without iat, is refused, so switching it
+	// on ends every session at once. Optional.
+	EnabledAt time.Time `yaml:"enabled_at"`
 }
 
 // RouteConfig is one route as written.
@@ -296,6 +310,10 @@ type RouteConfig struct {
 	// Readers are the roles that see plaintext. Empty: every caller of the
 	// token's organization.
 	Readers []string `yaml:"readers"`
+	// AllowRoles are the only roles the route takes at all (403
+	// role_not_allowed for the others), whatever it touches. Empty: every
+	// role.
+	AllowRoles []string `yaml:"allow_roles"`
 	// Deny refuses the route with this reason (403); the app is never called.
 	Deny string `yaml:"deny"`
 }
@@ -322,6 +340,17 @@ type Field struct {
 	// Elasticsearch query_string), " & " or " | " for PostgreSQL
 	// to_tsquery.
 	Join string `yaml:"join"`
+}
+
+// HIPAA is the policy-wide part of HIPAA mode.
+type HIPAA struct {
+	// Default is the hipaa of every org that does not set its own.
+	// Default false.
+	Default bool `yaml:"default"`
+	// MFAMethods are the amr values (RFC 8176) of which a token must carry
+	// one to count as a login with a second factor. Default: mfa, otp,
+	// hwk, swk, sc, sms, tel, fpt, face, iris, retina, vbm.
+	MFAMethods []string `yaml:"mfa_methods"`
 }
 
 // Search tunes searchable fields for the whole policy.

@@ -153,6 +153,12 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 		if err := checkCaller(req); err != nil {
 			return d, err
 		}
+		if err := p.checkHIPAA(req.Caller); err != nil {
+			return d, err
+		}
+		if err := checkRole(r, req.Caller); err != nil {
+			return d, err
+		}
 	}
 	org, err := p.resolveOrg(r, params, req)
 	if err != nil {

@@ -21,6 +21,7 @@ type decoder struct {
 var (
 	durationType        = reflect.TypeOf(time.Duration(0))
 	fieldType           = reflect.TypeOf(Field{})
+	timeType            = reflect.TypeOf(time.Time{})
 	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 )
 
@@ -48,6 +49,20 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 	}
 	if v.Type() == durationType {
 		d.duration(n, path, v)
+		return
+	}
+	if v.Type() == timeType {
+		if n.Kind == yaml.ScalarNode && n.Tag == "!!timestamp" {
+			n.Tag = "!!str" // read as written, in RFC 3339 below
+		}
+		if s, ok := d.scalar(n, path, "!!str", "a time such as 2026-11-01T00:00:00Z"); ok {
+			t, err := time.Parse(time.RFC3339, s)
+			if err != nil {
+				d.ps.add(path, "want a time in RFC 3339 with its zone, such as 2026-11-01T00:00:00Z, got %q", s)
+				return
+			}
+			v.Set(reflect.ValueOf(t))
+		}
 		return
 	}
 	if reflect.PointerTo(v.Type()).Implements(textUnmarshalerType) {

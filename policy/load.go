@@ -69,6 +69,10 @@ type Policy struct {
 	Search SearchSettings
 
 	defaultAllow bool
+	// hipaa maps the orgs in HIPAA mode to their enabled_at (zero: none).
+	hipaa map[string]time.Time
+	// mfaMethods are the amr values that count as a second factor.
+	mfaMethods map[string]bool
 	// querySearch are the routes with query: search terms.
 	querySearch []*Route
 	orgs        map[string]bool
@@ -91,6 +95,8 @@ type Route struct {
 	SearchRequest []Selector
 	// Readers may see plaintext; nil means every caller of the org.
 	Readers map[string]bool
+	// AllowRoles are the only roles the route takes; nil: every role.
+	AllowRoles map[string]bool
 	// Deny, when set, refuses the route with this reason.
 	Deny string
 }
@@ -205,6 +211,8 @@ func (p *Policy) compile(ps *problems, dir string) {
 		f.Mask = DefaultMask
 	}
 	p.orgs = make(map[string]bool, len(f.Orgs))
+	p.hipaa = map[string]time.Time{}
+	p.compileHIPAA(ps)
 	for i, o := range f.Orgs {
 		if o.RotateEvery < 0 || o.Retain < 0 {
 			ps.add(fmt.Sprintf("orgs[%d]", i), "rotate_every and retain must not be negative")
@@ -218,6 +226,11 @@ func (p *Policy) compile(ps *problems, dir string) {
 			ps.add(path, "organization %q is listed twice", o.ID)
 		}
 		p.orgs[o.ID] = true
+		if o.HIPAA != nil && *o.HIPAA || o.HIPAA == nil && f.HIPAA.Default {
+			p.hipaa[o.ID] = o.EnabledAt
+		} else if !o.EnabledAt.IsZero() {
+			ps.add(fmt.Sprintf("orgs[%d].enabled_at", i), "enabled_at applies to an org in HIPAA mode (hipaa: true)")
+		}
 	}
 	names := map[string]int{}
 	for i := range f.Routes {
@@ -587,21 +600,21 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 			ps.add(fmt.Sprintf("%s.decrypt_response[%d]", base, j), "form selectors apply to request bodies; responses are JSON")
 		}
 	}
-	for j, role := range rc.Readers {
-		if role == "" {
-			ps.add(fmt.Sprintf("%s.readers[%d]", base, j), "empty role")
-			continue
+	r.Readers = roleSet(ps, base+".readers", rc.Readers)
+	r.AllowRoles = roleSet(ps, base+".allow_roles", rc.AllowRoles)
+	if len(r.AllowRoles) > 0 && !r.AuthRequired {
+		ps.add(base+".allow_roles", "allow_roles needs a caller, and auth: none has none")
+	}
+	for role := range r.Readers {
+		if len(r.AllowRoles) > 0 && !r.AllowRoles[role] {
+			ps.add(base+".readers", "reader role %q is not in allow_roles: it could never reach the route", role)
 		}
-		if r.Readers == nil {
-			r.Readers = map[string]bool{}
-		}
-		r.Readers[role] = true
 	}
 	if rc.OrgFrom != nil {
 		r.OrgFrom = compileOrgFrom(ps, base+".org_from", *rc.OrgFrom, r)
 	}
 	// Impossible combinations.
-	if rc.Deny != "" && (r.HasFieldActions() || len(rc.Readers) > 0 || rc.OrgFrom != nil) {
+	if rc.Deny != "" && (r.HasFieldActions() || len(rc.Readers) > 0 || len(rc.AllowRoles) > 0 || rc.OrgFrom != nil) {
 		ps.add(base, "deny refuses every request of the route; field actions, readers and org_from would never apply")
 	}
 	if len(rc.Readers) > 0 && len(r.DecryptResponse) == 0 && len(r.SearchRequest) == 0 {
@@ -617,6 +630,22 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 		ps.add(base+".org_from", "auth: none leaves no token to read the org claim from; take the org from a path_param or header")
 	}
 	return r
+}
+
+// roleSet compiles a list of roles; nil for none.
+func roleSet(ps *problems, path string, roles []string) map[string]bool {
+	var set map[string]bool
+	for j, role := range roles {
+		if role == "" {
+			ps.add(fmt.Sprintf("%s[%d]", path, j), "empty role")
+			continue
+		}
+		if set == nil {
+			set = map[string]bool{}
+		}
+		set[role] = true
+	}
+	return set
 }
 
 func compileOrgFrom(ps *problems, path string, of OrgFrom, r *Route) OrgSource {

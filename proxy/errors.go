@@ -41,5 +41,5 @@ func writeError(w http.ResponseWriter, r *refusal.Error, requestID string) {
 		h.Set("Retry-After", "1")
 	}
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Status: status, Code: r.Kind.Code(), Message: r.Reason, RequestID: requestID}})
+	json.NewEncoder(w).Encode(errorBody{Error: errorDetail{Status: status, Code: r.ClientCode(), Message: r.Reason, RequestID: requestID}})
 }

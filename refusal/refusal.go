@@ -79,6 +79,17 @@ type Error struct {
 	// Detail, when set, is a sentinel naming the refusal more finely
 	// (codec.ErrMalformed, identity.ErrClaims…), matched by errors.Is.
 	Detail error
+	// Code, when set, names the refusal more finely for clients and
+	// metrics than its kind does (mfa_required, session_terminated).
+	Code string
+}
+
+// ClientCode is the code clients and metrics see: Code, else the kind's.
+func (e *Error) ClientCode() string {
+	if e.Code != "" {
+		return e.Code
+	}
+	return e.Kind.Code()
 }
 
 // New returns a refusal of kind whose reason is format's text.
