@@ -486,3 +486,51 @@ func TestConfigRefused(t *testing.T) {
 		t.Errorf("got %v for no role claim, want accepted", err)
 	}
 }
+
+// TestLoginClaims: the caller carries the token's iat, the MFA claim
+// when configured and true, and a session id: sid, else jti, else a
+// digest of the token (never the token).
+func TestLoginClaims(t *testing.T) {
+	is := newIssuer(t, es256(t))
+	c := cfg()
+	c.MFAClaim = "mfa"
+	v, err := NewVerifierFromJWKS(c, is.jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iat := now.Add(-time.Minute).Truncate(time.Second)
+	for _, tc := range []struct {
+		name    string
+		custom  map[string]any
+		jti     string
+		iat     bool
+		mfa     bool
+		session string // prefix
+	}{
+		{"sid", map[string]any{"sid": "s-1", "mfa": true}, "j-1", true, true, "sid:s-1"},
+		{"jti", map[string]any{"mfa": false}, "j-1", true, false, "jti:j-1"},
+		{"neither", map[string]any{"mfa": "yes"}, "", false, false, "token:"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := claims(now.Add(time.Hour), tc.custom)
+			opts.CustomClaims["org_id"] = "org_a"
+			if tc.jti != "" {
+				opts.JWTID = &tc.jti
+			}
+			if tc.iat {
+				opts.IssuedAt = &iat
+			}
+			tok := is.sign(t, opts)
+			got, err := v.Verify(t.Context(), []string{"Bearer " + tok})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.MFA != tc.mfa || tc.iat != got.IssuedAt.Equal(iat) || tc.iat == got.IssuedAt.IsZero() {
+				t.Errorf("mfa %v iat %v; want %v, iat %v", got.MFA, got.IssuedAt, tc.mfa, tc.iat)
+			}
+			if !strings.HasPrefix(got.Session, tc.session) || strings.Contains(got.Session, tok) || tc.session == "token:" && len(got.Session) != len("token:")+32 {
+				t.Errorf("session %q, want %s…", got.Session, tc.session)
+			}
+		})
+	}
+}

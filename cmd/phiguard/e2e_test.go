@@ -142,13 +142,20 @@ func (s *stack) writeIdentities(t *testing.T) {
 	}
 	os.WriteFile(filepath.Join(s.dir, "jwks.json"), jwks, 0o644)
 	iss, aud := "https://auth.demo.example", "messaging-app"
-	exp := time.Now().Add(time.Hour)
+	exp, iat := time.Now().Add(time.Hour), time.Now().Add(-time.Minute)
 	for name, claims := range map[string]map[string]any{
-		"alice": {"org_id": "org_a", "role": "agent"},
-		"bob":   {"org_id": "org_b", "role": "agent"},
+		"alice":   {"org_id": "org_a", "role": "agent", "amr": []any{"pwd", "otp"}},
+		"bob":     {"org_id": "org_b", "role": "agent"},
+		"mallory": {"org_id": "org_a", "role": "agent", "amr": []any{"pwd"}},
+		"olivia":  {"org_id": "org_a", "role": "agent", "amr": []any{"pwd", "otp"}, "old": true},
+		"victor":  {"org_id": "org_a", "role": "viewer", "amr": []any{"hwk"}},
 	} {
 		sub := name
-		raw, _ := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &sub, ExpiresAt: &exp, CustomClaims: claims})
+		iat := iat
+		if claims["old"] == true {
+			iat = time.Date(2025, 12, 1, 0, 0, 0, 0, time.UTC) // before org_a's enabled_at
+		}
+		raw, _ := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &sub, ExpiresAt: &exp, IssuedAt: &iat, CustomClaims: claims})
 		tok, err := signer.SignAndEncode(raw)
 		if err != nil {
 			t.Fatal(err)

@@ -34,11 +34,18 @@ const (
 	caption   = "pathology report for J. Doe"
 )
 
-// demoUsers: name → org, role.
-var demoUsers = []struct{ name, org, role string }{
-	{"alice", "org_a", "agent"},   // a care agent of org_a
-	{"victor", "org_a", "viewer"}, // org_a staff who may not read PHI
-	{"bob", "org_b", "agent"},     // an agent of another clinic
+// demoUsers: name → org, role, the login's authentication methods (amr)
+// and how long ago it was made. org_a is in HIPAA mode since 2026-01-01.
+var demoUsers = []struct {
+	name, org, role string
+	amr             []any
+	age             time.Duration
+}{
+	{"alice", "org_a", "agent", []any{"pwd", "otp"}, time.Minute},           // a care agent of org_a
+	{"victor", "org_a", "viewer", []any{"pwd", "hwk"}, time.Minute},         // org_a staff who may not read PHI
+	{"bob", "org_b", "agent", []any{"pwd"}, time.Minute},                    // an agent of another clinic (not HIPAA mode)
+	{"mallory", "org_a", "agent", []any{"pwd"}, time.Minute},                // signed in with a password only
+	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour}, // a login from before HIPAA mode
 }
 
 type env struct {
@@ -122,6 +129,18 @@ func steps() []step {
 		{title: "org_a staff without a reader role (victor, viewer): masked", method: "GET", path: msgs, user: "victor",
 			check: func(e env, status int, body []byte) error {
 				return want(status == 200 && bytes.Contains(body, []byte("[protected]")) && !bytes.Contains(body, []byte(secret)), "want the mask, got %d %s", status, body)
+			}},
+		{title: "HIPAA mode: a login without a second factor (mallory, password only) gets 403 mfa_required", method: "GET", path: msgs, user: "mallory",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte(`"mfa_required"`)), "want 403 mfa_required, got %d %s", status, body)
+			}},
+		{title: "HIPAA mode: a login from before the org switched it on (olivia) gets 401 session_terminated", method: "GET", path: msgs, user: "olivia",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 401 && bytes.Contains(body, []byte(`"session_terminated"`)), "want 401 session_terminated, got %d %s", status, body)
+			}},
+		{title: "allow_roles: a viewer (victor) may not list contacts, 403 role_not_allowed", method: "GET", path: "/api/v1/contacts", user: "victor",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte(`"role_not_allowed"`)), "want 403 role_not_allowed, got %d %s", status, body)
 			}},
 		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
 			check: func(e env, status int, body []byte) error {
@@ -245,8 +264,9 @@ func writeIdentities(dir string) error {
 	iss, aud := "https://auth.demo.example", "messaging-app"
 	exp := time.Now().Add(12 * time.Hour)
 	for _, u := range demoUsers {
-		raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &u.name, ExpiresAt: &exp,
-			CustomClaims: map[string]any{"org_id": u.org, "role": u.role}})
+		iat := time.Now().Add(-u.age)
+		raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &u.name, ExpiresAt: &exp, IssuedAt: &iat,
+			CustomClaims: map[string]any{"org_id": u.org, "role": u.role, "amr": u.amr}})
 		if err != nil {
 			return err
 		}
