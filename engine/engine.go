@@ -253,7 +253,8 @@ type Exchange struct {
 	slot     bool
 	path     canonicalPath
 	method   string
-	query    string // to forward (Query)
+	query    string     // to forward (Query)
+	client   netip.Addr // the client's address (ClientAddr)
 	decision policy.Decision
 	plan     *routePlan
 	rec      audit.Record
@@ -290,7 +291,9 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 		Actions:   x.actions[:0],
 	}
 	if req.Peer.IsValid() {
-		x.rec.ClientIP = req.Peer.Addr().Unmap().String()
+		// Before the forwarding headers are stripped (sanitize).
+		x.client = clientAddr(req.Peer.Addr().Unmap(), req.Header, e.pol.TrustedProxies)
+		x.rec.ClientIP = x.client.String()
 	}
 	select {
 	case e.slots <- struct{}{}:
@@ -334,17 +337,23 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		Header:             req.Header.Values,
 		FromTrustedGateway: e.fromTrustedGateway(req.Peer),
 	}
+	caller := (*identity.Caller)(nil) // for the record
 	if e.pol.NeedsCaller(route) {
 		preq.Caller, preq.CallerErr = e.identify(ctx, req.Header)
-		if preq.Caller != nil {
-			x.rec.User, x.rec.Role = preq.Caller.User, preq.Caller.Role
-		}
+		caller = preq.Caller
+	} else if (route == nil || route.Deny != "") && len(req.Header.Values("Authorization")) > 0 {
+		// A refused request is recorded with who sent it, when a valid
+		// token says; the token decides nothing here.
+		caller, _ = e.identify(ctx, req.Header)
+	}
+	if caller != nil {
+		x.rec.User, x.rec.Role = caller.User, caller.Role
 	}
 	dec, err := e.pol.Decide(route, params, preq)
 	x.rec.Org = dec.Org
 	if err != nil {
-		if x.rec.Org == "" && preq.Caller != nil {
-			x.rec.Org = preq.Caller.Org
+		if x.rec.Org == "" && caller != nil {
+			x.rec.Org = caller.Org
 		}
 		return err
 	}
@@ -484,6 +493,10 @@ func (x *Exchange) ForwardAnswered() {
 
 // RequestID identifies the request in the audit trail, logs and answers.
 func (x *Exchange) RequestID() string { return x.rec.RequestID }
+
+// ClientAddr is the client's address: the peer's, or behind trusted
+// proxies the one their forwarding headers name; invalid when unknown.
+func (x *Exchange) ClientAddr() netip.Addr { return x.client }
 
 // Method is the method judged, to be forwarded.
 func (x *Exchange) Method() string { return x.method }

@@ -119,6 +119,12 @@ type Identity struct {
 	// TrustedGateways lists the peer addresses (CIDRs or single IPs)
 	// allowed to name the organization in a header (org_from: {header: …}).
 	TrustedGateways []string `yaml:"trusted_gateways"`
+	// TrustedProxies lists the peers (CIDRs or single IPs: an ingress, a
+	// load balancer) whose X-Forwarded-For or Forwarded header names the
+	// client: audit records then show the client's address, not the
+	// proxy's. The rightmost address that is not a trusted proxy is the
+	// client. Default none: the peer is the client.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 }
 
 // JWT configures bearer-token verification.

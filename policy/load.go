@@ -62,6 +62,8 @@ type Policy struct {
 	UpstreamProxy *url.URL
 	// TrustedGateways are the parsed identity.trusted_gateways.
 	TrustedGateways []netip.Prefix
+	// TrustedProxies are the parsed identity.trusted_proxies.
+	TrustedProxies []netip.Prefix
 	// SHA256 is the hex SHA-256 of the policy text, to tell which policy
 	// is in force (metrics, reload logs).
 	SHA256 string
@@ -504,16 +506,23 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 	if id.Claims.Role == "" {
 		id.Claims.Role = "role"
 	}
-	for i, s := range id.TrustedGateways {
-		path := fmt.Sprintf("identity.trusted_gateways[%d]", i)
+	p.TrustedGateways = parsePrefixes(ps, "identity.trusted_gateways", id.TrustedGateways)
+	p.TrustedProxies = parsePrefixes(ps, "identity.trusted_proxies", id.TrustedProxies)
+}
+
+// parsePrefixes parses a list of CIDRs and single IP addresses.
+func parsePrefixes(ps *problems, path string, list []string) []netip.Prefix {
+	var out []netip.Prefix
+	for i, s := range list {
 		if pfx, err := netip.ParsePrefix(s); err == nil {
-			p.TrustedGateways = append(p.TrustedGateways, pfx.Masked())
+			out = append(out, pfx.Masked())
 		} else if ip, err := netip.ParseAddr(s); err == nil {
-			p.TrustedGateways = append(p.TrustedGateways, netip.PrefixFrom(ip, ip.BitLen()))
+			out = append(out, netip.PrefixFrom(ip, ip.BitLen()))
 		} else {
-			ps.add(path, "want a CIDR or an IP address, got %q", s)
+			ps.add(fmt.Sprintf("%s[%d]", path, i), "want a CIDR or an IP address, got %q", s)
 		}
 	}
+	return out
 }
 
 func (p *Policy) compileAudit(ps *problems, dir string) {

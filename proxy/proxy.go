@@ -188,6 +188,10 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.RawQuery = x.Query()
 	pr.Out.Host = ""
 	pr.SetXForwarded()
+	if c := x.ClientAddr(); c.IsValid() && c != peer(pr.In).Addr().Unmap() {
+		// Behind trusted proxies: the app learns the client they named.
+		pr.Out.Header.Set("X-Forwarded-For", c.String()+", "+peer(pr.In).Addr().Unmap().String())
+	}
 	x.SetUpstreamHeaders(pr.Out.Header)
 }
 
