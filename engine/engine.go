@@ -349,6 +349,13 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	if caller != nil {
 		x.rec.User, x.rec.Role = caller.User, caller.Role
 	}
+	if e.pol.HasHIPAA() {
+		org := e.pol.KnownOrg(route, params, caller)
+		if err := e.checkPAT(req.Header, query, caller, org); err != nil {
+			x.rec.Org = org
+			return err
+		}
+	}
 	dec, err := e.pol.Decide(route, params, preq)
 	x.rec.Org = dec.Org
 	if err != nil {

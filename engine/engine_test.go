@@ -57,8 +57,9 @@ type ctxKey struct{}
 type callers struct {
 	mu   sync.Mutex
 	ctxs []any
-	// extra maps more Authorization values to the org of an agent.
-	extra map[string]string
+	// extra maps more Authorization values to the org of an agent; pats
+	// to the org of a token that says it is a personal access token.
+	extra, pats map[string]string
 }
 
 func (c *callers) Verify(ctx context.Context, auth []string) (*identity.Caller, error) {
@@ -67,6 +68,9 @@ func (c *callers) Verify(ctx context.Context, auth []string) (*identity.Caller, 
 	c.mu.Unlock()
 	if len(auth) > 0 && c.extra[auth[0]] != "" {
 		return &identity.Caller{Org: c.extra[auth[0]], User: auth[0], Role: "agent"}, nil
+	}
+	if len(auth) > 0 && c.pats[auth[0]] != "" {
+		return &identity.Caller{Org: c.pats[auth[0]], User: strings.TrimPrefix(auth[0], "Bearer "), Role: "agent", PAT: true}, nil
 	}
 	switch {
 	case len(auth) == 0:

@@ -106,6 +106,10 @@ type Config struct {
 	// MFAClaim names a boolean claim that, true, says the login used a
 	// second factor (besides the amr claim); optional.
 	MFAClaim string
+	// PATClaim names a string claim that, holding one of PATValues (in
+	// any letter case), marks a personal access token; optional.
+	PATClaim  string
+	PATValues []string
 	// CacheSize bounds how many verified tokens are remembered, so that a
 	// token presented again costs no signature check and no claim check. 0
 	// means DefaultCacheSize; negative means no cache. Only tokens that
@@ -152,6 +156,9 @@ type Caller struct {
 	// Session names the login the token belongs to: its sid claim, else
 	// its jti, else a digest of the token.
 	Session string
+	// PAT: the token says it is a personal access token
+	// (Config.PATClaim holds one of Config.PATValues).
+	PAT bool
 }
 
 // Errors of Verify. Their text is safe to show a client.
@@ -463,6 +470,12 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 	}
 	if v.cfg.MFAClaim != "" {
 		c.MFA, _ = vj.BooleanClaim(v.cfg.MFAClaim)
+	}
+	if v.cfg.PATClaim != "" {
+		if typ, err := vj.StringClaim(v.cfg.PATClaim); err == nil {
+			typ = strings.TrimSpace(typ)
+			c.PAT = slices.ContainsFunc(v.cfg.PATValues, func(p string) bool { return strings.EqualFold(p, typ) })
+		}
 	}
 	if sid, err := vj.StringClaim("sid"); err == nil && sid != "" {
 		c.Session = "sid:" + sid

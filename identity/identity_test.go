@@ -534,3 +534,25 @@ func TestLoginClaims(t *testing.T) {
 		})
 	}
 }
+
+// TestPATClaim: a token whose PAT claim holds one of the values, in any
+// letter case, is a PAT; any other value, type or no claim is not.
+func TestPATClaim(t *testing.T) {
+	is := newIssuer(t, es256(t))
+	c := cfg()
+	c.PATClaim, c.PATValues = "token_type", []string{"pat", "personal_access_token"}
+	v, err := NewVerifierFromJWKS(c, is.jwks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for typ, want := range map[any]bool{"pat": true, "PAT": true, " Personal_Access_Token ": true, "session": false, 1: false, nil: false} {
+		custom := map[string]any{"org_id": "org_a"}
+		if typ != nil {
+			custom["token_type"] = typ
+		}
+		got, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), custom))})
+		if err != nil || got.PAT != want {
+			t.Errorf("token_type %#v: PAT %v (%v), want %v", typ, got != nil && got.PAT, err, want)
+		}
+	}
+}

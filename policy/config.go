@@ -125,6 +125,9 @@ type Identity struct {
 	// proxy's. The rightmost address that is not a trusted proxy is the
 	// client. Default none: the peer is the client.
 	TrustedProxies []string `yaml:"trusted_proxies"`
+	// PATs describes personal access tokens and API keys, which HIPAA
+	// orgs may not use (403 pat_disabled) wherever they appear.
+	PATs PATs `yaml:"pats"`
 }
 
 // JWT configures bearer-token verification.
@@ -346,6 +349,24 @@ type Field struct {
 	// Elasticsearch query_string), " & " or " | " for PostgreSQL
 	// to_tsquery.
 	Join string `yaml:"join"`
+}
+
+// PATs describes where personal access tokens and API keys appear.
+// Names and prefixes match in any letter case.
+type PATs struct {
+	// Prefixes of opaque tokens (glpat-, ghp_, mmpat_…) in the
+	// Authorization header, a PAT header or a PAT query parameter.
+	Prefixes []string `yaml:"prefixes"`
+	// Headers whose presence is a PAT. Default X-Api-Key, Api-Key,
+	// Private-Token, X-Access-Token, X-Auth-Token.
+	Headers []string `yaml:"headers"`
+	// QueryParams whose presence is a PAT. Default access_token,
+	// api_key, apikey, private_token, token.
+	QueryParams []string `yaml:"query_params"`
+	// Claim of a verified token whose value in Values makes it a PAT.
+	// Default token_type, values pat and personal_access_token.
+	Claim  string   `yaml:"claim"`
+	Values []string `yaml:"values"`
 }
 
 // HIPAA is the policy-wide part of HIPAA mode.

@@ -3,7 +3,9 @@ package policy
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/refusal"
@@ -70,4 +72,56 @@ func checkRole(r *Route, c *identity.Caller) error {
 		return nil
 	}
 	return &refusal.Error{Kind: refusal.Forbidden, Code: CodeRoleNotAllowed, Reason: "the caller's role may not use this route"}
+}
+
+// CodePATDisabled is the client code of a refused personal access token.
+const CodePATDisabled = "pat_disabled"
+
+// Defaults of identity.pats.
+var (
+	DefaultPATHeaders     = []string{"X-Api-Key", "Api-Key", "Private-Token", "X-Access-Token", "X-Auth-Token"}
+	DefaultPATQueryParams = []string{"access_token", "api_key", "apikey", "private_token", "token"}
+	DefaultPATValues      = []string{"pat", "personal_access_token"}
+)
+
+func (p *Policy) compilePATs(ps *problems, pats *PATs) {
+	if pats.Headers == nil {
+		pats.Headers = slices.Clone(DefaultPATHeaders)
+	}
+	if pats.QueryParams == nil {
+		pats.QueryParams = slices.Clone(DefaultPATQueryParams)
+	}
+	if pats.Claim == "" {
+		pats.Claim = "token_type"
+	}
+	if pats.Values == nil {
+		pats.Values = slices.Clone(DefaultPATValues)
+	}
+	for _, l := range []struct {
+		path string
+		list []string
+	}{{"identity.pats.prefixes", pats.Prefixes}, {"identity.pats.headers", pats.Headers}, {"identity.pats.query_params", pats.QueryParams}, {"identity.pats.values", pats.Values}} {
+		for i, v := range l.list {
+			if strings.TrimSpace(v) == "" || strings.ContainsFunc(v, unicode.IsSpace) {
+				ps.add(fmt.Sprintf("%s[%d]", l.path, i), "want a word without spaces, got %q", v)
+			}
+		}
+	}
+}
+
+// HasHIPAA reports whether any org is in HIPAA mode.
+func (p *Policy) HasHIPAA() bool { return len(p.hipaa) > 0 }
+
+// KnownOrg is the org a request acts for as far as it can be told before
+// it is decided: the route's path parameter, else the caller's claim;
+// "" when neither says.
+func (p *Policy) KnownOrg(r *Route, params Params, c *identity.Caller) string {
+	if r != nil && r.OrgFrom.Kind == OrgFromPathParam {
+		org, _ := params.Get(r.OrgFrom.Name)
+		return org
+	}
+	if c != nil {
+		return c.Org
+	}
+	return ""
 }

@@ -506,6 +506,7 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 	if id.Claims.Role == "" {
 		id.Claims.Role = "role"
 	}
+	p.compilePATs(ps, &id.PATs)
 	p.TrustedGateways = parsePrefixes(ps, "identity.trusted_gateways", id.TrustedGateways)
 	p.TrustedProxies = parsePrefixes(ps, "identity.trusted_proxies", id.TrustedProxies)
 }

@@ -56,9 +56,10 @@ type env struct {
 type step struct {
 	title  string
 	method string
-	direct bool   // call the app directly, bypassing phiguard
-	admin  bool   // call phiguard's admin listener
-	pipe   string // shown after the curl line, e.g. "| grep x"
+	direct bool      // call the app directly, bypassing phiguard
+	admin  bool      // call phiguard's admin listener
+	pipe   string    // shown after the curl line, e.g. "| grep x"
+	header [2]string // one more request header: name, value
 	path   string
 	user   string
 	body   string
@@ -141,6 +142,11 @@ func steps() []step {
 		{title: "allow_roles: a viewer (victor) may not list contacts, 403 role_not_allowed", method: "GET", path: "/api/v1/contacts", user: "victor",
 			check: func(e env, status int, body []byte) error {
 				return want(status == 403 && bytes.Contains(body, []byte(`"role_not_allowed"`)), "want 403 role_not_allowed, got %d %s", status, body)
+			}},
+		{title: "HIPAA mode: an API key in the X-Api-Key header gets 403 pat_disabled, audited with alice's name, never the key", method: "GET", path: msgs, user: "alice",
+			header: [2]string{"X-Api-Key", "mmpat_4f9c2d"},
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte(`"pat_disabled"`)), "want 403 pat_disabled, got %d %s", status, body)
 			}},
 		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
 			check: func(e env, status int, body []byte) error {
@@ -359,6 +365,9 @@ func printSteps(w io.Writer, e env) {
 			if s.user != "" {
 				fmt.Fprintf(w, ` -H "Authorization: Bearer $(cat $D/%s.jwt)"`, s.user)
 			}
+			if s.header[0] != "" {
+				fmt.Fprintf(w, ` -H '%s: %s'`, s.header[0], s.header[1])
+			}
 			if s.body != "" {
 				fmt.Fprintf(w, ` -H 'Content-Type: application/json' -d '%s'`, s.body)
 			}
@@ -409,6 +418,9 @@ func send(ctx context.Context, client *http.Client, e env, s step) (int, []byte,
 	}
 	if s.body != "" {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if s.header[0] != "" {
+		req.Header.Set(s.header[0], s.header[1])
 	}
 	if s.user != "" {
 		tok, err := os.ReadFile(filepath.Join(e.dir, s.user+".jwt"))
