@@ -23,6 +23,9 @@ const (
 	// exact-match token (Count: how many words).
 	ActionSearch = "search"
 	ActionDeny   = "deny"
+	// ActionBreakGlass: a caller outside the route's readers read
+	// plaintext, giving a reason (Record.BreakGlass).
+	ActionBreakGlass = "break_glass"
 )
 
 // Decisions a record can carry.
@@ -53,6 +56,9 @@ type Record struct {
 	Fields   []Field  `json:"fields,omitempty"`
 	Decision string   `json:"decision"`
 	Reason   string   `json:"reason,omitempty"`
+	// BreakGlass is the reason a caller gave to read what its role may
+	// not (break-glass), as given; action break_glass marks the record.
+	BreakGlass string `json:"break_glass,omitempty"`
 	// Status is what phiguard answered the client.
 	Status int `json:"status"`
 	// UpstreamStatus is what the app answered, when it was called.

@@ -57,6 +57,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = append(dst, `,"decision":`...)
 	dst = appendString(dst, r.Decision)
 	dst = appendNonEmpty(dst, `,"reason":`, r.Reason)
+	dst = appendNonEmpty(dst, `,"break_glass":`, r.BreakGlass)
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	if r.UpstreamStatus != 0 {

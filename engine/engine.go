@@ -365,6 +365,13 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		return err
 	}
 	x.decision = dec
+	if e.pol.File.HIPAA.BreakGlassHeader != "" {
+		req.Header.Del(e.pol.File.HIPAA.BreakGlassHeader) // phiguard's, never the app's
+	}
+	if dec.BreakGlass != "" {
+		x.rec.AddAction(audit.ActionBreakGlass)
+		x.rec.BreakGlass = dec.BreakGlass
+	}
 	var plan *routePlan
 	if route != nil && route.HasFieldActions() {
 		plan = &e.plans[route.Index]

@@ -323,6 +323,11 @@ type RouteConfig struct {
 	// role_not_allowed for the others), whatever it touches. Empty: every
 	// role.
 	AllowRoles []string `yaml:"allow_roles"`
+	// BreakGlass are roles, outside readers, that may read plaintext in
+	// an emergency by giving a reason in the hipaa.break_glass_header
+	// header: each such request is audited as break_glass with the
+	// reason. Without a reason they see the mask, as any non-reader.
+	BreakGlass []string `yaml:"break_glass"`
 	// Deny refuses the route with this reason (403); the app is never called.
 	Deny string `yaml:"deny"`
 }
@@ -378,6 +383,9 @@ type HIPAA struct {
 	// one to count as a login with a second factor. Default: mfa, otp,
 	// hwk, swk, sc, sms, tel, fpt, face, iris, retina, vbm.
 	MFAMethods []string `yaml:"mfa_methods"`
+	// BreakGlassHeader carries a break-glass reason (routes'
+	// break_glass). Default X-Break-Glass-Reason. It never reaches the app.
+	BreakGlassHeader string `yaml:"break_glass_header"`
 }
 
 // Search tunes searchable fields for the whole policy.

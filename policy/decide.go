@@ -49,6 +49,9 @@ type Decision struct {
 	Org string
 	// Reader: the caller may see decrypted values.
 	Reader bool
+	// BreakGlass is the reason a caller outside the readers gave to read
+	// (the route's break_glass); Reader is then true. "" otherwise.
+	BreakGlass string
 }
 
 // CanonicalMethod returns method as phiguard judges and forwards it:
@@ -169,6 +172,11 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 		return d, refuse(ErrForbidden, "organization is not enrolled in the policy")
 	}
 	d.Reader = r.Readers == nil || req.Caller != nil && r.Readers[req.Caller.Role]
+	if !d.Reader && req.Caller != nil && r.BreakGlass[req.Caller.Role] && req.Header != nil {
+		if reason := breakGlassReason(req.Header(p.File.HIPAA.BreakGlassHeader)); reason != "" {
+			d.Reader, d.BreakGlass = true, reason
+		}
+	}
 	return d, nil
 }
 

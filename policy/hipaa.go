@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"time"
@@ -25,6 +26,10 @@ const (
 
 func (p *Policy) compileHIPAA(ps *problems) {
 	h := &p.File.HIPAA
+	if h.BreakGlassHeader == "" {
+		h.BreakGlassHeader = "X-Break-Glass-Reason"
+	}
+	h.BreakGlassHeader = http.CanonicalHeaderKey(h.BreakGlassHeader)
 	if h.MFAMethods == nil {
 		h.MFAMethods = slices.Clone(DefaultMFAMethods)
 	}
@@ -124,4 +129,27 @@ func (p *Policy) KnownOrg(r *Route, params Params, c *identity.Caller) string {
 		return c.Org
 	}
 	return ""
+}
+
+// maxBreakGlassReason bounds a break-glass reason, in runes.
+const maxBreakGlassReason = 200
+
+// breakGlassReason returns the reason a request gives for a break-glass
+// read: the header's first value, control characters dropped, white space
+// trimmed, at most maxBreakGlassReason runes; "" for none.
+func breakGlassReason(values []string) string {
+	if len(values) == 0 {
+		return ""
+	}
+	r := strings.Map(func(c rune) rune {
+		if unicode.IsControl(c) {
+			return ' '
+		}
+		return c
+	}, strings.ToValidUTF8(values[0], ""))
+	r = strings.Join(strings.Fields(r), " ")
+	if rs := []rune(r); len(rs) > maxBreakGlassReason {
+		r = string(rs[:maxBreakGlassReason])
+	}
+	return r
 }

@@ -99,6 +99,8 @@ type Route struct {
 	Readers map[string]bool
 	// AllowRoles are the only roles the route takes; nil: every role.
 	AllowRoles map[string]bool
+	// BreakGlass are the roles that may read with a reason; nil: none.
+	BreakGlass map[string]bool
 	// Deny, when set, refuses the route with this reason.
 	Deny string
 }
@@ -612,6 +614,15 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	}
 	r.Readers = roleSet(ps, base+".readers", rc.Readers)
 	r.AllowRoles = roleSet(ps, base+".allow_roles", rc.AllowRoles)
+	r.BreakGlass = roleSet(ps, base+".break_glass", rc.BreakGlass)
+	if len(r.BreakGlass) > 0 && (len(r.DecryptResponse) == 0 || !r.AuthRequired) {
+		ps.add(base+".break_glass", "break_glass lets roles read plaintext with a reason, but the route decrypts nothing or has no caller")
+	}
+	for role := range r.BreakGlass {
+		if r.Readers == nil || r.Readers[role] {
+			ps.add(base+".break_glass", "role %q already reads plaintext (readers): break_glass is for roles outside readers", role)
+		}
+	}
 	if len(r.AllowRoles) > 0 && !r.AuthRequired {
 		ps.add(base+".allow_roles", "allow_roles needs a caller, and auth: none has none")
 	}

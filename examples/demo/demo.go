@@ -46,6 +46,7 @@ var demoUsers = []struct {
 	{"bob", "org_b", "agent", []any{"pwd"}, time.Minute},                    // an agent of another clinic (not HIPAA mode)
 	{"mallory", "org_a", "agent", []any{"pwd"}, time.Minute},                // signed in with a password only
 	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour}, // a login from before HIPAA mode
+	{"carla", "org_a", "clinician", []any{"pwd", "otp"}, time.Minute},       // not a reader; may break the glass
 }
 
 type env struct {
@@ -147,6 +148,13 @@ func steps() []step {
 			header: [2]string{"X-Api-Key", "mmpat_4f9c2d"},
 			check: func(e env, status int, body []byte) error {
 				return want(status == 403 && bytes.Contains(body, []byte(`"pat_disabled"`)), "want 403 pat_disabled, got %d %s", status, body)
+			}},
+		{title: "Break-glass: a clinician (carla, not a reader) reads the message by giving a reason, audited as break_glass", method: "GET", path: msgs, user: "carla",
+			header: [2]string{"X-Break-Glass-Reason", "patient unresponsive in ED"},
+			check: func(e env, status int, body []byte) error {
+				raw, _ := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
+				return want(status == 200 && bytes.Contains(body, []byte(secret)) && bytes.Contains(raw, []byte(`"break_glass":"patient unresponsive in ED"`)),
+					"want 200 with the plaintext and a break_glass record, got %d %s", status, body)
 			}},
 		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
 			check: func(e env, status int, body []byte) error {
