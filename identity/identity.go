@@ -62,6 +62,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -126,6 +127,17 @@ type Config struct {
 	CacheTTL time.Duration
 	// Stats receives the verifier's counts; nil gives it its own.
 	Stats *Stats
+	// JWKSURL, for NewVerifierFromURL, is where the key set is fetched
+	// (https, or http on loopback). JWKSRefresh is how often (default
+	// 10m); JWKSMinInterval the least time between two fetches for
+	// unknown kids (default 30s). JWKSClient fetches (nil: a client with
+	// a 5s timeout). OnJWKSError hears of a fetch that failed; the last
+	// good set stays in force.
+	JWKSURL         string
+	JWKSRefresh     time.Duration
+	JWKSMinInterval time.Duration
+	JWKSClient      *http.Client
+	OnJWKSError     func(error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -207,6 +219,7 @@ type Verifier struct {
 	// the old one caches into the old cache, which no later one reads.
 	state atomic.Pointer[verifierState]
 	stats *Stats
+	src   *jwksSource // nil: the key set came from a file
 }
 
 // Stats counts what verifiers did. One Stats may be shared by the
@@ -366,6 +379,15 @@ func (v *Verifier) Verify(ctx context.Context, authorization []string) (*Caller,
 		}
 	}
 	c, err := v.verify(st.keys, token, now)
+	if err != nil && v.src != nil && st.keys.unknownKID(token) {
+		// A kid the set does not have: the issuer may have rotated. Fetch
+		// (rate-limited) and try once more with what is then in force.
+		v.fetch(ctx, false)
+		if next := v.state.Load(); next != st {
+			st = next
+			c, err = v.verify(st.keys, token, now)
+		}
+	}
 	if err != nil {
 		v.stats.invalid.Add(1)
 		return nil, err

@@ -181,3 +181,14 @@ func (ks *keySet) verify(token string, val *jwt.Validator) (*jwt.VerifiedJWT, er
 	}
 	return nil, ErrInvalidToken
 }
+
+// unknownKID reports whether token's header names a kid the set does not
+// have.
+func (ks *keySet) unknownKID(token string) bool {
+	h, err := readHeader(token)
+	if err != nil || h.KID == nil {
+		return false
+	}
+	_, ok := ks.byKID[*h.KID]
+	return !ok
+}

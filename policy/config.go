@@ -133,8 +133,17 @@ type Identity struct {
 // JWT configures bearer-token verification.
 type JWT struct {
 	// JWKS is a JSON Web Key Set file with the issuer's public keys
-	// (RS256/384/512, PS256/384/512, ES256/384/512). Required.
+	// (RS256/384/512, PS256/384/512, ES256/384/512). It, or JWKSURL, is
+	// required.
 	JWKS string `yaml:"jwks"`
+	// JWKSURL is where the issuer publishes its key set (https, or http
+	// on loopback): fetched at start (which fails without it), every
+	// JWKSRefresh, and at once when a token names a kid the set lacks
+	// (a rotation), at most every 30s. A failed fetch keeps the last good
+	// set and is logged, never shown to clients.
+	JWKSURL string `yaml:"jwks_url"`
+	// JWKSRefresh is how often JWKSURL is fetched. Default 10m.
+	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
 	// Issuer, when set, must equal the token's iss claim.
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must be among the token's aud claim.

@@ -478,10 +478,27 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 		return
 	}
 	if id.JWT != nil {
-		if id.JWT.JWKS == "" {
-			ps.add("identity.jwt", "identity.jwt.jwks is required")
+		switch {
+		case id.JWT.JWKS == "" && id.JWT.JWKSURL == "":
+			ps.add("identity.jwt", "identity.jwt.jwks (a file) or jwks_url is required")
+		case id.JWT.JWKS != "" && id.JWT.JWKSURL != "":
+			ps.add("identity.jwt.jwks_url", "name the key set once: jwks (a file) or jwks_url, not both")
+		case id.JWT.JWKSURL != "":
+			// Public keys, but whoever answers chooses whom phiguard
+			// believes: TLS, except on loopback.
+			if u, err := url.Parse(id.JWT.JWKSURL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+				ps.add("identity.jwt.jwks_url", "want an https:// URL (http:// only to a loopback address), got %q", id.JWT.JWKSURL)
+			}
 		}
-		id.JWT.JWKS = resolve(dir, id.JWT.JWKS)
+		if id.JWT.JWKSRefresh < 0 || id.JWT.JWKSRefresh > 0 && id.JWT.JWKSRefresh < time.Minute {
+			ps.add("identity.jwt.jwks_refresh", "want 1m or more, got %s", id.JWT.JWKSRefresh)
+		}
+		if id.JWT.JWKSRefresh == 0 {
+			id.JWT.JWKSRefresh = 10 * time.Minute
+		}
+		if id.JWT.JWKS != "" {
+			id.JWT.JWKS = resolve(dir, id.JWT.JWKS)
+		}
 		switch {
 		case id.JWT.ClockSkew == 0:
 			id.JWT.ClockSkew = DefaultClockSkew

@@ -60,8 +60,11 @@ type sidecar struct {
 	verified     time.Time // when every keyset was last unwrapped; under mu
 	keysComplete atomic.Bool
 
-	cert       atomic.Pointer[tls.Certificate] // ingress.tls's, when set
-	certDigest string                          // of the files cert was read from; under certMu
+	cert atomic.Pointer[tls.Certificate] // ingress.tls's, when set
+	// stopJWKS stops the refresh of the verifier in force's JWKS URL.
+	jwksMu     sync.Mutex
+	stopJWKS   context.CancelFunc
+	certDigest string // of the files cert was read from; under certMu
 	certMu     sync.Mutex
 }
 
@@ -97,6 +100,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		return nil, err
 	}
 	sc.proxy = p
+	sc.runJWKS(v)
 	sc.pol.Store(pol)
 	sc.metrics.SetPolicy(pol)
 	sc.ready.Store(true)
@@ -125,13 +129,24 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 	}
 	var v engine.Verifier
 	if id := pol.File.Identity; id != nil && id.JWT != nil {
-		ver, err := identity.NewVerifier(identity.Config{
+		cfg := identity.Config{
 			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
 			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
 			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role, MFAClaim: id.Claims.MFA,
 			PATClaim: id.PATs.Claim, PATValues: id.PATs.Values,
-			Stats: sc.jwt,
-		})
+			Stats:   sc.jwt,
+			JWKSURL: id.JWT.JWKSURL, JWKSRefresh: id.JWT.JWKSRefresh,
+			OnJWKSError: func(err error) {
+				sc.log.Warn("JWKS fetch failed; the last good key set stays in force", "err", err)
+			},
+		}
+		var ver *identity.Verifier
+		var err error
+		if cfg.JWKSURL != "" {
+			ver, err = identity.NewVerifierFromURL(ctx, cfg)
+		} else {
+			ver, err = identity.NewVerifier(cfg)
+		}
 		if err != nil {
 			return nil, nil, nil, err
 		}
@@ -284,7 +299,28 @@ const closeTimeout = 10 * time.Second
 // Close flushes and closes the file sinks, waiting for their writes in
 // progress at most closeTimeout: a sink whose write hangs does not keep
 // the process from exiting, and says so.
+// runJWKS keeps the key set of v current, if it comes from a URL, until
+// another verifier replaces it or the sidecar closes.
+func (sc *sidecar) runJWKS(v engine.Verifier) {
+	sc.jwksMu.Lock()
+	defer sc.jwksMu.Unlock()
+	if sc.stopJWKS != nil {
+		sc.stopJWKS()
+		sc.stopJWKS = nil
+	}
+	if ver, ok := v.(*identity.Verifier); ok {
+		ctx, cancel := context.WithCancel(context.Background())
+		sc.stopJWKS = cancel
+		go ver.Run(ctx)
+	}
+}
+
 func (sc *sidecar) Close() error {
+	sc.jwksMu.Lock()
+	if sc.stopJWKS != nil {
+		sc.stopJWKS()
+	}
+	sc.jwksMu.Unlock()
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
@@ -360,6 +396,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 		sc.useKeyring(ring)
 	}
 	sc.proxy.SetEngine(eng)
+	sc.runJWKS(v)
 	sc.pol.Store(next)
 	sc.seen, sc.lastFailure = digest, ""
 	sc.log.Info("policy reloaded", "cause", cause, "sha256", next.SHA256, "routes", len(next.Routes), "restart_required", restart)
