@@ -406,11 +406,46 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	return nil
 }
 
+// cookieToken returns the value of the cookie name, the token of a
+// browser session; "" when there is none. Two cookies of that name are
+// refused: which one the app reads is up to the app.
+func cookieToken(h http.Header, name string) (string, error) {
+	var found []string
+	for _, line := range h.Values("Cookie") {
+		cookies, err := http.ParseCookie(line)
+		if err != nil {
+			continue // the app's cookies are the app's business
+		}
+		for _, c := range cookies {
+			if c.Name == name {
+				found = append(found, c.Value)
+			}
+		}
+	}
+	switch len(found) {
+	case 0:
+		return "", nil
+	case 1:
+		return found[0], nil
+	}
+	return "", refusal.New(refusal.Unauthenticated, "the request carries more than one %s cookie", name)
+}
+
 func (e *Engine) identify(ctx context.Context, h http.Header) (*identity.Caller, error) {
 	if e.verifier == nil {
 		return nil, errors.New("no identity provider is configured")
 	}
-	c, err := e.verifier.Verify(ctx, h.Values("Authorization"))
+	auth := h.Values("Authorization")
+	if id := e.pol.File.Identity; len(auth) == 0 && id != nil && id.JWT != nil && id.JWT.Cookie != "" {
+		tok, err := cookieToken(h, id.JWT.Cookie)
+		if err != nil {
+			return nil, err
+		}
+		if tok != "" {
+			auth = []string{"Bearer " + tok}
+		}
+	}
+	c, err := e.verifier.Verify(ctx, auth)
 	if errors.Is(err, identity.ErrClaims) {
 		// A genuine token that does not name one organization and a user.
 		return nil, &refusal.Error{Kind: refusal.Forbidden, Reason: err.Error(), Detail: identity.ErrClaims}

@@ -144,6 +144,10 @@ type JWT struct {
 	JWKSURL string `yaml:"jwks_url"`
 	// JWKSRefresh is how often JWKSURL is fetched. Default 10m.
 	JWKSRefresh time.Duration `yaml:"jwks_refresh"`
+	// Cookie names a cookie that carries the token when the request has
+	// no Authorization header (a browser session, as a web app sets it).
+	// The cookie is forwarded to the app as it is. Default none.
+	Cookie string `yaml:"cookie"`
 	// Issuer, when set, must equal the token's iss claim.
 	Issuer string `yaml:"issuer"`
 	// Audience, when set, must be among the token's aud claim.

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/tink-crypto/tink-go/v2/subtle"
 	"go.yaml.in/yaml/v3"
@@ -498,6 +499,9 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 		}
 		if id.JWT.JWKS != "" {
 			id.JWT.JWKS = resolve(dir, id.JWT.JWKS)
+		}
+		if c := id.JWT.Cookie; c != "" && (strings.ContainsAny(c, " \t=;,\"()<>@:/[]?{}\\") || strings.ContainsFunc(c, unicode.IsControl)) {
+			ps.add("identity.jwt.cookie", "want a cookie name (no spaces, separators or control characters), got %q", c)
 		}
 		switch {
 		case id.JWT.ClockSkew == 0:
