@@ -26,6 +26,8 @@ const (
 	// ActionBreakGlass: a caller outside the route's readers read
 	// plaintext, giving a reason (Record.BreakGlass).
 	ActionBreakGlass = "break_glass"
+	// ActionHighRisk: an integration used a high-risk scope.
+	ActionHighRisk = "high_risk_scope"
 )
 
 // Decisions a record can carry.
@@ -59,6 +61,10 @@ type Record struct {
 	// BreakGlass is the reason a caller gave to read what its role may
 	// not (break-glass), as given; action break_glass marks the record.
 	BreakGlass string `json:"break_glass,omitempty"`
+	// Integration and Scope name the integration a request acted for and
+	// the route's scope it used.
+	Integration string `json:"integration,omitempty"`
+	Scope       string `json:"scope,omitempty"`
 	// Status is what phiguard answered the client.
 	Status int `json:"status"`
 	// UpstreamStatus is what the app answered, when it was called.

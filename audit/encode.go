@@ -58,6 +58,8 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendString(dst, r.Decision)
 	dst = appendNonEmpty(dst, `,"reason":`, r.Reason)
 	dst = appendNonEmpty(dst, `,"break_glass":`, r.BreakGlass)
+	dst = appendNonEmpty(dst, `,"integration":`, r.Integration)
+	dst = appendNonEmpty(dst, `,"scope":`, r.Scope)
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	if r.UpstreamStatus != 0 {

@@ -248,17 +248,19 @@ type Request struct {
 // Exchange is one request's way through the engine: its judgement, its
 // decision and its audit record. It is used by one goroutine at a time.
 type Exchange struct {
-	e        *Engine
-	start    time.Time
-	slot     bool
-	path     canonicalPath
-	method   string
-	query    string     // to forward (Query)
-	client   netip.Addr // the client's address (ClientAddr)
-	decision policy.Decision
-	plan     *routePlan
-	rec      audit.Record
-	audited  bool
+	e      *Engine
+	start  time.Time
+	slot   bool
+	path   canonicalPath
+	method string
+	query  string     // to forward (Query)
+	client netip.Addr // the client's address (ClientAddr)
+	// mustRecord: the exchange is audited even if it touches no PHI.
+	mustRecord bool
+	decision   policy.Decision
+	plan       *routePlan
+	rec        audit.Record
+	audited    bool
 	// opened is OpenResponse's body, lent from the pool until Close;
 	// openedBody reads it.
 	opened     []byte
@@ -371,6 +373,14 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	if dec.BreakGlass != "" {
 		x.rec.AddAction(audit.ActionBreakGlass)
 		x.rec.BreakGlass = dec.BreakGlass
+	}
+	if in := dec.Integration; in != nil {
+		x.rec.Integration, x.rec.Scope = in.ID, in.Scope
+		if in.Risk == policy.RiskHigh {
+			// Every allowed high-risk access is on the trail, PHI route or not.
+			x.rec.AddAction(audit.ActionHighRisk)
+			x.mustRecord = true
+		}
 	}
 	var plan *routePlan
 	if route != nil && route.HasFieldActions() {
@@ -580,7 +590,7 @@ func (x *Exchange) SetUpstreamHeaders(h http.Header) {
 func (x *Exchange) Allow(ctx context.Context, status int) error {
 	x.rec.Decision = audit.DecisionAllow
 	x.rec.Status = status
-	if x.plan == nil {
+	if x.plan == nil && !x.mustRecord {
 		return nil
 	}
 	return x.record(ctx)

@@ -86,4 +86,3 @@ func TestPATRefused(t *testing.T) {
 		}
 	}
 }
-

@@ -111,6 +111,9 @@ type Config struct {
 	// any letter case), marks a personal access token; optional.
 	PATClaim  string
 	PATValues []string
+	// ClientClaim names the string claim that carries an integration's
+	// OAuth client id; optional.
+	ClientClaim string
 	// CacheSize bounds how many verified tokens are remembered, so that a
 	// token presented again costs no signature check and no claim check. 0
 	// means DefaultCacheSize; negative means no cache. Only tokens that
@@ -171,6 +174,9 @@ type Caller struct {
 	// PAT: the token says it is a personal access token
 	// (Config.PATClaim holds one of Config.PATValues).
 	PAT bool
+	// Client is the integration the token acts for (Config.ClientClaim);
+	// "" for a person's own login.
+	Client string
 }
 
 // Errors of Verify. Their text is safe to show a client.
@@ -492,6 +498,9 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 	}
 	if v.cfg.MFAClaim != "" {
 		c.MFA, _ = vj.BooleanClaim(v.cfg.MFAClaim)
+	}
+	if v.cfg.ClientClaim != "" {
+		c.Client, _ = vj.StringClaim(v.cfg.ClientClaim)
 	}
 	if v.cfg.PATClaim != "" {
 		if typ, err := vj.StringClaim(v.cfg.PATClaim); err == nil {

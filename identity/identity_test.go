@@ -556,3 +556,30 @@ func TestPATClaim(t *testing.T) {
 		}
 	}
 }
+
+// TestClientClaim: the configured client claim names the integration a
+// token acts for; without it, or with no such claim, there is none.
+func TestClientClaim(t *testing.T) {
+	is := newIssuer(t, es256(t))
+	for _, tc := range []struct {
+		claim  string
+		custom map[string]any
+		want   string
+	}{
+		{"azp", map[string]any{"org_id": "org_a", "azp": "ehr-sync"}, "ehr-sync"},
+		{"azp", map[string]any{"org_id": "org_a"}, ""},
+		{"azp", map[string]any{"org_id": "org_a", "azp": 7}, ""},
+		{"", map[string]any{"org_id": "org_a", "azp": "ehr-sync"}, ""},
+	} {
+		c := cfg()
+		c.ClientClaim = tc.claim
+		v, err := NewVerifierFromJWKS(c, is.jwks)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := v.Verify(t.Context(), []string{"Bearer " + is.sign(t, claims(now.Add(time.Hour), tc.custom))})
+		if err != nil || got.Client != tc.want {
+			t.Errorf("claim %q, %v: client %q (%v), want %q", tc.claim, tc.custom, got.Client, err, tc.want)
+		}
+	}
+}

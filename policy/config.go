@@ -39,6 +39,13 @@ type File struct {
 	// HIPAA sets the defaults of the orgs' HIPAA mode and what counts as
 	// a second factor.
 	HIPAA HIPAA `yaml:"hipaa"`
+	// Integrations are the third-party apps (OAuth clients) that may act
+	// for HIPAA orgs: only under a BAA, only with the scopes granted, and
+	// high-risk scopes only once approved.
+	Integrations []Integration `yaml:"integrations"`
+	// ScopeRisk overrides the risk level of scopes (by the part before
+	// the first '.': messages.read is messages).
+	ScopeRisk ScopeRisk `yaml:"scope_risk"`
 	// Orgs lists the organizations whose PHI phiguard protects. A route
 	// with field actions refuses callers of any other organization.
 	Orgs []Org `yaml:"orgs"`
@@ -182,6 +189,11 @@ type Claims struct {
 	// MFA names a boolean claim that, true, says the login used a second
 	// factor, for identity providers that do not fill amr. Optional.
 	MFA string `yaml:"mfa"`
+	// Client names the claim that carries an integration's OAuth client
+	// id (azp, client_id): a token with it acts for that integration,
+	// which integrations must list. Optional; without it no token is an
+	// integration's.
+	Client string `yaml:"client"`
 }
 
 // Keys configures where organization keys come from.
@@ -336,6 +348,9 @@ type RouteConfig struct {
 	// role_not_allowed for the others), whatever it touches. Empty: every
 	// role.
 	AllowRoles []string `yaml:"allow_roles"`
+	// Scope is what an integration needs to use the route (messages.read).
+	// An integration may use only routes with a scope it was granted.
+	Scope string `yaml:"scope"`
 	// BreakGlass are roles, outside readers, that may read plaintext in
 	// an emergency by giving a reason in the hipaa.break_glass_header
 	// header: each such request is audited as break_glass with the
@@ -367,6 +382,31 @@ type Field struct {
 	// Elasticsearch query_string), " & " or " | " for PostgreSQL
 	// to_tsquery.
 	Join string `yaml:"join"`
+}
+
+// Integration is one third-party app.
+type Integration struct {
+	// ID is its OAuth client id, as identity.claims.client carries it.
+	ID string `yaml:"id"`
+	// BAA: a Business Associate Agreement covers it. Without one it may
+	// not act for a HIPAA org at all (403 integration_not_covered).
+	BAA bool `yaml:"baa"`
+	// Scopes it was granted (the routes' scope values).
+	Scopes []string `yaml:"scopes"`
+	// ApprovedBy and ApprovedAt record the admin approval its high-risk
+	// scopes need (403 scope_not_approved without both).
+	ApprovedBy string    `yaml:"approved_by"`
+	ApprovedAt time.Time `yaml:"approved_at"`
+}
+
+// ScopeRisk lists scopes (by their part before the first '.') by risk.
+// Default high: conversations, messages, calls, recordings,
+// contact_notes; medium: contacts, users, teams, templates; low:
+// profile, settings. A scope in no list is high.
+type ScopeRisk struct {
+	High   []string `yaml:"high"`
+	Medium []string `yaml:"medium"`
+	Low    []string `yaml:"low"`
 }
 
 // PATs describes where personal access tokens and API keys appear.

@@ -52,6 +52,9 @@ type Decision struct {
 	// BreakGlass is the reason a caller outside the readers gave to read
 	// (the route's break_glass); Reader is then true. "" otherwise.
 	BreakGlass string
+	// Integration is what an integration was allowed, for the record; nil
+	// for a caller that is no integration's.
+	Integration *IntegrationAccess
 }
 
 // CanonicalMethod returns method as phiguard judges and forwards it:
@@ -162,6 +165,11 @@ func (p *Policy) Decide(r *Route, params Params, req Request) (Decision, error) 
 		if err := checkRole(r, req.Caller); err != nil {
 			return d, err
 		}
+		access, err := p.checkIntegration(r, req.Caller)
+		if err != nil {
+			return d, err
+		}
+		d.Integration = access
 	}
 	org, err := p.resolveOrg(r, params, req)
 	if err != nil {

@@ -72,6 +72,9 @@ type Policy struct {
 	Search SearchSettings
 
 	defaultAllow bool
+	// risk maps scope heads to their risk level; integrations by id.
+	risk         map[string]string
+	integrations map[string]*compiledIntegration
 	// hipaa maps the orgs in HIPAA mode to their enabled_at (zero: none).
 	hipaa map[string]time.Time
 	// mfaMethods are the amr values that count as a second factor.
@@ -102,6 +105,8 @@ type Route struct {
 	AllowRoles map[string]bool
 	// BreakGlass are the roles that may read with a reason; nil: none.
 	BreakGlass map[string]bool
+	// Scope is what an integration needs to use the route.
+	Scope string
 	// Deny, when set, refuses the route with this reason.
 	Deny string
 }
@@ -199,6 +204,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 	p.compileAudit(ps, dir)
 	p.compileAdmin(ps)
 	p.compileSearch(ps)
+	p.compileIntegrations(ps)
 	if f.Reload.Watch == nil {
 		t := true
 		f.Reload.Watch = &t
@@ -597,7 +603,7 @@ var knownMethods = map[string]bool{
 func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	rc := p.File.Routes[i]
 	base := fmt.Sprintf("routes[%d]", i)
-	r := &Route{Name: rc.Name, Index: i, AuthRequired: true, Deny: rc.Deny}
+	r := &Route{Name: rc.Name, Index: i, AuthRequired: true, Deny: rc.Deny, Scope: rc.Scope}
 	if rc.Name == "" {
 		ps.add(base, "name is required")
 	}

@@ -133,7 +133,7 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 			JWKSFile: id.JWT.JWKS, Issuer: id.JWT.Issuer, Audience: id.JWT.Audience, ClockSkew: id.JWT.ClockSkew, MaxTokenLifetime: id.JWT.MaxTokenLifetime,
 			CacheSize: id.JWT.CacheSize, CacheTTL: id.JWT.CacheTTL,
 			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role, MFAClaim: id.Claims.MFA,
-			PATClaim: id.PATs.Claim, PATValues: id.PATs.Values,
+			PATClaim: id.PATs.Claim, PATValues: id.PATs.Values, ClientClaim: id.Claims.Client,
 			Stats:   sc.jwt,
 			JWKSURL: id.JWT.JWKSURL, JWKSRefresh: id.JWT.JWKSRefresh,
 			OnJWKSError: func(err error) {
