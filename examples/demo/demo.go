@@ -47,6 +47,7 @@ var demoUsers = []struct {
 	{"mallory", "org_a", "agent", []any{"pwd"}, time.Minute},                // signed in with a password only
 	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour}, // a login from before HIPAA mode
 	{"carla", "org_a", "clinician", []any{"pwd", "otp"}, time.Minute},       // not a reader; may break the glass
+	{"mkt", "org_a", "agent", []any{"hwk"}, time.Minute},                    // a marketing integration without a BAA (azp)
 }
 
 type env struct {
@@ -155,6 +156,10 @@ func steps() []step {
 				raw, _ := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
 				return want(status == 200 && bytes.Contains(body, []byte(secret)) && bytes.Contains(raw, []byte(`"break_glass":"patient unresponsive in ED"`)),
 					"want 200 with the plaintext and a break_glass record, got %d %s", status, body)
+			}},
+		{title: "An integration without a BAA (mkt, a marketing tool) may not act for a HIPAA org: 403 integration_not_covered", method: "GET", path: msgs, user: "mkt",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte(`"integration_not_covered"`)), "want 403 integration_not_covered, got %d %s", status, body)
 			}},
 		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
 			check: func(e env, status int, body []byte) error {
@@ -279,8 +284,12 @@ func writeIdentities(dir string) error {
 	exp := time.Now().Add(12 * time.Hour)
 	for _, u := range demoUsers {
 		iat := time.Now().Add(-u.age)
+		custom := map[string]any{"org_id": u.org, "role": u.role, "amr": u.amr}
+		if u.name == "mkt" {
+			custom["azp"] = "marketing-tool"
+		}
 		raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &u.name, ExpiresAt: &exp, IssuedAt: &iat,
-			CustomClaims: map[string]any{"org_id": u.org, "role": u.role, "amr": u.amr}})
+			CustomClaims: custom})
 		if err != nil {
 			return err
 		}
