@@ -30,6 +30,13 @@ const (
 	ActionHighRisk = "high_risk_scope"
 )
 
+// Value is one recorded field: its name, and its value as text (a
+// string's content, a number, true, false or null).
+type Value struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
 // Decisions a record can carry.
 const (
 	DecisionAllow = "allow"
@@ -65,6 +72,9 @@ type Record struct {
 	// the route's scope it used.
 	Integration string `json:"integration,omitempty"`
 	Scope       string `json:"scope,omitempty"`
+	// Recorded are the values of the fields the route records (a
+	// permission change's user and roles), in policy order.
+	Recorded []Value `json:"recorded,omitempty"`
 	// Status is what phiguard answered the client.
 	Status int `json:"status"`
 	// UpstreamStatus is what the app answered, when it was called.

@@ -60,6 +60,20 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendNonEmpty(dst, `,"break_glass":`, r.BreakGlass)
 	dst = appendNonEmpty(dst, `,"integration":`, r.Integration)
 	dst = appendNonEmpty(dst, `,"scope":`, r.Scope)
+	if len(r.Recorded) > 0 {
+		dst = append(dst, `,"recorded":[`...)
+		for i, v := range r.Recorded {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"name":`...)
+			dst = appendString(dst, v.Name)
+			dst = append(dst, `,"value":`...)
+			dst = appendString(dst, v.Value)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	if r.UpstreamStatus != 0 {

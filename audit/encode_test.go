@@ -73,7 +73,7 @@ func TestAppendJSONMatchesMarshal(t *testing.T) {
 		}{"odd string " + string(rune('a'+i)), &Record{
 			Time: at, RequestID: s, Org: s, User: s, Role: s, ClientIP: s, Route: s, Method: s, Path: s,
 			Actions: []string{s, s}, Fields: []Field{{Action: s, Path: s, Count: 1, Reason: s}},
-			Decision: s, Reason: s, BreakGlass: s, Integration: s, Scope: s,
+			Decision: s, Reason: s, BreakGlass: s, Integration: s, Scope: s, Recorded: []Value{{s, s}, {"n", s}},
 		}})
 	}
 	for _, f := range []float64{0, math.Copysign(0, -1), 0.001, 1e21, 1e20, 1e-7, 1e-6, 9.999999e-7, 123.456, -123.456,
@@ -184,7 +184,7 @@ func FuzzAppendJSON(f *testing.F) {
 		r := &Record{
 			Time:      time.Unix(0, unixNano).In(time.FixedZone("", offset%(48*3600))),
 			RequestID: id, Org: org, User: reason, Role: field, ClientIP: id, Route: org,
-			Method: reason, Path: path, Decision: field, Reason: reason, BreakGlass: path, Integration: org, Scope: field,
+			Method: reason, Path: path, Decision: field, Reason: reason, BreakGlass: path, Integration: org, Scope: field, Recorded: []Value{{Name: id, Value: reason}},
 			Status: status, UpstreamStatus: upstream, LatencyMS: latency,
 		}
 		r.AddField(ActionEncrypt, field, reason, status)

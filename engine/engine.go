@@ -150,6 +150,10 @@ type routePlan struct {
 	// encrypt_request (the first nEnc), then its body search terms.
 	reqSels []policy.Selector
 	nEnc    int
+	// recStart is where the route's recorded request fields begin in
+	// reqSels; nDec is where its recorded response fields begin in the
+	// response matcher's selectors (after decrypt_response).
+	recStart, nDec int
 	// query are the route's query: search terms.
 	query []policy.Selector
 	// refusedForm are form fields a request body may not hold: the
@@ -194,16 +198,21 @@ func New(o Options) (*Engine, error) {
 				reqSels = append(reqSels, s)
 			}
 		}
+		recStart := len(reqSels)
+		reqSels = append(reqSels, r.RecordRequest...)
+		decSels := append(slices.Clone(r.DecryptResponse), r.RecordResponse...)
 		refusedJSON, refusedForm := searchAliases(r.SearchRequest, reqSels)
 		e.plans = append(e.plans, routePlan{
 			reqSels:     reqSels,
 			nEnc:        len(r.EncryptRequest),
+			recStart:    recStart,
+			nDec:        len(r.DecryptResponse),
 			query:       query,
 			refusedForm: append(refusedForm, methodOverrideParam),
 			encJSON:     codec.NewRequestMatcher(reqSels, append(refusedJSON, methodOverrideField)...),
 			encForm:     codec.HasForm(reqSels),
-			dec:         codec.NewMatcher(r.DecryptResponse),
-			decrypts:    len(r.DecryptResponse) > 0,
+			dec:         codec.NewMatcher(decSels),
+			decrypts:    len(decSels) > 0,
 		})
 	}
 	return e, nil
@@ -373,6 +382,9 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	if dec.BreakGlass != "" {
 		x.rec.AddAction(audit.ActionBreakGlass)
 		x.rec.BreakGlass = dec.BreakGlass
+	}
+	if route != nil && (len(route.RecordRequest) > 0 || len(route.RecordResponse) > 0) {
+		x.mustRecord = true
 	}
 	if in := dec.Integration; in != nil {
 		x.rec.Integration, x.rec.Scope = in.ID, in.Scope

@@ -166,6 +166,10 @@ func (x *Exchange) appendExact(ctx context.Context, dst []byte, sel *policy.Sele
 // as: a JSON string holding its token (and index words). sel is the
 // position in the plan's request selectors.
 func (x *Exchange) sealValue(ctx context.Context, dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+	if sel >= x.plan.recStart {
+		x.recordValue(x.decision.Route.RecordRequestNames[sel-x.plan.recStart], v)
+		return append(dst, v...), nil
+	}
 	if sel >= x.plan.nEnc {
 		return x.searchTerm(ctx, dst, &x.plan.reqSels[sel], v)
 	}
@@ -354,3 +358,36 @@ func indexedToken(s []byte) ([]byte, bool) {
 
 // wipe zeroes a buffer that held plaintext.
 func wipe(b []byte) { clear(b) }
+
+// maxRecordedRunes bounds one recorded value.
+const maxRecordedRunes = 128
+
+// recordValue notes the value v of a recorded field (the route's record)
+// in the audit record: a string's content, or a number, true, false or
+// null as written; control characters dropped, at most 128 characters.
+// An object or array is noted as such, never copied.
+func (x *Exchange) recordValue(name string, v jsontext.Value) {
+	var text string
+	switch v.Kind() {
+	case '"':
+		u, err := jsontext.AppendUnquote(nil, v)
+		if err != nil {
+			return
+		}
+		text = string(u)
+	case '{', '[':
+		text = "(not recorded: not a single value)"
+	default:
+		text = string(v)
+	}
+	text = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || 0x80 <= r && r < 0xa0 {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(text, ""))
+	if r := []rune(text); len(r) > maxRecordedRunes {
+		text = string(r[:maxRecordedRunes])
+	}
+	x.rec.Recorded = append(x.rec.Recorded, audit.Value{Name: name, Value: text})
+}

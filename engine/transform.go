@@ -97,6 +97,9 @@ func (x *Exchange) sealJSON(ctx context.Context, body []byte) ([]byte, error) {
 
 func (x *Exchange) sealForm(ctx context.Context, body []byte) ([]byte, error) {
 	out, _, err := codec.RewriteForm(body, x.plan.reqSels, func(sel int, v string) (string, error) {
+		if sel >= x.plan.recStart {
+			return v, nil // recorded fields are JSON selectors: never a form's
+		}
 		if sel >= x.plan.nEnc {
 			return x.termFor(ctx, &x.plan.reqSels[sel], v)
 		}
@@ -174,6 +177,12 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	// Tokens open to shorter plaintexts: the answer is rarely longer than
 	// what the app sent, and if masks make it so, it grows wiped.
 	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)+len(raw)/8), raw, x.plan.dec, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		if sel >= x.plan.nDec {
+			if status >= 200 && status < 300 {
+				x.recordValue(route.RecordResponseNames[sel-x.plan.nDec], v)
+			}
+			return codec.AppendWiping(dst, v), nil
+		}
 		x.out.Response.found(sel)
 		return x.reveal(ctx, dst, route.DecryptResponse[sel].Text, v)
 	}, nil)

@@ -348,6 +348,11 @@ type RouteConfig struct {
 	// role_not_allowed for the others), whatever it touches. Empty: every
 	// role.
 	AllowRoles []string `yaml:"allow_roles"`
+	// Record names non-PHI fields whose values go into the route's audit
+	// records (a permission change: the user whose role changed, the old
+	// and the new role; the caller is who changed it). Every request of
+	// the route is then audited.
+	Record *Record `yaml:"record"`
 	// Scope is what an integration needs to use the route (messages.read).
 	// An integration may use only routes with a scope it was granted.
 	Scope string `yaml:"scope"`
@@ -382,6 +387,22 @@ type Field struct {
 	// Elasticsearch query_string), " & " or " | " for PostgreSQL
 	// to_tsquery.
 	Join string `yaml:"join"`
+}
+
+// Record lists the fields of the request and of the response whose values
+// the audit record shows. Only strings, numbers, booleans and null are
+// recorded, at most 128 characters each: name only fields that hold no
+// PHI.
+type Record struct {
+	Request  []RecordField `yaml:"request"`
+	Response []RecordField `yaml:"response"`
+}
+
+// RecordField is one recorded value: its name in the audit record, and
+// the JSON selector that finds it.
+type RecordField struct {
+	Name  string `yaml:"name"`
+	Field string `yaml:"field"`
 }
 
 // Integration is one third-party app.

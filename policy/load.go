@@ -107,6 +107,10 @@ type Route struct {
 	BreakGlass map[string]bool
 	// Scope is what an integration needs to use the route.
 	Scope string
+	// RecordRequest and RecordResponse are the fields whose values the
+	// audit record shows (RecordNames name them, in the same order).
+	RecordRequest, RecordResponse           []Selector
+	RecordRequestNames, RecordResponseNames []string
 	// Deny, when set, refuses the route with this reason.
 	Deny string
 }
@@ -128,7 +132,8 @@ type OrgSource struct {
 
 // HasFieldActions reports whether the route reads or rewrites bodies.
 func (r *Route) HasFieldActions() bool {
-	return len(r.EncryptRequest) > 0 || len(r.DecryptResponse) > 0 || len(r.SearchRequest) > 0
+	return len(r.EncryptRequest) > 0 || len(r.DecryptResponse) > 0 || len(r.SearchRequest) > 0 ||
+		len(r.RecordRequest) > 0 || len(r.RecordResponse) > 0
 }
 
 // Load reads and compiles the policy file at path.
@@ -639,6 +644,10 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 			ps.add(fmt.Sprintf("%s.decrypt_response[%d]", base, j), "form selectors apply to request bodies; responses are JSON")
 		}
 	}
+	if rc.Record != nil {
+		r.RecordRequest, r.RecordRequestNames = compileRecord(ps, base+".record.request", rc.Record.Request)
+		r.RecordResponse, r.RecordResponseNames = compileRecord(ps, base+".record.response", rc.Record.Response)
+	}
 	r.Readers = roleSet(ps, base+".readers", rc.Readers)
 	r.AllowRoles = roleSet(ps, base+".allow_roles", rc.AllowRoles)
 	r.BreakGlass = roleSet(ps, base+".break_glass", rc.BreakGlass)
@@ -678,6 +687,35 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 		ps.add(base+".org_from", "auth: none leaves no token to read the org claim from; take the org from a path_param or header")
 	}
 	return r
+}
+
+// compileRecord compiles a route's record list.
+func compileRecord(ps *problems, path string, fields []RecordField) ([]Selector, []string) {
+	var sels []Selector
+	var names []string
+	seen := map[string]bool{}
+	for j, f := range fields {
+		p := fmt.Sprintf("%s[%d]", path, j)
+		if f.Name == "" || strings.ContainsFunc(f.Name, func(r rune) bool {
+			return !(r == '_' || r == '-' || r == '.' || unicode.IsLetter(r) || unicode.IsDigit(r))
+		}) {
+			ps.add(p+".name", "want a name of letters, digits, '_', '-' or '.', got %q", f.Name)
+			continue
+		}
+		if seen[f.Name] {
+			ps.add(p+".name", "%q is recorded twice", f.Name)
+			continue
+		}
+		s, err := ParseSelector(f.Field)
+		if err != nil || s.Form {
+			ps.add(p+".field", "want a JSON selector ($.user_id), got %q", f.Field)
+			continue
+		}
+		seen[f.Name] = true
+		sels = append(sels, s)
+		names = append(names, f.Name)
+	}
+	return sels, names
 }
 
 // roleSet compiles a list of roles; nil for none.
