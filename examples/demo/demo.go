@@ -48,6 +48,7 @@ var demoUsers = []struct {
 	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour}, // a login from before HIPAA mode
 	{"carla", "org_a", "clinician", []any{"pwd", "otp"}, time.Minute},       // not a reader; may break the glass
 	{"mkt", "org_a", "agent", []any{"hwk"}, time.Minute},                    // a marketing integration without a BAA (azp)
+	{"adam", "org_a", "admin", []any{"pwd", "otp"}, time.Minute},            // an admin who changes roles
 }
 
 type env struct {
@@ -160,6 +161,13 @@ func steps() []step {
 		{title: "An integration without a BAA (mkt, a marketing tool) may not act for a HIPAA org: 403 integration_not_covered", method: "GET", path: msgs, user: "mkt",
 			check: func(e env, status int, body []byte) error {
 				return want(status == 403 && bytes.Contains(body, []byte(`"integration_not_covered"`)), "want 403 integration_not_covered, got %d %s", status, body)
+			}},
+		{title: "A permission change (adam, an admin, makes victor an agent) lands in the audit trail with the old and new role", method: "PATCH", path: "/api/v1/users/victor/role", user: "adam",
+			body: `{"role":"agent"}`,
+			check: func(e env, status int, body []byte) error {
+				raw, _ := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
+				return want(status == 201 && bytes.Contains(raw, []byte(`"recorded":[{"name":"new_role","value":"agent"},{"name":"user","value":"victor"},{"name":"old_role","value":""}]`)),
+					"want 201 and a record with the change, got %d %s", status, body)
 			}},
 		{title: "A denied route: personal access tokens", method: "POST", path: "/api/v1/tokens", user: "alice", body: `{"name":"ci"}`,
 			check: func(e env, status int, body []byte) error {

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -59,6 +60,16 @@ type Store struct {
 	Conversations []Conversation `json:"conversations"`
 	Messages      []Message      `json:"messages"`
 	Tokens        []Token        `json:"tokens"`
+	// Roles holds each user's role, by user id, as admins set them.
+	Roles map[string]string `json:"roles,omitempty"`
+}
+
+// RoleChange is the answer to a role change: the user, the role before
+// and the role after.
+type RoleChange struct {
+	UserID       string `json:"user_id"`
+	PreviousRole string `json:"previous_role"`
+	Role         string `json:"role"`
 }
 
 // App serves the API.
@@ -101,6 +112,7 @@ func New(path string) (*App, error) {
 	a.mux.HandleFunc("GET /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/tokens", a.createToken)
+	a.mux.HandleFunc("PATCH /api/v1/users/{id}/role", a.setRole)
 	return a, nil
 }
 
@@ -252,6 +264,32 @@ func (a *App) createToken(w http.ResponseWriter, r *http.Request) {
 	}
 	t.ID = newID("pat")
 	a.write(w, r, func(s *Store) any { s.Tokens = append(s.Tokens, t); return t }, nil)
+}
+
+// setRole sets a user's role ({"role": R}) and answers the change
+// (201, as every write here).
+func (a *App) setRole(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Role string `json:"role"`
+	}
+	if !decode(w, r, &body) {
+		return
+	}
+	if body.Role == "" {
+		reply(w, http.StatusBadRequest, map[string]string{"error": "role is required"})
+		return
+	}
+	id := r.PathValue("id")
+	a.write(w, r, func(s *Store) any {
+		c := RoleChange{UserID: id, PreviousRole: s.Roles[id], Role: body.Role}
+		roles := maps.Clone(s.Roles) // a failed save puts the old map back
+		if roles == nil {
+			roles = map[string]string{}
+		}
+		roles[id] = body.Role
+		s.Roles = roles
+		return c
+	}, nil)
 }
 
 // write applies change to the store and add (if not nil) to the index,

@@ -487,3 +487,29 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// TestSetRole: a role change answers the user, the role before and the
+// role after, and is kept.
+func TestSetRole(t *testing.T) {
+	a, err := New(filepath.Join(t.TempDir(), "store.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	set := func(role string) (int, RoleChange) {
+		rec := httptest.NewRecorder()
+		a.ServeHTTP(rec, httptest.NewRequest("PATCH", "/api/v1/users/u_7/role", strings.NewReader(`{"role":"`+role+`"}`)))
+		var c RoleChange
+		json.Unmarshal(rec.Body.Bytes(), &c)
+		return rec.Code, c
+	}
+	if code, c := set("agent"); code != 201 || c != (RoleChange{UserID: "u_7", Role: "agent"}) {
+		t.Errorf("first role: %d %+v", code, c)
+	}
+	if code, c := set("admin"); code != 201 || c != (RoleChange{UserID: "u_7", PreviousRole: "agent", Role: "admin"}) {
+		t.Errorf("second role: %d %+v", code, c)
+	}
+	if code, _ := set(""); code != 400 {
+		t.Errorf("no role: %d", code)
+	}
+}
