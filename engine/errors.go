@@ -62,6 +62,7 @@ var statuses = [...]int{
 	refusal.UpstreamUnreadable:  http.StatusBadGateway,
 	refusal.UpstreamTooLarge:    http.StatusBadGateway,
 	refusal.ClientGone:          StatusClientClosed,
+	refusal.IdentityUnavailable: http.StatusServiceUnavailable,
 	refusal.Internal:            http.StatusInternalServerError,
 }
 

@@ -123,6 +123,11 @@ type Identity struct {
 	JWT *JWT `yaml:"jwt"`
 	// Claims names the token claims that carry org, user and role.
 	Claims Claims `yaml:"claims"`
+	// Introspection identifies callers whose bearer token is not a JWT
+	// (an opaque session token) by asking the authorization server (OAuth
+	// 2.0 token introspection, RFC 7662); its answer is read with the
+	// claim names of claims.
+	Introspection *Introspection `yaml:"introspection"`
 	// TrustedGateways lists the peer addresses (CIDRs or single IPs)
 	// allowed to name the organization in a header (org_from: {header: …}).
 	TrustedGateways []string `yaml:"trusted_gateways"`
@@ -171,6 +176,19 @@ type JWT struct {
 	// -1 disables the cache.
 	CacheSize int `yaml:"cache_size"`
 	// CacheTTL is the longest a verified token stays cached. Default 5m.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+}
+
+// Introspection configures RFC 7662 token introspection.
+type Introspection struct {
+	// URL of the introspection endpoint: https, or http on loopback.
+	URL string `yaml:"url"`
+	// ClientID and the file holding ClientSecret authenticate phiguard
+	// to it (HTTP Basic). Optional.
+	ClientID         string `yaml:"client_id"`
+	ClientSecretFile string `yaml:"client_secret_file"`
+	// CacheTTL is how long an answer is reused for one token, never past
+	// its exp: a revoked session ends at most this late. Default 1m.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 }
 

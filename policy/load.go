@@ -489,6 +489,21 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 	if id == nil {
 		return
 	}
+	if in := id.Introspection; in != nil {
+		if u, err := url.Parse(in.URL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			ps.add("identity.introspection.url", "want an https:// URL (http:// only to a loopback address), got %q", in.URL)
+		}
+		if (in.ClientID == "") != (in.ClientSecretFile == "") {
+			ps.add("identity.introspection", "client_id and client_secret_file go together")
+		}
+		in.ClientSecretFile = resolve(dir, in.ClientSecretFile)
+		switch {
+		case in.CacheTTL == 0:
+			in.CacheTTL = time.Minute
+		case in.CacheTTL < 0 || in.CacheTTL > time.Hour:
+			ps.add("identity.introspection.cache_ttl", "want 1s to 1h, got %s", in.CacheTTL)
+		}
+	}
 	if id.JWT != nil {
 		switch {
 		case id.JWT.JWKS == "" && id.JWT.JWKSURL == "":
@@ -792,8 +807,8 @@ func (p *Policy) crossCheck(ps *problems) {
 			needGateway = true
 		}
 	}
-	if needJWT && (f.Identity == nil || f.Identity.JWT == nil) {
-		ps.add("identity", "routes need a caller (auth: required is the default) but identity.jwt is not set")
+	if needJWT && (f.Identity == nil || f.Identity.JWT == nil && f.Identity.Introspection == nil) {
+		ps.add("identity", "routes need a caller (auth: required is the default) but neither identity.jwt nor identity.introspection is set")
 	}
 	if needKeys && f.Keys == nil {
 		ps.add("keys", "routes have field actions but keys is not set")

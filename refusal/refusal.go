@@ -34,6 +34,9 @@ const (
 	UpstreamUnreadable
 	UpstreamTooLarge
 	ClientGone
+	// IdentityUnavailable: the identity provider phiguard asks about a
+	// token (introspection) did not answer.
+	IdentityUnavailable
 	Internal
 )
 
@@ -54,6 +57,7 @@ var codes = [...]string{
 	UpstreamUnreadable:  "upstream_unreadable",
 	UpstreamTooLarge:    "upstream_too_large",
 	ClientGone:          "client_closed",
+	IdentityUnavailable: "identity_unavailable",
 	Internal:            "internal",
 }
 

@@ -152,7 +152,32 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 		}
 		v = ver
 	}
+	if id := pol.File.Identity; id != nil && id.Introspection != nil {
+		in, err := newIntrospector(id)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		ch := identity.Chain{Opaque: in}
+		ch.JWT, _ = v.(*identity.Verifier)
+		v = ch
+	}
 	return kr, ring, v, nil
+}
+
+// newIntrospector makes the introspection client id names, reading its
+// client secret.
+func newIntrospector(id *policy.Identity) (*identity.Introspector, error) {
+	in := id.Introspection
+	cfg := identity.IntrospectConfig{URL: in.URL, ClientID: in.ClientID, CacheTTL: in.CacheTTL,
+		OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role, MFAClaim: id.Claims.MFA, ClientClaim: id.Claims.Client}
+	if in.ClientSecretFile != "" {
+		raw, err := os.ReadFile(in.ClientSecretFile)
+		if err != nil {
+			return nil, fmt.Errorf("introspection client secret: %w", err)
+		}
+		cfg.ClientSecret = strings.TrimSpace(string(raw))
+	}
+	return identity.NewIntrospector(cfg)
 }
 
 // loadKeyring loads the keyring k names within its load_timeout, reusing
@@ -307,6 +332,9 @@ func (sc *sidecar) runJWKS(v engine.Verifier) {
 	if sc.stopJWKS != nil {
 		sc.stopJWKS()
 		sc.stopJWKS = nil
+	}
+	if ch, ok := v.(identity.Chain); ok && ch.JWT != nil {
+		v = ch.JWT
 	}
 	if ver, ok := v.(*identity.Verifier); ok {
 		ctx, cancel := context.WithCancel(context.Background())
