@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -116,5 +117,42 @@ func TestChain(t *testing.T) {
 	}
 	if _, err := (Chain{JWT: v}).Verify(t.Context(), []string{"Bearer opaque-1"}); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("opaque without introspection: %v", err)
+	}
+}
+
+// TestAuthSubrequest: the app's own "who am I" endpoint identifies an
+// opaque session token, sent as a bearer token and as the app's cookie;
+// 401 from it is no session; a 5xx is 503.
+func TestAuthSubrequest(t *testing.T) {
+	var status atomic.Int64
+	status.Store(200)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, err := r.Cookie("MMAUTHTOKEN")
+		if r.Method != "GET" || err != nil || r.Header.Get("Authorization") != "Bearer "+c.Value {
+			http.Error(w, "bad subrequest", 400)
+			return
+		}
+		if s := int(status.Load()); s != 200 {
+			w.WriteHeader(s)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]any{"id": "u1", "team_id": "org_a", "roles": "system_user"})
+	}))
+	defer srv.Close()
+	in, err := NewIntrospector(IntrospectConfig{URL: srv.URL, Subrequest: true, Cookie: "MMAUTHTOKEN", CacheTTL: time.Minute,
+		OrgClaim: "team_id", UserClaim: "id", RoleClaim: "roles", Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, err := in.Verify(t.Context(), []string{"Bearer sess1"}); err != nil || c.Org != "org_a" || c.User != "u1" || c.Role != "system_user" {
+		t.Errorf("a live session: %+v %v", c, err)
+	}
+	status.Store(401)
+	if _, err := in.Verify(t.Context(), []string{"Bearer sess2"}); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("no session: %v", err)
+	}
+	status.Store(500)
+	if _, err := in.Verify(t.Context(), []string{"Bearer sess3"}); !errors.Is(err, refusal.IdentityUnavailable) {
+		t.Errorf("the app failing: %v", err)
 	}
 }

@@ -128,6 +128,12 @@ type Identity struct {
 	// 2.0 token introspection, RFC 7662); its answer is read with the
 	// claim names of claims.
 	Introspection *Introspection `yaml:"introspection"`
+	// AuthRequest identifies callers whose bearer token is not a JWT by
+	// asking the app's own "who am I" endpoint (as nginx auth_request
+	// does): a GET carrying the token; 200 with the caller's JSON (read
+	// with the claim names of claims) is a session, 401 or 403 none.
+	// Instead of introspection.
+	AuthRequest *AuthRequest `yaml:"auth_request"`
 	// TrustedGateways lists the peer addresses (CIDRs or single IPs)
 	// allowed to name the organization in a header (org_from: {header: …}).
 	TrustedGateways []string `yaml:"trusted_gateways"`
@@ -189,6 +195,18 @@ type Introspection struct {
 	ClientSecretFile string `yaml:"client_secret_file"`
 	// CacheTTL is how long an answer is reused for one token, never past
 	// its exp: a revoked session ends at most this late. Default 1m.
+	CacheTTL time.Duration `yaml:"cache_ttl"`
+}
+
+// AuthRequest configures the auth subrequest.
+type AuthRequest struct {
+	// URL of the app's endpoint: https, or http on loopback (the app
+	// beside phiguard).
+	URL string `yaml:"url"`
+	// Cookie, when set, also carries the token, under this name, for an
+	// app that reads its session from a cookie.
+	Cookie string `yaml:"cookie"`
+	// CacheTTL is how long an answer is reused for one token. Default 1m.
 	CacheTTL time.Duration `yaml:"cache_ttl"`
 }
 

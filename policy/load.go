@@ -504,6 +504,20 @@ func (p *Policy) compileIdentity(ps *problems, dir string) {
 			ps.add("identity.introspection.cache_ttl", "want 1s to 1h, got %s", in.CacheTTL)
 		}
 	}
+	if ar := id.AuthRequest; ar != nil {
+		if id.Introspection != nil {
+			ps.add("identity.auth_request", "use introspection or auth_request, not both")
+		}
+		if u, err := url.Parse(ar.URL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopbackHost(u.Hostname())) {
+			ps.add("identity.auth_request.url", "want an https:// URL (http:// only to a loopback address), got %q", ar.URL)
+		}
+		switch {
+		case ar.CacheTTL == 0:
+			ar.CacheTTL = time.Minute
+		case ar.CacheTTL < 0 || ar.CacheTTL > time.Hour:
+			ps.add("identity.auth_request.cache_ttl", "want 1s to 1h, got %s", ar.CacheTTL)
+		}
+	}
 	if id.JWT != nil {
 		switch {
 		case id.JWT.JWKS == "" && id.JWT.JWKSURL == "":
@@ -807,8 +821,8 @@ func (p *Policy) crossCheck(ps *problems) {
 			needGateway = true
 		}
 	}
-	if needJWT && (f.Identity == nil || f.Identity.JWT == nil && f.Identity.Introspection == nil) {
-		ps.add("identity", "routes need a caller (auth: required is the default) but neither identity.jwt nor identity.introspection is set")
+	if needJWT && (f.Identity == nil || f.Identity.JWT == nil && f.Identity.Introspection == nil && f.Identity.AuthRequest == nil) {
+		ps.add("identity", "routes need a caller (auth: required is the default) but none of identity.jwt, introspection or auth_request is set")
 	}
 	if needKeys && f.Keys == nil {
 		ps.add("keys", "routes have field actions but keys is not set")

@@ -66,3 +66,48 @@ routes:
 		t.Errorf("the server down: %d %q (app called %v)", code, got, hits.Load() != n)
 	}
 }
+
+// TestAuthRequestServe: the app's own "who am I" endpoint identifies the
+// caller of an opaque session token; a session it does not know gets 401
+// and never reaches the app's other routes.
+func TestAuthRequestServe(t *testing.T) {
+	var data atomic.Int64
+	app := newApp(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/api/me" {
+			if r.Header.Get("Authorization") != "Bearer sess-abc" {
+				w.WriteHeader(http.StatusUnauthorized)
+				return
+			}
+			w.Write([]byte(`{"id":"alice","team_id":"org_a"}`))
+			return
+		}
+		data.Add(1)
+		w.Write([]byte(`{"user":"` + r.Header.Get("X-Phiguard-User") + `"}`))
+	}))
+	s := startOps(t, `version: 1
+ingress: {listen: "127.0.0.1:0", upstream: "`+app+`"}
+admin: {listen: "127.0.0.1:0"}
+identity:
+  auth_request: {url: "`+app+`/api/me"}
+  claims: {org: team_id, user: id}
+routes:
+  - {name: data, match: {path: /data}}
+`)
+	for tok, want := range map[string]int{"sess-abc": 200, "sess-unknown": 401} {
+		req, _ := http.NewRequest("GET", "http://"+s.proxy+"/data", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var body struct{ User string }
+		json.NewDecoder(resp.Body).Decode(&body)
+		resp.Body.Close()
+		if resp.StatusCode != want || want == 200 && body.User != "alice" {
+			t.Errorf("%s: %d %q, want %d", tok, resp.StatusCode, body.User, want)
+		}
+	}
+	if data.Load() != 1 {
+		t.Errorf("the app's data route was called %d times, want 1", data.Load())
+	}
+}

@@ -152,7 +152,7 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 		}
 		v = ver
 	}
-	if id := pol.File.Identity; id != nil && id.Introspection != nil {
+	if id := pol.File.Identity; id != nil && (id.Introspection != nil || id.AuthRequest != nil) {
 		in, err := newIntrospector(id)
 		if err != nil {
 			return nil, nil, nil, err
@@ -167,6 +167,10 @@ func (sc *sidecar) parts(ctx context.Context, pol *policy.Policy) (engine.Keys, 
 // newIntrospector makes the introspection client id names, reading its
 // client secret.
 func newIntrospector(id *policy.Identity) (*identity.Introspector, error) {
+	if ar := id.AuthRequest; ar != nil {
+		return identity.NewIntrospector(identity.IntrospectConfig{URL: ar.URL, Subrequest: true, Cookie: ar.Cookie, CacheTTL: ar.CacheTTL,
+			OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role, MFAClaim: id.Claims.MFA, ClientClaim: id.Claims.Client})
+	}
 	in := id.Introspection
 	cfg := identity.IntrospectConfig{URL: in.URL, ClientID: in.ClientID, CacheTTL: in.CacheTTL,
 		OrgClaim: id.Claims.Org, UserClaim: id.Claims.User, RoleClaim: id.Claims.Role, MFAClaim: id.Claims.MFA, ClientClaim: id.Claims.Client}
