@@ -40,8 +40,8 @@ var (
 	// ErrPhoneExtension: the number has an extension, which E.164 cannot
 	// hold: sealing the number alone would lose it.
 	ErrPhoneExtension = errors.New("a phone number with an extension: keep the extension in a field of its own")
-	ErrNotEmail = errors.New("not an e-mail address")
-	ErrUnknown  = errors.New("unknown normalization")
+	ErrNotEmail       = errors.New("not an e-mail address")
+	ErrUnknown        = errors.New("unknown normalization")
 )
 
 var folder = cases.Fold()

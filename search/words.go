@@ -59,7 +59,9 @@ func Words(text string, o WordOptions) []string {
 	return out
 }
 
-func notWordRune(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r) }
+func notWordRune(r rune) bool {
+	return !unicode.IsLetter(r) && !unicode.IsDigit(r) && !unicode.IsMark(r)
+}
 
 // EnglishStopWords are the words Lucene's English analyzer leaves out:
 // too common to find anything by, and frequent enough to stand out in an
