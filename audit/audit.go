@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode"
 )
 
 // Actions a record can name.
@@ -349,4 +350,19 @@ func (a *Auditor) Reopen() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// Text makes a caller-given string fit for a record: invalid UTF-8 and
+// control characters dropped, at most max characters.
+func Text(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, strings.ToValidUTF8(s, ""))
+	if r := []rune(s); len(r) > max {
+		s = string(r[:max])
+	}
+	return s
 }

@@ -380,14 +380,6 @@ func (x *Exchange) recordValue(name string, v jsontext.Value) {
 	default:
 		text = string(v)
 	}
-	text = strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f || 0x80 <= r && r < 0xa0 {
-			return -1
-		}
-		return r
-	}, strings.ToValidUTF8(text, ""))
-	if r := []rune(text); len(r) > maxRecordedRunes {
-		text = string(r[:maxRecordedRunes])
-	}
+	text = audit.Text(text, maxRecordedRunes)
 	x.rec.Recorded = append(x.rec.Recorded, audit.Value{Name: name, Value: text})
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 	"unicode"
 
+	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/refusal"
 )
@@ -147,9 +148,5 @@ func breakGlassReason(values []string) string {
 		}
 		return c
 	}, strings.ToValidUTF8(values[0], ""))
-	r = strings.Join(strings.Fields(r), " ")
-	if rs := []rune(r); len(rs) > maxBreakGlassReason {
-		r = string(rs[:maxBreakGlassReason])
-	}
-	return r
+	return audit.Text(strings.Join(strings.Fields(r), " "), maxBreakGlassReason)
 }
