@@ -142,7 +142,7 @@ func (x *Exchange) exactPlaintext(sel *policy.Selector, v jsontext.Value) ([]byt
 		return nil, badRequest("%s: not a valid JSON string", sel.Text)
 	}
 	norm, err := search.Normalize(sel.Normalize, string(text), x.e.pol.Search.PhoneRegion)
-	wipe(text)
+	clear(text) // it held plaintext
 	if err != nil {
 		return nil, badRequest("%s: %v", sel.Text, err)
 	}
@@ -210,7 +210,7 @@ func (x *Exchange) searchTerm(ctx context.Context, dst []byte, s *policy.Selecto
 		return dst, badRequest("%s: not a valid JSON string", s.Text)
 	}
 	term, err := x.termFor(ctx, s, string(text))
-	wipe(text)
+	clear(text) // it held plaintext
 	if err != nil {
 		return dst, err
 	}
@@ -348,16 +348,13 @@ func indexedToken(s []byte) ([]byte, bool) {
 		return s, true
 	}
 	for w := range bytes.SplitSeq(rest, []byte{' '}) {
-		chars := len(w) - len(keys.IndexWordPrefix)
-		if chars < keys.MinIndexChars || chars > keys.MaxIndexChars || !keys.IsIndexWord(w, chars) {
+		if !keys.IsIndexWord(w, len(w)-len(keys.IndexWordPrefix)) {
 			return nil, false
 		}
 	}
 	return tok, true
 }
 
-// wipe zeroes a buffer that held plaintext.
-func wipe(b []byte) { clear(b) }
 
 // maxRecordedRunes bounds one recorded value.
 const maxRecordedRunes = 128
