@@ -355,7 +355,6 @@ func indexedToken(s []byte) ([]byte, bool) {
 	return tok, true
 }
 
-
 // maxRecordedRunes bounds one recorded value.
 const maxRecordedRunes = 128
 
