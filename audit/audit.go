@@ -57,10 +57,14 @@ type Record struct {
 	Org       string    `json:"org,omitempty"`
 	User      string    `json:"user,omitempty"`
 	Role      string    `json:"role,omitempty"`
-	ClientIP  string    `json:"client_ip,omitempty"`
-	Route     string    `json:"route,omitempty"`
-	Method    string    `json:"method"`
-	Path      string    `json:"path"`
+	// Session is the caller's session reference (ses_…, a digest of its
+	// sid, jti or token: never the id itself), as `phiguard sessions
+	// revoke -session` takes it.
+	Session  string `json:"session,omitempty"`
+	ClientIP string `json:"client_ip,omitempty"`
+	Route    string `json:"route,omitempty"`
+	Method   string `json:"method"`
+	Path     string `json:"path"`
 	// Actions lists the distinct actions taken, in order of first use.
 	Actions  []string `json:"actions,omitempty"`
 	Fields   []Field  `json:"fields,omitempty"`

@@ -28,6 +28,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendNonEmpty(dst, `,"org":`, r.Org)
 	dst = appendNonEmpty(dst, `,"user":`, r.User)
 	dst = appendNonEmpty(dst, `,"role":`, r.Role)
+	dst = appendNonEmpty(dst, `,"session":`, r.Session)
 	dst = appendNonEmpty(dst, `,"client_ip":`, r.ClientIP)
 	dst = appendNonEmpty(dst, `,"route":`, r.Route)
 	dst = append(dst, `,"method":`...)

@@ -38,6 +38,7 @@ import (
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/refusal"
+	"github.com/phiguard/phiguard/session"
 )
 
 // Keys seals and opens field values for an organization.
@@ -125,6 +126,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sessions keeps session state for the orgs whose sessions the
+	// policy tracks; nil refuses their callers (503).
+	Sessions session.Store
 }
 
 // Engine applies one policy. It is safe for concurrent use.
@@ -136,6 +140,7 @@ type Engine struct {
 	observer Observer
 	log      *slog.Logger
 	now      func() time.Time
+	sessions session.Store
 	plans    []routePlan // by route index
 	mask     []byte      // JSON string of the policy's mask
 	// slots holds one token per request in flight (max_concurrent_requests).
@@ -172,7 +177,7 @@ func New(o Options) (*Engine, error) {
 	if o.Policy == nil || o.Auditor == nil {
 		return nil, errors.New("engine: Policy and Auditor are required")
 	}
-	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now,
+	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions,
 		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -359,6 +364,7 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	}
 	if caller != nil {
 		x.rec.User, x.rec.Role = caller.User, caller.Role
+		x.rec.Session = caller.Session
 	}
 	if e.pol.HasHIPAA() {
 		org := e.pol.KnownOrg(route, params, caller)
@@ -373,6 +379,9 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		if x.rec.Org == "" && caller != nil {
 			x.rec.Org = caller.Org
 		}
+		return err
+	}
+	if err := e.checkSession(ctx, preq.Caller); err != nil {
 		return err
 	}
 	x.decision = dec

@@ -63,6 +63,7 @@ var statuses = [...]int{
 	refusal.UpstreamTooLarge:    http.StatusBadGateway,
 	refusal.ClientGone:          StatusClientClosed,
 	refusal.IdentityUnavailable: http.StatusServiceUnavailable,
+	refusal.StateUnavailable:    http.StatusServiceUnavailable,
 	refusal.Internal:            http.StatusInternalServerError,
 }
 

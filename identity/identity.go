@@ -166,10 +166,14 @@ type Caller struct {
 	Expires time.Time
 	// IssuedAt is the token's iat; zero when it has none.
 	IssuedAt time.Time
+	// AuthTime is when the user authenticated (OpenID Connect's
+	// auth_time), where the token says; zero otherwise. Session limits
+	// count from it.
+	AuthTime time.Time
 	// MFA: the token's MFA claim (Config.MFAClaim) is true.
 	MFA bool
-	// Session names the login the token belongs to: its sid claim, else
-	// its jti, else a digest of the token.
+	// Session is the reference (SessionRef) of the login the token
+	// belongs to: its sid claim, else its jti, else the token.
 	Session string
 	// PAT: the token says it is a personal access token
 	// (Config.PATClaim holds one of Config.PATValues).
@@ -436,7 +440,7 @@ func (v *Verifier) verify(keys *keySet, token string, now time.Time) (*Caller, e
 	}
 	c, err := v.caller(vj)
 	if err == nil && c.Session == "" {
-		c.Session = "token:" + tokenDigest(token)
+		c.Session = SessionRef("token:" + tokenDigest(token))
 	}
 	return c, err
 }
@@ -496,6 +500,9 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 	if vj.HasIssuedAt() {
 		c.IssuedAt, _ = vj.IssuedAt() // checkLifetime has read it
 	}
+	if at, err := vj.NumberClaim("auth_time"); err == nil && at > 0 && at < 1<<40 {
+		c.AuthTime = time.Unix(int64(at), 0)
+	}
 	if v.cfg.MFAClaim != "" {
 		c.MFA, _ = vj.BooleanClaim(v.cfg.MFAClaim)
 	}
@@ -509,9 +516,9 @@ func (v *Verifier) caller(vj *jwt.VerifiedJWT) (*Caller, error) {
 		}
 	}
 	if sid, err := vj.StringClaim("sid"); err == nil && sid != "" {
-		c.Session = "sid:" + sid
+		c.Session = SessionRef("sid:" + sid)
 	} else if jti, err := vj.JWTID(); err == nil && jti != "" {
-		c.Session = "jti:" + jti
+		c.Session = SessionRef("jti:" + jti)
 	}
 	return c, nil
 }

@@ -505,7 +505,7 @@ func TestLoginClaims(t *testing.T) {
 		jti     string
 		iat     bool
 		mfa     bool
-		session string // prefix
+		session string // the id referred to
 	}{
 		{"sid", map[string]any{"sid": "s-1", "mfa": true}, "j-1", true, true, "sid:s-1"},
 		{"jti", map[string]any{"mfa": false}, "j-1", true, false, "jti:j-1"},
@@ -528,7 +528,11 @@ func TestLoginClaims(t *testing.T) {
 			if got.MFA != tc.mfa || tc.iat != got.IssuedAt.Equal(iat) || tc.iat == got.IssuedAt.IsZero() {
 				t.Errorf("mfa %v iat %v; want %v, iat %v", got.MFA, got.IssuedAt, tc.mfa, tc.iat)
 			}
-			if !strings.HasPrefix(got.Session, tc.session) || strings.Contains(got.Session, tok) || tc.session == "token:" && len(got.Session) != len("token:")+32 {
+			want := SessionRef(tc.session)
+			if tc.session == "token:" {
+				want = SessionRef("token:" + tokenDigest(tok))
+			}
+			if got.Session != want || !ValidSessionRef(got.Session) {
 				t.Errorf("session %q, want %s…", got.Session, tc.session)
 			}
 		})

@@ -111,7 +111,7 @@ func (in *Introspector) verifyToken(ctx context.Context, token string) (*Caller,
 		return nil, err
 	}
 	if c != nil && c.Session == "" {
-		c.Session = "token:" + d
+		c.Session = SessionRef("token:" + d)
 	}
 	until := now.Add(in.cfg.CacheTTL)
 	if c != nil && c.Expires.Before(until) {
@@ -221,6 +221,9 @@ func (in *Introspector) caller(a map[string]any, now time.Time) (*Caller, error)
 	if iat, ok := a["iat"].(float64); ok {
 		c.IssuedAt = time.Unix(int64(iat), 0)
 	}
+	if at, ok := a["auth_time"].(float64); ok && at > 0 && at < 1<<40 {
+		c.AuthTime = time.Unix(int64(at), 0)
+	}
 	org, ok := str(in.cfg.OrgClaim)
 	if !ok || orgid.Check(org) != nil {
 		return nil, &ClaimError{Claim: in.cfg.OrgClaim, Problem: "is not a valid organization id"}
@@ -243,9 +246,9 @@ func (in *Introspector) caller(a map[string]any, now time.Time) (*Caller, error)
 		}
 	}
 	if sid, ok := str("sid"); ok && sid != "" {
-		c.Session = "sid:" + sid
+		c.Session = SessionRef("sid:" + sid)
 	} else if jti, ok := str("jti"); ok && jti != "" {
-		c.Session = "jti:" + jti
+		c.Session = SessionRef("jti:" + jti)
 	}
 	return c, nil
 }

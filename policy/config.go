@@ -39,6 +39,9 @@ type File struct {
 	// HIPAA sets the defaults of the orgs' HIPAA mode and what counts as
 	// a second factor.
 	HIPAA HIPAA `yaml:"hipaa"`
+	// State is where phiguard keeps what its replicas must agree on:
+	// sessions (last use, revocations). Default: this process's memory.
+	State State `yaml:"state"`
 	// Integrations are the third-party apps (OAuth clients) that may act
 	// for HIPAA orgs: only under a BAA, only with the scopes granted, and
 	// high-risk scopes only once approved.
@@ -351,6 +354,11 @@ type Org struct {
 	// token issued before it, or without iat, is refused, so switching it
 	// on ends every session at once. Optional.
 	EnabledAt time.Time `yaml:"enabled_at"`
+	// IdleTimeout and AbsoluteTimeout override hipaa.idle_timeout and
+	// hipaa.absolute_timeout for this org. Set on an org outside HIPAA
+	// mode, they turn session limits (and revocation) on for it.
+	IdleTimeout     *time.Duration `yaml:"idle_timeout"`
+	AbsoluteTimeout *time.Duration `yaml:"absolute_timeout"`
 }
 
 // RouteConfig is one route as written.
@@ -496,6 +504,46 @@ type HIPAA struct {
 	// BreakGlassHeader carries a break-glass reason (routes'
 	// break_glass). Default X-Break-Glass-Reason. It never reaches the app.
 	BreakGlassHeader string `yaml:"break_glass_header"`
+	// IdleTimeout ends the session of a HIPAA org's caller that made no
+	// request for this long (401 session_idle_timeout): automatic logoff.
+	// A session is its token's sid, else its jti, else the token itself.
+	// Default 15m; 0s turns it off. orgs[].idle_timeout overrides it.
+	IdleTimeout *time.Duration `yaml:"idle_timeout"`
+	// AbsoluteTimeout ends a HIPAA org's session this long after it
+	// began (its first request, or the token's auth_time or iat when
+	// earlier), however active (401 session_expired). Default 12h; 0s
+	// turns it off. orgs[].absolute_timeout overrides it.
+	AbsoluteTimeout *time.Duration `yaml:"absolute_timeout"`
+}
+
+// State is where session state lives.
+type State struct {
+	// Store is memory (default: this process alone; lost on restart) or
+	// redis (every replica sees each other's logoffs and revocations).
+	// Whichever it is, a store that does not answer refuses the request
+	// (503 state_unavailable): never let through unchecked.
+	Store string `yaml:"store"`
+	// Redis is the server of store: redis.
+	Redis *RedisState `yaml:"redis"`
+	// MaxSessions bounds the memory store; past it, new sessions are
+	// refused (503) until old ones expire. Default 1048576.
+	MaxSessions int `yaml:"max_sessions"`
+}
+
+// RedisState is a Redis server for the state store.
+type RedisState struct {
+	// URL is redis://[user@]host:port[/db], or rediss:// for TLS checked
+	// against the system's roots. Required. A password does not belong
+	// here: the policy is a ConfigMap. Use password_env.
+	URL string `yaml:"url"`
+	// PasswordEnv names the environment variable holding the password
+	// (from a Kubernetes Secret). Optional.
+	PasswordEnv string `yaml:"password_env"`
+	// KeyPrefix starts every key phiguard writes. Default "phiguard:".
+	KeyPrefix string `yaml:"key_prefix"`
+	// Timeout bounds each command, connecting included; past it the
+	// request is refused. Default 250ms.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Search tunes searchable fields for the whole policy.

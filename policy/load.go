@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/phiguard/phiguard/internal/orgid"
+	"github.com/phiguard/phiguard/session"
 )
 
 // Defaults applied to keys the policy leaves out.
@@ -77,6 +78,9 @@ type Policy struct {
 	integrations map[string]*compiledIntegration
 	// hipaa maps the orgs in HIPAA mode to their enabled_at (zero: none).
 	hipaa map[string]time.Time
+	// sessions maps the orgs whose sessions are tracked (HIPAA mode, or
+	// limits set) to their limits.
+	sessions map[string]session.Limits
 	// mfaMethods are the amr values that count as a second factor.
 	mfaMethods map[string]bool
 	// querySearch are the routes with query: search terms.
@@ -228,6 +232,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 	}
 	p.orgs = make(map[string]bool, len(f.Orgs))
 	p.hipaa = map[string]time.Time{}
+	p.sessions = map[string]session.Limits{}
 	p.compileHIPAA(ps)
 	for i, o := range f.Orgs {
 		if o.RotateEvery < 0 || o.Retain < 0 {
@@ -247,7 +252,9 @@ func (p *Policy) compile(ps *problems, dir string) {
 		} else if !o.EnabledAt.IsZero() {
 			ps.add(fmt.Sprintf("orgs[%d].enabled_at", i), "enabled_at applies to an org in HIPAA mode (hipaa: true)")
 		}
+		p.compileSessionLimits(ps, i)
 	}
+	p.compileState(ps)
 	names := map[string]int{}
 	for i := range f.Routes {
 		r := p.compileRoute(ps, i)

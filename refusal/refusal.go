@@ -37,6 +37,9 @@ const (
 	// IdentityUnavailable: the identity provider phiguard asks about a
 	// token (introspection) did not answer.
 	IdentityUnavailable
+	// StateUnavailable: the store of session state (Redis) did not
+	// answer, or had no room.
+	StateUnavailable
 	Internal
 )
 
@@ -58,6 +61,7 @@ var codes = [...]string{
 	UpstreamTooLarge:    "upstream_too_large",
 	ClientGone:          "client_closed",
 	IdentityUnavailable: "identity_unavailable",
+	StateUnavailable:    "state_unavailable",
 	Internal:            "internal",
 }
 

@@ -11,12 +11,11 @@ package session
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/base64"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/phiguard/phiguard/identity"
 )
 
 // Limits are an org's session limits. Zero turns a limit off.
@@ -48,7 +47,7 @@ const DefaultKeep = 30 * 24 * time.Hour
 type Use struct {
 	// Org and User are the caller's; revocations of either apply.
 	Org, User string
-	// Ref is the session's reference (Ref of the caller's session id).
+	// Ref is the session's reference (identity.Caller.Session).
 	Ref string
 	// Start is the earliest time the credential itself shows the session
 	// began (its auth_time, else its iat); zero when it does not tell.
@@ -103,8 +102,8 @@ func (r Revocation) Check() error {
 		return errors.New("revoke one session, or an org's or a user's sessions, not both")
 	case r.Ref == "" && r.Org == "" && r.User == "":
 		return errors.New("say whose sessions to revoke: an org, a user, or one session")
-	case r.Ref != "" && !ValidRef(r.Ref):
-		return fmt.Errorf("%q is not a session reference (%s… as audit records show it)", r.Ref, refPrefix)
+	case r.Ref != "" && !identity.ValidSessionRef(r.Ref):
+		return fmt.Errorf("%q is not a session reference (ses_… as audit records show it)", r.Ref)
 	case r.At.IsZero():
 		return errors.New("a revocation needs its time")
 	case r.Keep <= 0:
@@ -128,28 +127,6 @@ type Store interface {
 
 // ErrFull is the memory store refusing a new session it has no room for.
 var ErrFull = errors.New("session store is full")
-
-// refPrefix starts every session reference.
-const refPrefix = "ses_"
-
-// Ref is the reference of a session id (identity.Caller.Session: sid:…,
-// jti:… or token:…): "ses_" and 22 characters of its SHA-256. Stores,
-// audit records and `phiguard sessions revoke -session` use it; the id
-// itself, which may be a bearer secret, is kept nowhere.
-func Ref(id string) string {
-	sum := sha256.Sum256([]byte(id))
-	return refPrefix + base64.RawURLEncoding.EncodeToString(sum[:16])
-}
-
-// ValidRef reports whether s has the shape of a Ref.
-func ValidRef(s string) bool {
-	rest, ok := strings.CutPrefix(s, refPrefix)
-	if !ok || len(rest) != 22 {
-		return false
-	}
-	_, err := base64.RawURLEncoding.DecodeString(rest)
-	return err == nil
-}
 
 // start is the session's start: the earlier of what the credential says
 // (zero: nothing) and what the store saw first (zero: never), else now.

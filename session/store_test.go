@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/redistest"
 )
 
@@ -37,7 +38,7 @@ var (
 
 // use is a use of session id by org/user at t0+at.
 func use(org, user, id string, at time.Duration) Use {
-	return Use{Org: org, User: user, Ref: Ref(id), Now: t0.Add(at), Limits: limits}
+	return Use{Org: org, User: user, Ref: identity.SessionRef(id), Now: t0.Add(at), Limits: limits}
 }
 
 type step struct {
@@ -49,7 +50,7 @@ type step struct {
 func revoke(org, user, id string, at time.Duration) step {
 	r := &Revocation{Org: org, User: user, At: t0.Add(at), Keep: limits.Keep()}
 	if id != "" {
-		r.Ref = Ref(id)
+		r.Ref = identity.SessionRef(id)
 	}
 	return step{rev: r}
 }
@@ -181,7 +182,7 @@ func storeSuite(t *testing.T, open func(*testing.T) Store) {
 		}
 		for _, r := range []Revocation{
 			{At: t0, Keep: time.Hour},
-			{Org: "org_a", Ref: Ref("sid:1"), At: t0, Keep: time.Hour},
+			{Org: "org_a", Ref: identity.SessionRef("sid:1"), At: t0, Keep: time.Hour},
 			{Ref: "sid:1", At: t0, Keep: time.Hour},
 			{Org: "org_a", Keep: time.Hour},
 			{Org: "org_a", At: t0},
@@ -270,7 +271,7 @@ func TestMemoryFull(t *testing.T) {
 	if v, err := m.Use(ctx, use("org_a", "alice", "sid:1", time.Minute)); err != nil || v != Live {
 		t.Fatalf("a known session: %v %v", v, err)
 	}
-	if err := m.Revoke(ctx, Revocation{Ref: Ref("sid:9"), At: t0, Keep: time.Hour}); err != nil {
+	if err := m.Revoke(ctx, Revocation{Ref: identity.SessionRef("sid:9"), At: t0, Keep: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	// Once the first two are forgotten there is room again.
@@ -302,15 +303,3 @@ func TestMemoryForgets(t *testing.T) {
 }
 
 func withStartAt(u Use, s time.Time) Use { u.Start = s; return u }
-
-func TestRef(t *testing.T) {
-	r := Ref("sid:abc")
-	if !ValidRef(r) || r == Ref("sid:abd") || strings.Contains(r, "abc") || r != Ref("sid:abc") {
-		t.Fatalf("Ref: %q", r)
-	}
-	for _, bad := range []string{"", "sid:abc", "ses_", "ses_short", r + "x", "ses_" + strings.Repeat("!", 22)} {
-		if ValidRef(bad) {
-			t.Errorf("ValidRef(%q)", bad)
-		}
-	}
-}
