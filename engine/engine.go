@@ -127,7 +127,8 @@ type Options struct {
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 	// Sessions keeps session state for the orgs whose sessions the
-	// policy tracks; nil refuses their callers (503).
+	// policy tracks. nil: a memory store of the policy's
+	// state.max_sessions (Successor: the predecessor's store).
 	Sessions session.Store
 }
 
@@ -185,6 +186,9 @@ func New(o Options) (*Engine, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	if e.sessions == nil && o.Policy.TracksSessions() {
+		e.sessions = session.NewMemory(o.Policy.File.State.MaxSessions)
+	}
 	mask, err := jsontext.AppendQuote(nil, o.Policy.File.Mask)
 	if err != nil {
 		return nil, fmt.Errorf("engine: mask: %w", err)
@@ -223,9 +227,13 @@ func New(o Options) (*Engine, error) {
 	return e, nil
 }
 
-// Successor builds an engine for o that shares e's capacity slots: what
-// a policy reload puts in force. o's max_concurrent_requests is not used.
+// Successor builds an engine for o that shares e's capacity slots (and,
+// unless o names one, its session store): what a policy reload puts in
+// force. o's max_concurrent_requests is not used.
 func (e *Engine) Successor(o Options) (*Engine, error) {
+	if o.Sessions == nil {
+		o.Sessions = e.sessions
+	}
 	n, err := New(o)
 	if err != nil {
 		return nil, err

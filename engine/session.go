@@ -26,9 +26,6 @@ func (e *Engine) checkSession(ctx context.Context, c *identity.Caller) error {
 	if !ok {
 		return nil
 	}
-	if e.sessions == nil {
-		return errStateUnavailable
-	}
 	v, err := e.sessions.Use(ctx, policy.SessionUse(c, limits, e.now()))
 	if err != nil {
 		if errors.Is(err, session.ErrFull) {

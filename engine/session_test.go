@@ -150,7 +150,7 @@ func sessionLimits(t *testing.T, st session.Store) {
 
 // TestSessionStoreDown: when the store cannot answer, a tracked org's
 // caller is refused with 503 state_unavailable (audited as an error);
-// with no store at all, the same. An untracked org is not asked about.
+// a full memory store, the same. An untracked org is not asked about.
 func TestSessionStoreDown(t *testing.T) {
 	pol, err := policy.Parse("p.yaml", []byte(sessionPolicy))
 	if err != nil {
@@ -164,7 +164,7 @@ func TestSessionStoreDown(t *testing.T) {
 	defer st.Close()
 	srv.Stop()
 	ctx := context.Background()
-	for name, store := range map[string]session.Store{"redis down": st, "no store": nil, "memory full": fullMemory(t)} {
+	for name, store := range map[string]session.Store{"redis down": st, "memory full": fullMemory(t)} {
 		aud := &records{}
 		eng, err := New(Options{Policy: pol, Verifier: sessionCallers{time.Now()}, Auditor: aud, Sessions: store})
 		if err != nil {
@@ -204,4 +204,40 @@ func fullMemory(t *testing.T) session.Store {
 		t.Fatal(err)
 	}
 	return m
+}
+
+// TestSessionStoreKeptAcrossReload: an engine built with no store keeps
+// sessions in memory, and its successor (a policy reload) keeps the same
+// store, so a reload logs no one off and forgets no idle session.
+func TestSessionStoreKeptAcrossReload(t *testing.T) {
+	pol, err := policy.Parse("p.yaml", []byte(sessionPolicy))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now()
+	now := t0
+	clock := func() time.Time { return now }
+	first, err := New(Options{Policy: pol, Verifier: sessionCallers{t0}, Auditor: &records{}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	next, err := first.Successor(Options{Policy: pol, Verifier: sessionCallers{t0}, Auditor: &records{}, Now: clock})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	get := func(e *Engine) error {
+		req := request("GET", "/m", "")
+		req.Header.Set("Authorization", "Bearer org_a:alice:s1")
+		x, err := e.Begin(ctx, req)
+		x.Close()
+		return err
+	}
+	if err := get(first); err != nil {
+		t.Fatal(err)
+	}
+	now = t0.Add(20 * time.Minute)
+	if ref, _ := refusal.As(get(next)); ref == nil || ref.ClientCode() != "session_idle_timeout" {
+		t.Fatalf("after the reload: %v, want session_idle_timeout", ref)
+	}
 }
