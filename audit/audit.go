@@ -314,6 +314,9 @@ func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
 const (
 	EventSinkCheck    = "audit_sink_check"
 	EventPolicyReload = "policy_reload"
+	// EventSessionRevoke: sessions were revoked (`phiguard sessions
+	// revoke`): org, user or session, at, via.
+	EventSessionRevoke = "session_revoke"
 )
 
 // Event writes an event line to every sink: {"time":…,"event":event}

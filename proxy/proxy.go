@@ -18,6 +18,7 @@ import (
 	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/refusal"
+	"github.com/phiguard/phiguard/session"
 )
 
 // Options configure a Proxy. Policy, Keys (when a route has field actions)
@@ -37,6 +38,8 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Sessions keeps session state (engine.Options.Sessions).
+	Sessions session.Store
 }
 
 // Proxy is the HTTP ingress: an adapter that hands each request to the
@@ -51,7 +54,7 @@ type Proxy struct {
 
 // New builds the ingress for a policy.
 func New(o Options) (*Proxy, error) {
-	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now})
+	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now, Sessions: o.Sessions})
 	if err != nil {
 		return nil, err
 	}

@@ -486,12 +486,14 @@ type cliTrail struct {
 }
 
 // cliAuditor writes to the policy's audit sinks, or, without a policy,
-// to audit.jsonl in the keyring folder.
+// to audit.jsonl in keyring k's folder.
 func cliAuditor(k *policy.Keys, pol *policy.Policy, stderr io.Writer) (*cliTrail, error) {
-	specs := []policy.Sink{{Type: "file", Path: filepath.Join(k.Keyring, "audit.jsonl")}}
+	var specs []policy.Sink
 	failClosed := true
 	if pol != nil {
 		specs, failClosed = pol.File.Audit.Sinks, *pol.File.Audit.FailClosed
+	} else {
+		specs = []policy.Sink{{Type: "file", Path: filepath.Join(k.Keyring, "audit.jsonl")}}
 	}
 	for _, s := range specs {
 		if s.Type == "file" {

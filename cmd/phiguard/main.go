@@ -58,6 +58,8 @@ Usage:
   phiguard keys create -keyring DIR -org ID
                                         add an organization's data keys
   phiguard keys list -keyring DIR       list the organizations with keys
+  phiguard sessions revoke -config FILE (-org ID [-user ID] | -user ID | -session REF)
+                                        end sessions now (remote wipe)
   phiguard version                      print the version
 `
 
@@ -83,6 +85,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdCheck(args[1:], stdout, stderr)
 	case "keys":
 		return cmdKeys(ctx, args[1:], stdout, stderr)
+	case "sessions":
+		return cmdSessions(ctx, args[1:], stdout, stderr)
 	case "version":
 		fs := newFlags("version", "Prints phiguard's version.", stdout, stderr)
 		if err := parseFlags(fs, args[1:]); err != nil {

@@ -21,10 +21,12 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/identity"
+	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/keys"
 	"github.com/phiguard/phiguard/metrics"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/proxy"
+	"github.com/phiguard/phiguard/session"
 )
 
 // sidecar is a running phiguard: the proxy, and what outlives a policy
@@ -60,6 +62,10 @@ type sidecar struct {
 	verified     time.Time // when every keyset was last unwrapped; under mu
 	keysComplete atomic.Bool
 
+	// sessions is the session store, opened at start (state is a
+	// restart-only section): reloads keep it.
+	sessions session.Store
+
 	cert atomic.Pointer[tls.Certificate] // ingress.tls's, when set
 	// stopJWKS stops the refresh of the verifier in force's JWKS URL.
 	jwksMu     sync.Mutex
@@ -85,6 +91,14 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		Keyring:  sc.keys.ring.Load,
 		Version:  version,
 	})
+	session.SetLibraryLog(liblog.New(log, "go-redis"))
+	if sc.sessions, err = openSessionStore(pol.File.State); err != nil {
+		sc.Close()
+		return nil, err
+	}
+	if err := sc.sessions.Ping(ctx); err != nil {
+		log.Warn("session store does not answer yet: callers of orgs with session limits get 503 until it does", "err_kind", "store")
+	}
 	kr, ring, v, err := sc.parts(ctx, pol)
 	if err != nil {
 		sc.Close()
@@ -94,7 +108,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		sc.useKeyring(ring)
 		sc.verified = time.Now()
 	}
-	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log})
+	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log, Sessions: sc.sessions})
 	if err != nil {
 		sc.Close()
 		return nil, err
@@ -353,6 +367,9 @@ func (sc *sidecar) Close() error {
 		sc.stopJWKS()
 	}
 	sc.jwksMu.Unlock()
+	if sc.sessions != nil {
+		sc.sessions.Close()
+	}
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
@@ -415,7 +432,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
-	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log})
+	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log, Sessions: sc.sessions})
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
@@ -469,8 +486,11 @@ func restartOnly(cur, next *policy.Policy) []string {
 	if !reflect.DeepEqual(cur.File.Reload, next.File.Reload) {
 		changed = append(changed, "reload")
 	}
+	if !reflect.DeepEqual(cur.File.State, next.File.State) {
+		changed = append(changed, "state")
+	}
 	next.File.Ingress, next.Upstream, next.UpstreamProxy = cur.File.Ingress, cur.Upstream, cur.UpstreamProxy
-	next.File.Admin, next.File.Audit, next.File.Reload = cur.File.Admin, cur.File.Audit, cur.File.Reload
+	next.File.Admin, next.File.Audit, next.File.Reload, next.File.State = cur.File.Admin, cur.File.Audit, cur.File.Reload, cur.File.State
 	return changed
 }
 
@@ -562,6 +582,11 @@ func (sc *sidecar) readiness(ctx context.Context) []string {
 	}
 	if err := sc.auditor.Check(ctx); err != nil {
 		why = append(why, err.Error())
+	}
+	if pol := sc.pol.Load(); pol.TracksSessions() {
+		if err := sc.sessions.Ping(ctx); err != nil {
+			why = append(why, "session store: "+err.Error())
+		}
 	}
 	if ring := sc.keys.ring.Load(); ring != nil && !sc.keysComplete.Load() {
 		why = append(why, "keyring: keysets not unwrapped yet (KMS unreachable?) for "+strings.Join(ring.Unavailable(), ", "))
