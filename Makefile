@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin
 PKGS    := ./...
 
-.PHONY: all build test vet race bench bench-micro fuzz demo clean
+.PHONY: all build test test-deps vet race bench bench-micro fuzz demo clean
 
 all: build
 
@@ -13,7 +13,14 @@ build:
 	$(GO) build -o $(BIN)/demo ./examples/demo
 
 # Every test: vet, then the race-enabled suite (fuzz seed corpora run as unit tests).
-test: vet race
+test: test-deps vet race
+
+# The session store's tests start their own redis-server on loopback:
+# install Debian's package when it is missing.
+test-deps:
+	@command -v redis-server >/dev/null || { echo "installing redis-server (tests start it on loopback)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; } \
+		|| { echo "the tests need redis-server: apt-get install redis-server"; exit 1; }
 
 vet:
 	$(GO) vet $(PKGS)

@@ -30,6 +30,7 @@ type stack struct {
 	dir      string
 	proxyURL string
 	admin    string // the admin listener's address
+	policy   string // the policy file's path
 	appURL   string
 	appHits  *atomic.Int64
 	appProto atomic.Value // protocol of the app's last request
@@ -41,6 +42,13 @@ type stack struct {
 }
 
 func startStack(t *testing.T, h2cUpstream bool) *stack {
+	t.Helper()
+	return startStackWith(t, h2cUpstream, nil)
+}
+
+// startStackWith is startStack with the demo policy's text passed
+// through edit first (nil: as it is).
+func startStackWith(t *testing.T, h2cUpstream bool, edit func([]byte) []byte) *stack {
 	t.Helper()
 	s := &stack{dir: t.TempDir(), appHits: new(atomic.Int64), tokens: map[string]string{}, logs: &bytes.Buffer{}, appLog: newLockedBuffer()}
 	keyring := filepath.Join(s.dir, "keyring")
@@ -81,6 +89,9 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 	if h2cUpstream {
 		pol = bytes.Replace(pol, []byte("ingress:\n"), []byte("ingress:\n  upstream_h2c: true\n"), 1)
 	}
+	if edit != nil {
+		pol = edit(pol)
+	}
 	polPath := filepath.Join(s.dir, "policy.yaml")
 	if err := os.WriteFile(polPath, pol, 0o600); err != nil {
 		t.Fatal(err)
@@ -89,18 +100,29 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 		t.Fatalf("check: %v %s", err, stderr)
 	}
 
+	s.policy = polPath
+	s.proxyURL, s.admin = s.launch(t, s.logs, true)
+	s.client = &http.Client{Timeout: 10 * time.Second}
+	return s
+}
+
+// launch serves the stack's policy with one more phiguard, as a replica
+// beside the first, until the test ends; logs go to logs. It returns the
+// proxy's URL and the admin listener's address. With canary, the logs
+// and the audit trail are checked for PHI at the end.
+func (s *stack) launch(t *testing.T, logs io.Writer, canary bool) (proxyURL, admin string) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	p, err := policy.Load(polPath)
+	p, err := policy.Load(s.policy)
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := slog.New(slog.NewJSONHandler(s.logs, nil))
-	sc, err := newSidecar(ctx, polPath, p, io.Discard, io.Discard, log)
+	log := slog.New(slog.NewJSONHandler(logs, nil))
+	sc, err := newSidecar(ctx, s.policy, p, io.Discard, io.Discard, log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ln, aln := listen(t), listen(t)
-	s.admin = aln.Addr().String()
 	done := make(chan error, 1)
 	go func() { done <- sc.serve(ctx, ln, aln, signals{}) }()
 	t.Cleanup(func() {
@@ -109,15 +131,16 @@ func startStack(t *testing.T, h2cUpstream bool) *stack {
 			t.Errorf("serve: %v", err)
 		}
 		sc.Close()
+		if !canary {
+			return
+		}
 		for name, b := range map[string][]byte{"logs": s.logs.Bytes(), "audit": s.read(t, "audit.jsonl")} {
 			if bytes.Contains(b, []byte(phi)) {
 				t.Errorf("%s hold PHI:\n%s", name, b)
 			}
 		}
 	})
-	s.proxyURL = "http://" + ln.Addr().String()
-	s.client = &http.Client{Timeout: 10 * time.Second}
-	return s
+	return "http://" + ln.Addr().String(), aln.Addr().String()
 }
 
 func listen(t *testing.T) net.Listener {
