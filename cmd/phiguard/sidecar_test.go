@@ -16,7 +16,7 @@ import (
 )
 
 // TestRestartOnlyKeepsRunningSections: a reloaded policy that changes the
-// ingress, admin, audit and reload sections runs with the values in force
+// ingress, admin, audit, reload and state sections runs with the values in force
 // and names each section; the routes it changes are its own.
 func TestRestartOnlyKeepsRunningSections(t *testing.T) {
 	parse := func(src string) *policy.Policy {
@@ -38,10 +38,11 @@ ingress: {upstream: "http://127.0.0.1:9090", upstream_proxy: "http://proxy:3128"
 admin: {listen: "127.0.0.1:9902"}
 audit: {sinks: [{type: stderr}]}
 reload: {interval: 1s}
+state: {store: redis, redis: {url: "redis://127.0.0.1:6379/0"}}
 routes: [{name: b, match: {path: /b}, auth: none}]
 `)
 	changed := restartOnly(cur, next)
-	if want := []string{"ingress", "admin", "audit", "reload"}; !slices.Equal(changed, want) {
+	if want := []string{"ingress", "admin", "audit", "reload", "state"}; !slices.Equal(changed, want) {
 		t.Errorf("changed %v, want %v", changed, want)
 	}
 	if !reflect.DeepEqual(next.File.Ingress, cur.File.Ingress) || next.File.Ingress.MaxBodyBytes != 1000 {
@@ -52,6 +53,9 @@ routes: [{name: b, match: {path: /b}, auth: none}]
 	}
 	if next.File.Admin.Listen != "127.0.0.1:9901" || next.File.Audit.Sinks[0].Type != "stdout" || !reflect.DeepEqual(next.File.Reload, cur.File.Reload) {
 		t.Errorf("admin %+v, audit %+v, reload %+v: want the running ones", next.File.Admin, next.File.Audit, next.File.Reload)
+	}
+	if next.File.State.Store != policy.StoreMemory || next.File.State.Redis != nil {
+		t.Errorf("state %+v: want the running one", next.File.State)
 	}
 	if next.Routes[0].Name != "b" {
 		t.Errorf("routes: %s, want the new policy's", next.Routes[0].Name)

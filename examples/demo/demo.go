@@ -35,24 +35,29 @@ const (
 )
 
 // demoUsers: name → org, role, the login's authentication methods (amr)
-// and how long ago it was made. org_a is in HIPAA mode since 2026-01-01.
+// and how long ago the token was issued (iat) and, where set, the user
+// authenticated (auth_time). org_a is in HIPAA mode since 2026-01-01.
 var demoUsers = []struct {
 	name, org, role string
 	amr             []any
 	age             time.Duration
+	authAge         time.Duration
 }{
-	{"alice", "org_a", "agent", []any{"pwd", "otp"}, time.Minute},           // a care agent of org_a
-	{"victor", "org_a", "viewer", []any{"pwd", "hwk"}, time.Minute},         // org_a staff who may not read PHI
-	{"bob", "org_b", "agent", []any{"pwd"}, time.Minute},                    // an agent of another clinic (not HIPAA mode)
-	{"mallory", "org_a", "agent", []any{"pwd"}, time.Minute},                // signed in with a password only
-	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour}, // a login from before HIPAA mode
-	{"carla", "org_a", "clinician", []any{"pwd", "otp"}, time.Minute},       // not a reader; may break the glass
-	{"mkt", "org_a", "agent", []any{"hwk"}, time.Minute},                    // a marketing integration without a BAA (azp)
-	{"adam", "org_a", "admin", []any{"pwd", "otp"}, time.Minute},            // an admin who changes roles
+	{"alice", "org_a", "agent", []any{"pwd", "otp"}, time.Minute, 0},             // a care agent of org_a
+	{"victor", "org_a", "viewer", []any{"pwd", "hwk"}, time.Minute, 0},           // org_a staff who may not read PHI
+	{"bob", "org_b", "agent", []any{"pwd"}, time.Minute, 0},                      // an agent of another clinic (not HIPAA mode)
+	{"mallory", "org_a", "agent", []any{"pwd"}, time.Minute, 0},                  // signed in with a password only
+	{"olivia", "org_a", "agent", []any{"pwd", "otp"}, 400 * 24 * time.Hour, 0},   // a login from before HIPAA mode
+	{"carla", "org_a", "clinician", []any{"pwd", "otp"}, time.Minute, 0},         // not a reader; may break the glass
+	{"mkt", "org_a", "agent", []any{"hwk"}, time.Minute, 0},                      // a marketing integration without a BAA (azp)
+	{"adam", "org_a", "admin", []any{"pwd", "otp"}, time.Minute, 0},              // an admin who changes roles
+	{"nora", "org_a", "agent", []any{"pwd", "otp"}, time.Minute, 13 * time.Hour}, // a fresh token of a login made 13 hours ago
+	{"dana", "org_a", "agent", []any{"pwd", "otp"}, time.Minute, 0},              // an agent whose phone is lost
 }
 
 type env struct {
 	dir, proxy, app, admin string
+	bin                    string // the binaries' folder, absolute
 }
 
 // step is one demo action: printed as a curl line, and checked with -check.
@@ -67,6 +72,7 @@ type step struct {
 	user   string
 	body   string
 	shell  string // a shell command instead of a request
+	run    bool   // -check runs shell too ($D and $B set), rather than only printing it
 	check  func(e env, status int, body []byte) error
 }
 
@@ -141,6 +147,24 @@ func steps() []step {
 		{title: "HIPAA mode: a login from before the org switched it on (olivia) gets 401 session_terminated", method: "GET", path: msgs, user: "olivia",
 			check: func(e env, status int, body []byte) error {
 				return want(status == 401 && bytes.Contains(body, []byte(`"session_terminated"`)), "want 401 session_terminated, got %d %s", status, body)
+			}},
+		{title: "Automatic logoff: nora's token is fresh, but she signed in 13 hours ago, past org_a's 12h session lifetime: 401 session_expired", method: "GET", path: msgs, user: "nora",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 401 && bytes.Contains(body, []byte(`"session_expired"`)), "want 401 session_expired, got %d %s", status, body)
+			}},
+		{title: "dana reads her messages", method: "GET", path: msgs, user: "dana", pipe: "| head -c 120; echo",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200, "want 200, got %d %s", status, body)
+			}},
+		{title: "Remote wipe: dana lost her phone; end her sessions now (with state.store redis, in every replica)",
+			shell: "$B/phiguard sessions revoke -config $D/policy.yaml -org org_a -user dana", run: true,
+			check: func(e env, _ int, _ []byte) error {
+				raw, _ := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
+				return want(bytes.Contains(raw, []byte(`"event":"session_revoke"`)), "no session_revoke event in the audit trail")
+			}},
+		{title: "dana's stolen token now gets 401 session_revoked; she signs in again for a new one", method: "GET", path: msgs, user: "dana",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 401 && bytes.Contains(body, []byte(`"session_revoked"`)), "want 401 session_revoked, got %d %s", status, body)
 			}},
 		{title: "allow_roles: a viewer (victor) may not list contacts, 403 role_not_allowed", method: "GET", path: "/api/v1/contacts", user: "victor",
 			check: func(e env, status int, body []byte) error {
@@ -224,6 +248,9 @@ func runDemo(ctx context.Context, o options) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	if e.bin, err = filepath.Abs(o.bin); err != nil {
+		return err
+	}
 	if err := prepare(ctx, o, e); err != nil {
 		return err
 	}
@@ -295,6 +322,9 @@ func writeIdentities(dir string) error {
 		custom := map[string]any{"org_id": u.org, "role": u.role, "amr": u.amr}
 		if u.name == "mkt" {
 			custom["azp"] = "marketing-tool"
+		}
+		if u.authAge > 0 {
+			custom["auth_time"] = float64(time.Now().Add(-u.authAge).Unix())
 		}
 		raw, err := jwt.NewRawJWT(&jwt.RawJWTOptions{Issuer: &iss, Audience: &aud, Subject: &u.name, ExpiresAt: &exp, IssuedAt: &iat,
 			CustomClaims: custom})
@@ -380,7 +410,7 @@ func (s step) url(e env) string {
 func printSteps(w io.Writer, e env) {
 	fmt.Fprintf(w, "\n# phiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
 	fmt.Fprintf(w, "# Keyring, tokens, store and audit trail are in %s.\n# Paste these lines into another shell:\n\n", e.dir)
-	fmt.Fprintf(w, "D=%s\n\n", e.dir)
+	fmt.Fprintf(w, "D=%s\nB=%s\n\n", e.dir, e.bin)
 	for i, s := range steps() {
 		fmt.Fprintf(w, "# %d. %s\n", i+1, s.title)
 		if s.shell != "" {
@@ -412,11 +442,18 @@ func checkSteps(ctx context.Context, o options, e env) error {
 	var failed []string
 	for i, s := range steps() {
 		status, body := 0, []byte(nil)
-		if s.shell == "" {
+		switch {
+		case s.shell == "":
 			var err error
 			status, body, err = send(ctx, client, e, s)
 			if err != nil {
 				return err
+			}
+		case s.run:
+			sh := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", s.shell)
+			sh.Env = append(os.Environ(), "D="+e.dir, "B="+e.bin)
+			if out, err := sh.CombinedOutput(); err != nil {
+				return fmt.Errorf("step %d: %s: %v\n%s", i+1, s.shell, err, out)
 			}
 		}
 		if err := s.check(e, status, body); err != nil {
