@@ -17,7 +17,7 @@ type Memory struct {
 
 	mu        sync.Mutex
 	sessions  map[string]*memSession
-	revoked   map[string]memMark // by revocation key
+	revoked   map[revKey]memMark
 	lastSweep time.Time
 }
 
@@ -29,6 +29,10 @@ type memSession struct {
 
 type memMark struct{ at, expires time.Time }
 
+// revKey names what a revocation reaches: an org (User ""), a user in
+// every org (Org ""), or a user of an org.
+type revKey struct{ Org, User string }
+
 // NewMemory returns an empty store holding at most max sessions
 // (DefaultMaxSessions when max <= 0): past that, a new session is
 // refused with ErrFull until older ones expire.
@@ -36,7 +40,7 @@ func NewMemory(max int) *Memory {
 	if max <= 0 {
 		max = DefaultMaxSessions
 	}
-	return &Memory{max: max, sessions: map[string]*memSession{}, revoked: map[string]memMark{}}
+	return &Memory{max: max, sessions: map[string]*memSession{}, revoked: map[revKey]memMark{}}
 }
 
 // sweepEvery is how often the store drops what it no longer needs.
@@ -58,7 +62,12 @@ func (m *Memory) Use(_ context.Context, u Use) (Verdict, error) {
 		first, last, revoked = s.first, s.last, s.revoked
 	}
 	begun := start(u.Start, first, u.Now)
-	v := judge(u, begun, last, revoked, m.mark(orgKey(u.Org), u.Now), m.mark(orgUserKey(u.Org, u.User), u.Now), m.mark(userKey(u.User), u.Now))
+	var v Verdict
+	if len(m.revoked) == 0 {
+		v = judge(u, begun, last, revoked)
+	} else {
+		v = judge(u, begun, last, revoked, m.mark(revKey{Org: u.Org}, u.Now), m.mark(revKey{u.Org, u.User}, u.Now), m.mark(revKey{User: u.User}, u.Now))
+	}
 	if v != Live {
 		return v, nil
 	}
@@ -81,7 +90,7 @@ func (m *Memory) Use(_ context.Context, u Use) (Verdict, error) {
 }
 
 // mark is the time of the revocation under key, zero for none.
-func (m *Memory) mark(key string, now time.Time) time.Time {
+func (m *Memory) mark(key revKey, now time.Time) time.Time {
 	r, ok := m.revoked[key]
 	if !ok || !now.Before(r.expires) {
 		return time.Time{}
@@ -107,7 +116,7 @@ func (m *Memory) Revoke(_ context.Context, r Revocation) error {
 		s.expires = later(s.expires, expires)
 		return nil
 	}
-	key := revocationKey(r.Org, r.User)
+	key := revKey{r.Org, r.User}
 	old := m.revoked[key]
 	if r.At.After(old.at) {
 		m.revoked[key] = memMark{at: r.At, expires: later(old.expires, expires)}
@@ -153,18 +162,3 @@ func (m *Memory) Ping(context.Context) error { return nil }
 
 // Close implements Store.
 func (m *Memory) Close() error { return nil }
-
-// Revocation keys, shared by the stores. Org ids hold no ':'.
-func orgKey(org string) string           { return "ro:" + org }
-func orgUserKey(org, user string) string { return "ru:" + org + ":" + user }
-func userKey(user string) string         { return "rU:" + user }
-
-func revocationKey(org, user string) string {
-	switch {
-	case user == "":
-		return orgKey(org)
-	case org == "":
-		return userKey(user)
-	}
-	return orgUserKey(org, user)
-}

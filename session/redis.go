@@ -163,6 +163,21 @@ func (r *Redis) Ping(ctx context.Context) error {
 // Close implements Store.
 func (r *Redis) Close() error { return r.c.Close() }
 
+// Revocation keys. Org ids hold no ':'.
+func orgKey(org string) string           { return "ro:" + org }
+func orgUserKey(org, user string) string { return "ru:" + org + ":" + user }
+func userKey(user string) string         { return "rU:" + user }
+
+func revocationKey(org, user string) string {
+	switch {
+	case user == "":
+		return orgKey(org)
+	case org == "":
+		return userKey(user)
+	}
+	return orgUserKey(org, user)
+}
+
 // SetLibraryLog sends go-redis's own log lines (a pool that cannot dial)
 // to l, for the whole process.
 func SetLibraryLog(l *log.Logger) { redis.SetLogger(printfLogger{l}) }
