@@ -125,13 +125,16 @@ func (r *Record) AddAction(action string) {
 	r.Actions = append(r.Actions, action)
 }
 
-// Auditor sends every record to all its sinks.
+// Auditor sends every record to all its sinks, through one hash chain.
 type Auditor struct {
 	sinks      []sinkState
 	failClosed bool
 	log        *slog.Logger
 	now        func() time.Time
 	bufs       sync.Pool // of *[]byte, a line's buffer
+	timeout    time.Duration
+	q          *sequencer
+	closeOnce  sync.Once
 }
 
 // sinkState is a sink and what became of the lines written to it.
@@ -152,50 +155,102 @@ type sinkState struct {
 // with thousands of fields does not pin its buffer.
 const maxPooledLine = 64 << 10
 
-// NewAuditor writes to sinks. With failClosed, Record reports a sink's
-// failure so the caller refuses the request; without it, the failure is
-// logged and the request goes on. A nil log discards messages.
+// Options configure an Auditor.
+type Options struct {
+	// Log receives operational messages; nil discards them.
+	Log *slog.Logger
+	// FailClosed: Record reports a sink's failure so the caller refuses
+	// the request; without it, the failure is logged and the request
+	// goes on.
+	FailClosed bool
+	Sinks      []Sink
+	// Signer signs the chain's checkpoints; nil writes none (the lines
+	// are still chained, but nothing proves them unaltered).
+	Signer Signer
+	// CheckpointEvery and CheckpointInterval: a checkpoint follows every
+	// so many lines, and comes every interval even when idle. Defaults
+	// DefaultCheckpointEvery, DefaultCheckpointInterval.
+	CheckpointEvery    int
+	CheckpointInterval time.Duration
+	// Instance names the process in the chain_start line (a pod's name).
+	Instance string
+	// Timeout bounds how long Record waits for its line to be written;
+	// past it the record counts as not written. Default DefaultTimeout.
+	Timeout time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// DefaultTimeout bounds how long Record waits for the sinks.
+const DefaultTimeout = 5 * time.Second
+
+// NewAuditor writes to sinks, without checkpoints: New with FailClosed,
+// Log and Sinks.
 func NewAuditor(log *slog.Logger, failClosed bool, sinks ...Sink) *Auditor {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
+	return New(Options{Log: log, FailClosed: failClosed, Sinks: sinks})
+}
+
+// New starts an auditor. Close it to write the chain's final checkpoint.
+func New(o Options) *Auditor {
+	if o.Log == nil {
+		o.Log = slog.New(slog.DiscardHandler)
 	}
-	a := &Auditor{sinks: make([]sinkState, len(sinks)), failClosed: failClosed, log: log, now: time.Now}
-	for i, s := range sinks {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.CheckpointEvery <= 0 {
+		o.CheckpointEvery = DefaultCheckpointEvery
+	}
+	if o.CheckpointInterval <= 0 {
+		o.CheckpointInterval = DefaultCheckpointInterval
+	}
+	a := &Auditor{sinks: make([]sinkState, len(o.Sinks)), failClosed: o.FailClosed, log: o.Log, now: o.Now, timeout: o.Timeout}
+	for i, s := range o.Sinks {
 		a.sinks[i].Sink = s
 		a.sinks[i].name = fmt.Sprintf("sink%d", i)
 		if n, ok := s.(interface{ Name() string }); ok {
 			a.sinks[i].name = n.Name()
 		}
 	}
+	a.q = &sequencer{a: a, queue: make(chan *entry, 1024), stop: make(chan struct{}), stopped: make(chan struct{}),
+		signer: o.Signer, every: uint64(o.CheckpointEvery), interval: o.CheckpointInterval, instance: o.Instance}
+	go a.q.run()
 	return a
+}
+
+// Close writes what was submitted, then the chain's final checkpoint,
+// and stops the auditor: later lines fail. The sinks stay open.
+func (a *Auditor) Close() {
+	a.closeOnce.Do(func() {
+		close(a.q.stop)
+		<-a.q.stopped
+	})
 }
 
 // ErrUnavailable wraps a sink failure that must refuse the request.
 var ErrUnavailable = errors.New("audit trail unavailable")
 
-// Record encodes r once and writes the line to every sink. It returns
-// once every sink has accepted the line or failed; every sink is tried even
-// if one fails.
+// Record encodes r once and hands the line to the chain, which writes it
+// to every sink. It returns once every sink has accepted the line or
+// failed, or after the auditor's timeout (the record then counts as not
+// written); every sink is tried even if one fails.
 func (a *Auditor) Record(ctx context.Context, r *Record) error {
 	buf, _ := a.bufs.Get().(*[]byte)
 	if buf == nil {
 		buf = new([]byte)
 	}
 	line := append(r.AppendJSON((*buf)[:0]), '\n')
-	var errs []error
-	for i := range a.sinks {
-		if err := a.sinks[i].write(ctx, line); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	if cap(line) <= maxPooledLine {
+	kept, err := a.submit(ctx, line)
+	if !kept && cap(line) <= maxPooledLine {
 		*buf = line
 		a.bufs.Put(buf)
 	}
-	if len(errs) == 0 {
+	if err == nil {
 		return nil
 	}
-	err := errors.Join(errs...)
 	a.log.Error("audit record not written", "request_id", r.RequestID, "route", r.Route, "err", err)
 	if a.failClosed {
 		return fmt.Errorf("%w: %v", ErrUnavailable, err)
@@ -203,13 +258,32 @@ func (a *Auditor) Record(ctx context.Context, r *Record) error {
 	return nil
 }
 
-func (s *sinkState) write(ctx context.Context, line []byte) error {
+// submit hands line to the chain, waiting at most the auditor's timeout.
+func (a *Auditor) submit(ctx context.Context, line []byte) (kept bool, err error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
+	defer cancel()
+	return a.q.submit(ctx, line)
+}
+
+// writeAll writes buf, n lines, to every sink, and returns their errors
+// joined.
+func (a *Auditor) writeAll(buf []byte, n int) error {
+	var errs []error
+	for i := range a.sinks {
+		if err := a.sinks[i].write(context.Background(), buf, n); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *sinkState) write(ctx context.Context, lines []byte, n int) error {
 	seq := s.seq.Add(1)
-	err := s.Write(ctx, line)
+	err := s.Write(ctx, lines)
 	if err != nil {
-		s.failed.Add(1)
+		s.failed.Add(uint64(n))
 	} else {
-		s.written.Add(1)
+		s.written.Add(uint64(n))
 	}
 	// The outcome of the write that began last is the sink's state: an
 	// earlier write finishing late does not hide a later failure.
@@ -265,7 +339,8 @@ var ErrSinkDown = errors.New("audit sink down")
 // blocked for longer than StallAfter, a file rotated away without a
 // reopen) or when its last write failed. A sink whose last write failed
 // is tried again with a check line,
-// {"time":…,"event":"audit_sink_check","sink":NAME}, so that a sink that
+// {"time":…,"event":"audit_sink_check","sink":NAME} (through the chain,
+// so every sink gets it), so that a sink that
 // recovered while no request came is seen as up: a readiness probe that
 // calls Check is what brings traffic back. Check returns when ctx is done
 // even if a check line is still being written.
@@ -299,12 +374,17 @@ func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
 	}
 	done := make(chan error, 1)
 	go func() {
+		// Until the line is written (or refused), no other check line.
 		defer s.checkMu.Unlock()
-		done <- s.write(context.WithoutCancel(ctx), a.event(EventSinkCheck, "sink", s.name))
+		_, err := a.q.submit(context.Background(), a.event(EventSinkCheck, "sink", s.name))
+		done <- err
 	}()
 	select {
-	case err := <-done:
-		return err
+	case <-done:
+		if s.isDown() {
+			return errors.New("the check line was not written")
+		}
+		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("the check line was not written in time: %w", ctx.Err())
 	}
@@ -324,17 +404,18 @@ const (
 // (sinks, files, digests, outcomes); never a value from a request. It
 // returns the sinks' errors, joined; a failed sink is marked down.
 func (a *Auditor) Event(ctx context.Context, event string, attrs ...string) error {
-	line := a.event(event, attrs...)
-	var errs []error
-	for i := range a.sinks {
-		errs = append(errs, a.sinks[i].write(ctx, line))
-	}
-	return errors.Join(errs...)
+	_, err := a.submit(ctx, a.event(event, attrs...))
+	return err
 }
 
 func (a *Auditor) event(event string, attrs ...string) []byte {
+	return a.eventAt(a.now().UTC().Format(time.RFC3339Nano), event, attrs...)
+}
+
+// eventAt is an event line of the given time.
+func (a *Auditor) eventAt(at, event string, attrs ...string) []byte {
 	b := append([]byte(`{"time":`), '"')
-	b = a.now().UTC().AppendFormat(b, time.RFC3339Nano)
+	b = append(b, at...)
 	b = append(b, `","event":`...)
 	b = appendString(b, event)
 	for i := 0; i+1 < len(attrs); i += 2 {

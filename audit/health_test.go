@@ -19,19 +19,25 @@ type switchSink struct {
 	lines  [][]byte
 }
 
-func (s *switchSink) Write(_ context.Context, line []byte) error {
+func (s *switchSink) Write(_ context.Context, lines []byte) error {
 	if s.broken.Load() {
 		return errors.New("disk full")
 	}
-	s.lines = append(s.lines, bytes.Clone(line))
+	for l := range bytes.Lines(lines) {
+		if l, own := unchain(l); !own {
+			s.lines = append(s.lines, l)
+		}
+	}
 	return nil
 }
 
 func (s *switchSink) Name() string { return "switch" }
 
 // TestAuditorCheck: a sink whose write failed is down, and Check says so
-// (by name, for a fail-closed auditor) until a check line gets through;
-// a sink that never failed is not written to by Check.
+// (by name, for a fail-closed auditor) until a check line gets through.
+// The check line goes through the chain, so every sink gets it; Check
+// writes nothing while every sink is up. Counts are of lines: the first
+// write also carries the chain's chain_start line.
 func TestAuditorCheck(t *testing.T) {
 	ctx := context.Background()
 	sw, ok := &switchSink{}, &recordingSink{}
@@ -54,7 +60,7 @@ func TestAuditorCheck(t *testing.T) {
 		t.Fatalf("Check with a broken sink: %v, want ErrSinkDown naming switch only", err)
 	}
 	st := a.Sinks()
-	if st[0] != (SinkStatus{Name: "sink0", Written: 1, Up: true}) || st[1] != (SinkStatus{Name: "switch", Failed: 2, Up: false}) {
+	if st[0] != (SinkStatus{Name: "sink0", Written: 3, Up: true}) || st[1] != (SinkStatus{Name: "switch", Failed: 3, Up: false}) {
 		t.Errorf("statuses while down: %+v", st)
 	}
 
@@ -75,7 +81,7 @@ func TestAuditorCheck(t *testing.T) {
 			t.Errorf("check line %s = %q, want %q", k, check[k], v)
 		}
 	}
-	if st := a.Sinks()[1]; !st.Up || st.Written != 1 || st.Failed != 2 {
+	if st := a.Sinks()[1]; !st.Up || st.Written != 1 || st.Failed != 3 {
 		t.Errorf("status after recovery: %+v", st)
 	}
 	if err := a.Check(ctx); err != nil || len(sw.lines) != 1 {
@@ -95,7 +101,7 @@ func TestAuditorCheckFailOpen(t *testing.T) {
 	if err := a.Check(context.Background()); err != nil {
 		t.Errorf("fail-open Check: %v, want nil", err)
 	}
-	if st := a.Sinks()[0]; st.Up || st.Failed != 2 {
+	if st := a.Sinks()[0]; st.Up || st.Failed != 3 {
 		t.Errorf("status: %+v, want down after the record and the check", st)
 	}
 }
@@ -366,7 +372,7 @@ func TestAuditorSinkStateFollowsTheLastWriteBegun(t *testing.T) {
 	a := NewAuditor(nil, true, sink)
 	s := &a.sinks[0]
 	done := make(chan error)
-	go func() { done <- s.write(context.Background(), []byte("a")) }()
+	go func() { done <- s.write(context.Background(), []byte("a"), 1) }()
 	deadline := time.Now().Add(5 * time.Second)
 	for s.seq.Load() != 1 { // the first write has begun
 		if time.Now().After(deadline) {
@@ -375,7 +381,7 @@ func TestAuditorSinkStateFollowsTheLastWriteBegun(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 	second <- errors.New("disk full")
-	if err := s.write(context.Background(), []byte("b")); err == nil {
+	if err := s.write(context.Background(), []byte("b"), 1); err == nil {
 		t.Fatal("second write succeeded")
 	}
 	first <- nil

@@ -14,10 +14,11 @@ import (
 
 // Sink stores encoded records.
 type Sink interface {
-	// Write stores line, one record encoded as JSON and ended by '\n', and
-	// returns once it is stored or failed. Write must not keep line after
-	// it returns: the caller reuses the buffer.
-	Write(ctx context.Context, line []byte) error
+	// Write stores lines, one or more lines of the chain (each a JSON
+	// object ended by '\n'), in order, and returns once they are stored
+	// or failed. Write must not keep lines after it returns: the caller
+	// reuses the buffer.
+	Write(ctx context.Context, lines []byte) error
 }
 
 // maxBatch is the most bytes a WriterSink writes with one call, unless a

@@ -103,19 +103,26 @@ type recordSink struct {
 	fail    bool
 }
 
-// Write decodes the line the auditor encoded, as an auditor reading the
-// trail would.
-func (s *recordSink) Write(_ context.Context, line []byte) error {
+// Write decodes the records the auditor encoded, as an auditor reading
+// the trail would; event lines (the chain's own) are not records.
+func (s *recordSink) Write(_ context.Context, lines []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
 		return io.ErrClosedPipe
 	}
-	var r audit.Record
-	if err := json.Unmarshal(line, &r); err != nil {
-		return err
+	for line := range bytes.Lines(lines) {
+		var r struct {
+			audit.Record
+			Event string `json:"event"`
+		}
+		if err := json.Unmarshal(line, &r); err != nil {
+			return err
+		}
+		if r.Event == "" {
+			s.records = append(s.records, r.Record)
+		}
 	}
-	s.records = append(s.records, r)
 	return nil
 }
 

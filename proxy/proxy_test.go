@@ -381,10 +381,10 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 	h.do("POST", msgPath, "alice", "application/json", message)
 	h.do("POST", "/api/v1/tokens", "alice", "", nil)
 	lines := strings.Split(strings.TrimSpace(h.auditAll.String()), "\n")
-	if len(lines) != 2 {
-		t.Fatalf("%d audit lines, want 2", len(lines))
+	if len(lines) != 3 || !strings.Contains(lines[0], `"event":"chain_start"`) {
+		t.Fatalf("%d audit lines, want the chain's start and 2 records:\n%s", len(lines), h.auditAll)
 	}
-	for _, l := range lines {
+	for _, l := range lines[1:] {
 		var r audit.Record
 		if err := json.Unmarshal([]byte(l), &r); err != nil || r.RequestID == "" || r.Time.IsZero() {
 			t.Errorf("bad audit line %s", l)

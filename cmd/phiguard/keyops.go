@@ -536,6 +536,7 @@ func (t *cliTrail) intent(event string, attrs ...string) error {
 }
 
 func (t *cliTrail) close() {
+	t.a.Close()
 	for _, c := range t.closers {
 		c()
 	}

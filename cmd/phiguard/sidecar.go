@@ -370,6 +370,9 @@ func (sc *sidecar) Close() error {
 	if sc.sessions != nil {
 		sc.sessions.Close()
 	}
+	if sc.auditor != nil {
+		sc.auditor.Close() // the chain's final checkpoint, before the sinks close
+	}
 	done := make(chan error, 1)
 	go func() {
 		var errs []error
