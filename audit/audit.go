@@ -394,6 +394,9 @@ func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
 const (
 	EventSinkCheck    = "audit_sink_check"
 	EventPolicyReload = "policy_reload"
+	// EventStart and EventStop: phiguard began serving, and stopped.
+	EventStart = "start"
+	EventStop  = "stop"
 	// EventSessionRevoke: sessions were revoked (`phiguard sessions
 	// revoke`): org, user or session, at, via.
 	EventSessionRevoke = "session_revoke"

@@ -320,6 +320,22 @@ type Audit struct {
 	// FailClosed refuses a request that touches PHI when its audit record
 	// cannot be written. Default true.
 	FailClosed *bool `yaml:"fail_closed"`
+	// SigningKey is the Tink keyset (Ed25519) that signs the hash chain's
+	// checkpoints, written by `phiguard audit keygen`; auditors verify
+	// with its public half (`phiguard audit verify -pub`). Without it,
+	// records are still chained, but nothing proves them unaltered.
+	SigningKey string `yaml:"signing_key"`
+	// CheckpointEvery signs the chain head after this many lines. Default 1000.
+	CheckpointEvery int `yaml:"checkpoint_every"`
+	// CheckpointInterval signs it at least this often, idle or not, so a
+	// deleted tail shows as a gap. Default 1m.
+	CheckpointInterval time.Duration `yaml:"checkpoint_interval"`
+	// Instance names this phiguard in its chains. Default $POD_NAME, else
+	// the host name.
+	Instance string `yaml:"instance"`
+	// Timeout bounds the wait for a record to be written; past it the
+	// record counts as not written (503 on a PHI route). Default 5s.
+	Timeout time.Duration `yaml:"timeout"`
 }
 
 // Sink is one audit destination.

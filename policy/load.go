@@ -21,6 +21,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/subtle"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/phiguard/phiguard/session"
 )
@@ -624,6 +625,17 @@ func (p *Policy) compileAudit(ps *problems, dir string) {
 			ps.add(path+".type", "unknown sink type %q (want stdout, stderr or file)", s.Type)
 		}
 	}
+	if a.SigningKey != "" {
+		a.SigningKey = resolve(dir, a.SigningKey)
+	}
+	if a.CheckpointEvery < 0 {
+		ps.add("audit.checkpoint_every", "must not be negative")
+	}
+	if a.CheckpointEvery == 0 {
+		a.CheckpointEvery = audit.DefaultCheckpointEvery
+	}
+	defaultDuration(ps, "audit.checkpoint_interval", &a.CheckpointInterval, audit.DefaultCheckpointInterval)
+	defaultDuration(ps, "audit.timeout", &a.Timeout, audit.DefaultTimeout)
 	// One sink per destination: two would write every record twice and
 	// share one name in metrics and readiness.
 	seen := map[Sink]int{}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -31,6 +32,7 @@ type stack struct {
 	proxyURL string
 	admin    string // the admin listener's address
 	policy   string // the policy file's path
+	stop     func() // stops the first phiguard (drains, closes the audit chain)
 	appURL   string
 	appHits  *atomic.Int64
 	appProto atomic.Value // protocol of the app's last request
@@ -125,12 +127,21 @@ func (s *stack) launch(t *testing.T, logs io.Writer, canary bool) (proxyURL, adm
 	ln, aln := listen(t), listen(t)
 	done := make(chan error, 1)
 	go func() { done <- sc.serve(ctx, ln, aln, signals{}) }()
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("serve: %v", err)
+			}
+			sc.Close()
+		})
+	}
+	if canary {
+		s.stop = stop
+	}
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-		sc.Close()
+		stop()
 		if !canary {
 			return
 		}

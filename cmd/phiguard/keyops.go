@@ -509,6 +509,13 @@ func cliAuditor(k *policy.Keys, pol *policy.Policy, stderr io.Writer) (*cliTrail
 		return nil, err
 	}
 	t := &cliTrail{closers: closers}
+	if pol != nil {
+		if t.a, err = newAuditor(pol.File.Audit, nil, sinks); err != nil {
+			t.close()
+			return nil, err
+		}
+		return t, nil
+	}
 	t.a = audit.NewAuditor(nil, failClosed, sinks...)
 	return t, nil
 }
@@ -536,7 +543,9 @@ func (t *cliTrail) intent(event string, attrs ...string) error {
 }
 
 func (t *cliTrail) close() {
-	t.a.Close()
+	if t.a != nil {
+		t.a.Close()
+	}
 	for _, c := range t.closers {
 		c()
 	}

@@ -60,6 +60,9 @@ Usage:
   phiguard keys list -keyring DIR       list the organizations with keys
   phiguard sessions revoke -config FILE (-org ID [-user ID] | -user ID | -session REF)
                                         end sessions now (remote wipe)
+  phiguard audit keygen -out DIR        the checkpoint signing key, and its public half
+  phiguard audit verify -pub KEY FILE...
+                                        prove audit files whole, or name the first bad line
   phiguard version                      print the version
 `
 
@@ -87,6 +90,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdKeys(ctx, args[1:], stdout, stderr)
 	case "sessions":
 		return cmdSessions(ctx, args[1:], stdout, stderr)
+	case "audit":
+		return cmdAudit(args[1:], stdout, stderr)
 	case "version":
 		fs := newFlags("version", "Prints phiguard's version.", stdout, stderr)
 		if err := parseFlags(fs, args[1:]); err != nil {

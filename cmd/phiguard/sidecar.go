@@ -82,7 +82,15 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		return nil, err
 	}
 	sc.closers = closers
-	sc.auditor = audit.NewAuditor(log, *pol.File.Audit.FailClosed, sinks...)
+	if sc.auditor, err = newAuditor(pol.File.Audit, log, sinks); err != nil {
+		for _, c := range closers {
+			c()
+		}
+		return nil, err
+	}
+	if err := sc.auditor.Event(ctx, audit.EventStart, "version", version, "policy_sha256", pol.SHA256); err != nil {
+		log.Error("the audit trail did not take the start event", "err", err)
+	}
 	sc.metrics = metrics.New(sc.reg, metrics.Sources{
 		InFlight: func() int { return sc.proxy.Engine().InFlight() },
 		Ready:    sc.ready.Load,
@@ -371,6 +379,7 @@ func (sc *sidecar) Close() error {
 		sc.sessions.Close()
 	}
 	if sc.auditor != nil {
+		sc.auditor.Event(context.Background(), audit.EventStop)
 		sc.auditor.Close() // the chain's final checkpoint, before the sinks close
 	}
 	done := make(chan error, 1)

@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestAuditTrailVerifiesEndToEnd: phiguard with a signing key serves
+// requests and stops; a key command appends its own chain to the same
+// file; `phiguard audit verify` with the public key alone proves the file
+// whole and closed. One byte changed in a record, and verify names it.
+func TestAuditTrailVerifiesEndToEnd(t *testing.T) {
+	var keys string
+	s := startStackWith(t, false, func(pol []byte) []byte {
+		keys = filepath.Join(t.TempDir(), "audit-keys")
+		if out, stderr, err := runCLI(t, "audit", "keygen", "-out", keys); err != nil || !strings.Contains(out, "verify.json") {
+			t.Fatalf("keygen: %v %s %s", err, out, stderr)
+		}
+		return bytes.Replace(pol, []byte("  fail_closed: true"), []byte("  fail_closed: true\n  signing_key: "+filepath.Join(keys, "signing.json")+"\n  checkpoint_every: 3"), 1)
+	})
+	msgs := s.proxyURL + "/api/v1/conversations/cv_1/messages"
+	for range 4 {
+		if status, body := s.do(t, "POST", msgs, "alice", "application/json", []byte(`{"body":"`+phi+`"}`)); status != 201 {
+			t.Fatalf("send: %d %s", status, body)
+		}
+	}
+	s.do(t, "GET", msgs, "mallory", "", nil) // a refusal, on the trail too
+	s.stop()
+	if out, stderr, err := runCLI(t, "keys", "rotate", "-config", s.policy, "-org", "org_b"); err != nil {
+		t.Fatalf("keys rotate: %v %s %s", err, out, stderr)
+	}
+	trail := filepath.Join(s.dir, "audit.jsonl")
+	pub := filepath.Join(keys, "verify.json")
+	out, stderr, err := runCLI(t, "audit", "verify", "-pub", pub, "-closed", trail)
+	if err != nil || !strings.HasPrefix(out, "ok: 1 files") || strings.Count(out, ", closed") != 2 {
+		t.Fatalf("verify: %v\n%s%s", err, out, stderr)
+	}
+	raw, _ := os.ReadFile(trail)
+	if bytes.Count(raw, []byte(`"event":"checkpoint"`)) < 3 {
+		t.Errorf("fewer checkpoints than expected:\n%s", raw)
+	}
+	// One byte changed: the user of a record.
+	bad := filepath.Join(t.TempDir(), "audit.jsonl")
+	os.WriteFile(bad, bytes.Replace(raw, []byte(`"user":"mallory"`), []byte(`"user":"mallorz"`), 1), 0o600)
+	out, _, err = runCLI(t, "audit", "verify", "-pub", pub, bad)
+	if err == nil || !strings.Contains(out, "FAILED") || !strings.Contains(out, "altered") {
+		t.Errorf("verify of an altered trail: %v\n%s", err, out)
+	}
+}
+
+func TestAuditCLIErrors(t *testing.T) {
+	dir := t.TempDir()
+	if _, _, err := runCLI(t, "audit", "keygen", "-out", dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		msg  string
+		code int
+	}{
+		{[]string{"audit"}, "subcommand", 2},
+		{[]string{"audit", "sign"}, "unknown audit subcommand", 2},
+		{[]string{"audit", "keygen"}, "-out", 2},
+		{[]string{"audit", "keygen", "-out", dir}, "exists", 1},
+		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json")}, "at least one audit file", 2},
+		{[]string{"audit", "verify", filepath.Join(dir, "x.jsonl")}, "-pub", 2},
+		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "signing.json"), filepath.Join(dir, "verify.json")}, "public", 1},
+		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json"), filepath.Join(dir, "missing.jsonl")}, "no such file", 1},
+	} {
+		_, _, err := runCLI(t, c.args...)
+		if err == nil || exitCode(err) != c.code || !strings.Contains(err.Error(), c.msg) {
+			t.Errorf("%v: %v (exit %d), want %q exit %d", c.args, err, exitCode(err), c.msg, c.code)
+		}
+	}
+	// A file that holds no chain.
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, nil, 0o600)
+	if _, _, err := runCLI(t, "audit", "verify", "-pub", filepath.Join(dir, "verify.json"), empty); err == nil || !strings.Contains(err.Error(), "no audit chain") {
+		t.Errorf("an empty file: %v", err)
+	}
+	// A policy whose signing key is not a signing keyset does not serve.
+	if _, err := loadSigner(filepath.Join(dir, "verify.json")); err == nil {
+		t.Error("the public keyset loaded as a signer")
+	}
+	if _, err := loadSigner(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "audit.signing_key") {
+		t.Errorf("a missing signing key: %v", err)
+	}
+}
