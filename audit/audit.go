@@ -38,6 +38,9 @@ type Value struct {
 	Value string `json:"value"`
 }
 
+// PhaseIntent marks the record written before forwarding.
+const PhaseIntent = "intent"
+
 // Decisions a record can carry.
 const (
 	DecisionAllow = "allow"
@@ -66,10 +69,13 @@ type Record struct {
 	Method   string `json:"method"`
 	Path     string `json:"path"`
 	// Actions lists the distinct actions taken, in order of first use.
-	Actions  []string `json:"actions,omitempty"`
-	Fields   []Field  `json:"fields,omitempty"`
-	Decision string   `json:"decision"`
-	Reason   string   `json:"reason,omitempty"`
+	Actions []string `json:"actions,omitempty"`
+	Fields  []Field  `json:"fields,omitempty"`
+	// Phase is "intent" on the record written before a request is
+	// forwarded to the app; empty on the outcome record.
+	Phase    string `json:"phase,omitempty"`
+	Decision string `json:"decision"`
+	Reason   string `json:"reason,omitempty"`
 	// BreakGlass is the reason a caller gave to read what its role may
 	// not (break-glass), as given; action break_glass marks the record.
 	BreakGlass string `json:"break_glass,omitempty"`
@@ -259,10 +265,10 @@ func (a *Auditor) Record(ctx context.Context, r *Record) error {
 }
 
 // submit hands line to the chain, waiting at most the auditor's timeout.
-func (a *Auditor) submit(ctx context.Context, line []byte) (kept bool, err error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), a.timeout)
-	defer cancel()
-	return a.q.submit(ctx, line)
+// The caller's context does not cut the wait short: a client that went
+// away still gets its record.
+func (a *Auditor) submit(_ context.Context, line []byte) (kept bool, err error) {
+	return a.q.submit(line, a.timeout)
 }
 
 // writeAll writes buf, n lines, to every sink, and returns their errors
@@ -376,7 +382,7 @@ func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
 	go func() {
 		// Until the line is written (or refused), no other check line.
 		defer s.checkMu.Unlock()
-		_, err := a.q.submit(context.Background(), a.event(EventSinkCheck, "sink", s.name))
+		_, err := a.q.submit(a.event(EventSinkCheck, "sink", s.name), a.timeout)
 		done <- err
 	}()
 	select {

@@ -1,7 +1,6 @@
 package audit
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base32"
@@ -65,11 +64,16 @@ func LineHash(line []byte) string {
 
 // entry is a line submitted to the sequencer, and where its outcome goes.
 type entry struct {
-	line []byte // a JSON object ending in "}\n"
-	done chan error
+	line  []byte // a JSON object ending in "}\n"
+	done  chan error
+	timer *time.Timer // bounds the wait; stopped while pooled
 }
 
-var entries = sync.Pool{New: func() any { return &entry{done: make(chan error, 1)} }}
+var entries = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return &entry{done: make(chan error, 1), timer: t}
+}}
 
 // sequencer numbers, links, signs and writes lines.
 type sequencer struct {
@@ -85,7 +89,7 @@ type sequencer struct {
 	// Used by the loop only.
 	id      string
 	seq     uint64
-	prev    string
+	prev    []byte // base64url SHA-256 of the last line; empty before line 1
 	sinceCP uint64 // lines since the last checkpoint
 	lastCP  time.Time
 	buf     []byte
@@ -210,7 +214,8 @@ func (q *sequencer) appendLine(line []byte) {
 	q.buf = append(q.buf, `,"prev":"`...)
 	q.buf = append(q.buf, q.prev...)
 	q.buf = append(q.buf, `"}`...)
-	q.prev = LineHash(q.buf[start:])
+	sum := sha256.Sum256(q.buf[start:])
+	q.prev = base64.RawURLEncoding.AppendEncode(q.prev[:0], sum[:])
 	q.buf = append(q.buf, '\n')
 	q.sinceCP++
 }
@@ -228,7 +233,7 @@ func (q *sequencer) appendStart() {
 func (q *sequencer) appendCheckpoint(final bool) {
 	now := q.a.now().UTC().Format(time.RFC3339Nano)
 	lines := q.sinceCP
-	sig, err := q.signer.Sign(CheckpointMessage(q.id, q.seq+1, q.prev, now, lines, final))
+	sig, err := q.signer.Sign(CheckpointMessage(q.id, q.seq+1, string(q.prev), now, lines, final))
 	if err != nil {
 		q.a.log.Error("audit checkpoint not signed", "err", err)
 		return
@@ -244,29 +249,32 @@ func (q *sequencer) appendCheckpoint(final bool) {
 }
 
 // submit hands line to the sequencer and waits for it to be written to
-// every sink, or for ctx. A line not yet taken when ctx ends is not
-// written. kept reports that the sequencer may still read line (ctx ended
-// after it was taken): the caller must not reuse it.
-func (q *sequencer) submit(ctx context.Context, line []byte) (kept bool, err error) {
+// every sink, at most within: a line not yet taken by then is not
+// written. kept reports that the sequencer may still read line (the wait
+// ended after it was taken): the caller must not reuse it.
+func (q *sequencer) submit(line []byte, within time.Duration) (kept bool, err error) {
 	e := entries.Get().(*entry)
 	e.line = line
+	e.timer.Reset(within)
 	select {
 	case q.queue <- e:
 	case <-q.stopped:
+		e.timer.Stop()
 		entries.Put(e)
 		return false, errAuditorClosed
-	case <-ctx.Done():
+	case <-e.timer.C:
 		entries.Put(e)
-		return false, fmt.Errorf("the audit trail did not take the line in time: %w", ctx.Err())
+		return false, fmt.Errorf("the audit trail did not take the line within %s", within)
 	}
 	select {
 	case err := <-e.done:
+		e.timer.Stop()
 		e.line = nil
 		entries.Put(e)
 		return false, err
-	case <-ctx.Done():
+	case <-e.timer.C:
 		// The line will still be written; its entry is not reused.
-		return true, fmt.Errorf("the audit trail did not write the line in time: %w", ctx.Err())
+		return true, fmt.Errorf("the audit trail did not write the line within %s", within)
 	}
 }
 

@@ -55,6 +55,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 		}
 		dst = append(dst, ']')
 	}
+	dst = appendNonEmpty(dst, `,"phase":`, r.Phase)
 	dst = append(dst, `,"decision":`...)
 	dst = appendString(dst, r.Decision)
 	dst = appendNonEmpty(dst, `,"reason":`, r.Reason)

@@ -612,6 +612,23 @@ func (x *Exchange) SetUpstreamHeaders(h http.Header) {
 	}
 }
 
+// Intend writes the intent record of an exchange that touches PHI (or
+// must be recorded), once its request is sealed and before the adapter
+// forwards it: phase intent, with the caller, the route and the fields
+// sealed. A non-nil error means it was not written within the audit
+// trail's bound: the adapter must refuse (x.Refuse) and never call the
+// app, so that no PHI is written or read without a record. The outcome
+// record follows (Allow, Refuse).
+func (x *Exchange) Intend(ctx context.Context) error {
+	if x.plan == nil && !x.mustRecord {
+		return nil
+	}
+	x.rec.Phase, x.rec.Decision = audit.PhaseIntent, audit.DecisionAllow
+	err := x.record(ctx)
+	x.rec.Phase, x.audited = "", false
+	return err
+}
+
 // Allow records the exchange as allowed, answered with status. Routes
 // without field actions are not audited. A non-nil error means the record
 // was not written: the adapter must refuse (x.Refuse) instead of passing

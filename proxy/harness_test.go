@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -101,11 +102,20 @@ type recordSink struct {
 	mu      sync.Mutex
 	records []audit.Record
 	fail    bool
+	// hold, when set, keeps each write waiting until it is closed: a
+	// sink that hangs.
+	hold chan struct{}
 }
 
 // Write decodes the records the auditor encoded, as an auditor reading
 // the trail would; event lines (the chain's own) are not records.
 func (s *recordSink) Write(_ context.Context, lines []byte) error {
+	s.mu.Lock()
+	hold := s.hold
+	s.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fail {
@@ -153,6 +163,10 @@ type harness struct {
 	tokens   map[string]string // name → bearer token
 	auditAll *bytes.Buffer     // JSON lines, as a file sink would write them
 }
+
+// harnessAuditTimeout bounds each record's write: ample for memory
+// sinks, and what a request waits on a sink that hangs.
+const harnessAuditTimeout = 2 * time.Second
 
 func newHarness(t *testing.T) *harness {
 	t.Helper()
@@ -214,7 +228,7 @@ func newHarnessWithPolicy(t *testing.T, src string) *harness {
 	}
 
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	aud := audit.NewAuditor(log, true, h.sink, audit.NewWriterSink("buf", h.auditAll))
+	aud := audit.New(audit.Options{Log: log, FailClosed: true, Sinks: []audit.Sink{h.sink, audit.NewWriterSink("buf", h.auditAll)}, Timeout: harnessAuditTimeout})
 	p, err := New(Options{Policy: pol, Keys: h.keyring, Verifier: v, Auditor: aud, Log: log})
 	if err != nil {
 		t.Fatal(err)
@@ -222,6 +236,7 @@ func newHarnessWithPolicy(t *testing.T, src string) *harness {
 	h.proxy = httptest.NewServer(p)
 	t.Cleanup(h.proxy.Close)
 	t.Cleanup(h.assertNoCanaryLeaked)
+	t.Cleanup(aud.Close) // first: every line written before the check reads them
 	return h
 }
 

@@ -159,6 +159,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r.TransferEncoding = nil
 		r.GetBody = func() (io.ReadCloser, error) { return x.SealedBody(), nil }
 	}
+	// Record before forwarding: no record, no call to the app.
+	if err := x.Intend(ctx); err != nil {
+		p.refuse(w, r, x, err)
+		return
+	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
 }
 

@@ -285,6 +285,58 @@ func TestAuditDownRefuses(t *testing.T) {
 	}
 }
 
+// TestRecordBeforeForward: on a PHI route the intent record (the caller,
+// the route, the fields sealed) is written before the app is called; a
+// sink that fails or hangs past the bound refuses the request with 503
+// and the app never sees it: no PHI write, no PHI read, without a record.
+func TestRecordBeforeForward(t *testing.T) {
+	h := newHarness(t)
+	h.do("POST", msgPath, "alice", "application/json", message)
+	var intent, outcome int
+	for _, r := range h.sink.all() {
+		switch {
+		case r.Phase == audit.PhaseIntent && r.Route == "send-message" && r.User == "alice" && len(r.Fields) == 2 && r.Status == 0:
+			intent++
+		case r.Phase == "" && r.Route == "send-message" && r.Status == 201:
+			outcome++
+		}
+	}
+	if intent != 1 || outcome != 1 {
+		t.Fatalf("%d intent and %d outcome records, want 1 each: %+v", intent, outcome, h.sink.all())
+	}
+
+	for _, c := range []struct {
+		name   string
+		break_ func()
+		fix    func()
+	}{
+		{"a sink that fails", func() { h.sink.mu.Lock(); h.sink.fail = true; h.sink.mu.Unlock() }, func() { h.sink.mu.Lock(); h.sink.fail = false; h.sink.mu.Unlock() }},
+		{"a sink that hangs", func() { h.sink.mu.Lock(); h.sink.hold = make(chan struct{}); h.sink.mu.Unlock() }, func() {
+			h.sink.mu.Lock()
+			close(h.sink.hold)
+			h.sink.hold = nil
+			h.sink.mu.Unlock()
+		}},
+	} {
+		hits := h.app.hits()
+		c.break_()
+		for _, req := range []struct{ method, user string }{{"POST", "alice"}, {"GET", "alice"}} {
+			var body []byte
+			if req.method == "POST" {
+				body = message
+			}
+			resp, out := h.do(req.method, msgPath, req.user, "application/json", body)
+			if resp.StatusCode != 503 || !strings.Contains(string(out), "audit_unavailable") {
+				t.Errorf("%s: %s: %d %s, want 503 audit_unavailable", c.name, req.method, resp.StatusCode, out)
+			}
+		}
+		if h.app.hits() != hits {
+			t.Errorf("%s: the app was called %d times with no record written", c.name, h.app.hits()-hits)
+		}
+		c.fix()
+	}
+}
+
 func TestUpstreamResponses(t *testing.T) {
 	h := newHarness(t)
 	tok, _ := h.keyring.Encrypt(context.Background(), "org_a", []byte(`"`+canary+`"`))
@@ -381,8 +433,8 @@ func TestAuditRecordsAreJSONLines(t *testing.T) {
 	h.do("POST", msgPath, "alice", "application/json", message)
 	h.do("POST", "/api/v1/tokens", "alice", "", nil)
 	lines := strings.Split(strings.TrimSpace(h.auditAll.String()), "\n")
-	if len(lines) != 3 || !strings.Contains(lines[0], `"event":"chain_start"`) {
-		t.Fatalf("%d audit lines, want the chain's start and 2 records:\n%s", len(lines), h.auditAll)
+	if len(lines) != 4 || !strings.Contains(lines[0], `"event":"chain_start"`) || !strings.Contains(lines[1], `"phase":"intent"`) {
+		t.Fatalf("%d audit lines, want the chain's start, the message's intent and outcome, the refusal:\n%s", len(lines), h.auditAll)
 	}
 	for _, l := range lines[1:] {
 		var r audit.Record
