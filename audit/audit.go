@@ -67,7 +67,13 @@ type Record struct {
 	ClientIP string `json:"client_ip,omitempty"`
 	Route    string `json:"route,omitempty"`
 	Method   string `json:"method"`
-	Path     string `json:"path"`
+	// Path is the matched route's path template, never the path sent:
+	// paths carry identifiers. A request no route matched has the keyed
+	// hash of its path ("h1:…"), or "-" without a hash key.
+	Path string `json:"path"`
+	// Params are the route's path parameters, each value keyed-hashed;
+	// none without a hash key.
+	Params []Value `json:"params,omitempty"`
 	// Actions lists the distinct actions taken, in order of first use.
 	Actions []string `json:"actions,omitempty"`
 	Fields  []Field  `json:"fields,omitempty"`

@@ -35,6 +35,20 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendString(dst, r.Method)
 	dst = append(dst, `,"path":`...)
 	dst = appendString(dst, r.Path)
+	if len(r.Params) > 0 {
+		dst = append(dst, `,"params":[`...)
+		for i, v := range r.Params {
+			if i > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, `{"name":`...)
+			dst = appendString(dst, v.Name)
+			dst = append(dst, `,"value":`...)
+			dst = appendString(dst, v.Value)
+			dst = append(dst, '}')
+		}
+		dst = append(dst, ']')
+	}
 	if len(r.Actions) > 0 {
 		dst = append(dst, `,"actions":[`...)
 		for i, a := range r.Actions {

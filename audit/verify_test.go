@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/mac"
 	"github.com/tink-crypto/tink-go/v2/signature"
 )
 
@@ -277,5 +278,27 @@ func TestIdleCheckpoints(t *testing.T) {
 	rep := verify(t, v, VerifyOptions{RequireClosed: true}, []byte(sink.String()))
 	if !rep.OK() || rep.Chains[0].Checkpoints < 3 {
 		t.Fatalf("%v %+v", rep.Problem, rep.Chains)
+	}
+}
+
+// TestHasher: keyed hashes are stable for one key, differ between keys
+// and values, and hold nothing of the value.
+func TestHasher(t *testing.T) {
+	mk := func() *Hasher {
+		kh, err := keyset.NewHandle(mac.HMACSHA256Tag256KeyTemplate())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := mac.New(kh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return NewHasher(m)
+	}
+	a, b := mk(), mk()
+	v := "+15555550123"
+	h := a.Hash(v)
+	if h != a.Hash(v) || h == a.Hash("+15555550124") || h == b.Hash(v) || !strings.HasPrefix(h, "h1:") || len(h) != 3+28 || strings.Contains(h, "5555") {
+		t.Errorf("Hash(%q) = %q (other key %q)", v, h, b.Hash(v))
 	}
 }

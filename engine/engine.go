@@ -126,6 +126,9 @@ type Options struct {
 	Log *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Hasher keyed-hashes path parameters (and unmatched paths) for the
+	// audit record; nil leaves their values out.
+	Hasher *audit.Hasher
 	// Sessions keeps session state for the orgs whose sessions the
 	// policy tracks. nil: a memory store of the policy's
 	// state.max_sessions (Successor: the predecessor's store).
@@ -142,6 +145,7 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions session.Store
+	hasher   *audit.Hasher
 	plans    []routePlan // by route index
 	mask     []byte      // JSON string of the policy's mask
 	// slots holds one token per request in flight (max_concurrent_requests).
@@ -178,7 +182,7 @@ func New(o Options) (*Engine, error) {
 	if o.Policy == nil || o.Auditor == nil {
 		return nil, errors.New("engine: Policy and Auditor are required")
 	}
-	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions,
+	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions, hasher: o.Hasher,
 		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -310,7 +314,7 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
 		Method:    req.Method,
-		Path:      req.Path,
+		Path:      e.pathRef(req.Path),
 		Fields:    x.fields[:0],
 		Actions:   x.actions[:0],
 	}
@@ -335,7 +339,7 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		return badRequest("%s: %v", errAmbiguousPath, err)
 	}
 	x.path = path
-	x.rec.Path = path.decoded
+	x.rec.Path = e.pathRef(path.decoded)
 	if codec.HasTokenMarker(path.decoded) {
 		return codec.PlantedToken("the path")
 	}
@@ -354,6 +358,12 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	if route != nil {
 		x.rec.Route = route.Name
 		x.out.Route = route
+		x.rec.Path = route.Path.String()
+		if e.hasher != nil {
+			for _, p := range params {
+				x.rec.Params = append(x.rec.Params, audit.Value{Name: p.Name, Value: e.hasher.Hash(p.Value)})
+			}
+		}
 	}
 	preq := policy.Request{
 		Method:             method,
@@ -673,6 +683,15 @@ func (x *Exchange) record(ctx context.Context) error {
 	x.rec.Time = now.UTC()
 	x.rec.LatencyMS = float64(now.Sub(x.start).Microseconds()) / 1000
 	return x.e.auditor.Record(ctx, &x.rec)
+}
+
+// pathRef is what a record says of a path no route took: its keyed hash,
+// or "-" without a hash key. Paths carry identifiers.
+func (e *Engine) pathRef(path string) string {
+	if e.hasher == nil {
+		return "-"
+	}
+	return e.hasher.Hash(path)
 }
 
 func newRequestID() string {

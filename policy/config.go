@@ -325,6 +325,11 @@ type Audit struct {
 	// with its public half (`phiguard audit verify -pub`). Without it,
 	// records are still chained, but nothing proves them unaltered.
 	SigningKey string `yaml:"signing_key"`
+	// HashKey is the Tink keyset (HMAC-SHA256) that keyed-hashes path
+	// parameters and unmatched paths in records, written by `phiguard
+	// audit keygen` (hash.json); `phiguard audit hash` finds a known
+	// value's records with it. Without it, parameter values are left out.
+	HashKey string `yaml:"hash_key"`
 	// CheckpointEvery signs the chain head after this many lines. Default 1000.
 	CheckpointEvery int `yaml:"checkpoint_every"`
 	// CheckpointInterval signs it at least this often, idle or not, so a

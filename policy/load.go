@@ -628,6 +628,9 @@ func (p *Policy) compileAudit(ps *problems, dir string) {
 	if a.SigningKey != "" {
 		a.SigningKey = resolve(dir, a.SigningKey)
 	}
+	if a.HashKey != "" {
+		a.HashKey = resolve(dir, a.HashKey)
+	}
 	if a.CheckpointEvery < 0 {
 		ps.add("audit.checkpoint_every", "must not be negative")
 	}

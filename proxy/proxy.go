@@ -40,6 +40,8 @@ type Options struct {
 	Now func() time.Time
 	// Sessions keeps session state (engine.Options.Sessions).
 	Sessions session.Store
+	// Hasher keyed-hashes path identifiers in records (engine.Options.Hasher).
+	Hasher *audit.Hasher
 }
 
 // Proxy is the HTTP ingress: an adapter that hands each request to the
@@ -54,7 +56,7 @@ type Proxy struct {
 
 // New builds the ingress for a policy.
 func New(o Options) (*Proxy, error) {
-	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now, Sessions: o.Sessions})
+	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now, Sessions: o.Sessions, Hasher: o.Hasher})
 	if err != nil {
 		return nil, err
 	}

@@ -45,7 +45,7 @@ func TestEncryptForwardDecrypt(t *testing.T) {
 	}
 	rec := h.sink.lastRecord(t)
 	if rec.Route != "send-message" || rec.Org != "org_a" || rec.User != "alice" || rec.Role != "agent" ||
-		rec.Decision != audit.DecisionAllow || rec.Status != 201 || rec.UpstreamStatus != 201 || rec.Method != "POST" || rec.Path != msgPath {
+		rec.Decision != audit.DecisionAllow || rec.Status != 201 || rec.UpstreamStatus != 201 || rec.Method != "POST" || rec.Path != "/api/v1/conversations/{id}/messages" {
 		t.Errorf("audit record %+v", rec)
 	}
 	if strings.Join(rec.Actions, ",") != "encrypt,decrypt" {

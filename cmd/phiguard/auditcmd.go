@@ -16,6 +16,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/mac"
 	"github.com/tink-crypto/tink-go/v2/signature"
 
 	"github.com/phiguard/phiguard/audit"
@@ -66,6 +67,27 @@ func loadSigner(path string) (audit.Signer, error) {
 	return s, nil
 }
 
+// loadHasher reads the keyed-hash keyset `audit keygen` wrote (hash.json);
+// nil for no path.
+func loadHasher(path string) (*audit.Hasher, error) {
+	if path == "" {
+		return nil, nil
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("audit.hash_key: %w", err)
+	}
+	h, err := insecurecleartextkeyset.Read(keyset.NewJSONReader(bytes.NewReader(raw)))
+	if err != nil {
+		return nil, fmt.Errorf("audit.hash_key %s: not a Tink keyset: %w", path, err)
+	}
+	m, err := mac.New(h)
+	if err != nil {
+		return nil, fmt.Errorf("audit.hash_key %s: not a MAC keyset (write one with phiguard audit keygen): %w", path, err)
+	}
+	return audit.NewHasher(m), nil
+}
+
 // loadVerifier reads the public keyset auditors verify with.
 func loadVerifier(path string) (audit.SigVerifier, error) {
 	raw, err := os.ReadFile(path)
@@ -96,6 +118,8 @@ Subcommands:
            public half (verify.json, for auditors)
   verify   check audit files (-pub verify.json FILE...): order, hashes and
            signatures, across rotated files and restarts
+  hash     the keyed hash of a known value (-key hash.json VALUE...), as
+           records show path parameters: find a patient's records
 
 phiguard audit SUBCOMMAND -h shows a subcommand's flags.
 `
@@ -110,6 +134,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		return auditKeygen(args[1:], stdout, stderr)
 	case "verify":
 		return auditVerify(args[1:], stdout, stderr)
+	case "hash":
+		return auditHash(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, auditUsage)
 		return nil
@@ -119,7 +145,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 }
 
 func auditKeygen(args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("audit keygen", "Writes DIR/signing.json (an Ed25519 Tink keyset, owner-readable only: point audit.signing_key at it, from a Secret) and DIR/verify.json (its public half: give it to auditors). Refuses to overwrite.", stdout, stderr)
+	fs := newFlags("audit keygen", "Writes DIR/signing.json (an Ed25519 Tink keyset, owner-readable only: point audit.signing_key at it, from a Secret), DIR/verify.json (its public half: give it to auditors) and DIR/hash.json (an HMAC-SHA256 keyset for audit.hash_key: path identifiers in records are hashed with it; investigators need it for phiguard audit hash). Refuses to overwrite.", stdout, stderr)
 	out := fs.String("out", "", "the `DIR` to write to (required)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -127,8 +153,8 @@ func auditKeygen(args []string, stdout, stderr io.Writer) error {
 	if *out == "" {
 		return usageError{"audit keygen needs -out DIR"}
 	}
-	priv, pub := filepath.Join(*out, "signing.json"), filepath.Join(*out, "verify.json")
-	for _, p := range []string{priv, pub} {
+	priv, pub, hashKey := filepath.Join(*out, "signing.json"), filepath.Join(*out, "verify.json"), filepath.Join(*out, "hash.json")
+	for _, p := range []string{priv, pub, hashKey} {
 		if _, err := os.Stat(p); err == nil {
 			return fmt.Errorf("%s exists: not overwritten", p)
 		}
@@ -148,7 +174,18 @@ func auditKeygen(args []string, stdout, stderr io.Writer) error {
 	if err := ph.WriteWithNoSecrets(keyset.NewJSONWriter(&pb)); err != nil {
 		return err
 	}
+	mh, err := keyset.NewHandle(mac.HMACSHA256Tag256KeyTemplate())
+	if err != nil {
+		return err
+	}
+	var hb bytes.Buffer
+	if err := insecurecleartextkeyset.Write(mh, keyset.NewJSONWriter(&hb)); err != nil {
+		return err
+	}
 	if err := os.MkdirAll(*out, 0o700); err != nil {
+		return err
+	}
+	if err := writeNew(hashKey, hb.Bytes(), 0o600); err != nil {
 		return err
 	}
 	if err := writeNew(priv, sb.Bytes(), 0o600); err != nil {
@@ -157,7 +194,7 @@ func auditKeygen(args []string, stdout, stderr io.Writer) error {
 	if err := writeNew(pub, pb.Bytes(), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "wrote %s (secret: audit.signing_key) and %s (public: for auditors)\n", priv, pub)
+	fmt.Fprintf(stdout, "wrote %s (secret: audit.signing_key), %s (public: for auditors) and %s (secret: audit.hash_key)\n", priv, pub, hashKey)
 	return nil
 }
 
@@ -248,4 +285,29 @@ func printReport(w io.Writer, rep *audit.Report) {
 		}
 		fmt.Fprintln(w, b.String())
 	}
+}
+
+func auditHash(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit hash", "Prints the keyed hash of each VALUE as audit records show it (a path parameter such as a phone number or an MRN, or a whole path no route took), so an investigator can find the records of a known value. Needs the deployment's hash key.", stdout, stderr)
+	key := fs.String("key", "", "the hash keyset `FILE` (hash.json from audit keygen; audit.hash_key) (required)")
+	if slices.ContainsFunc(args, isHelp) {
+		fs.SetOutput(fs.stdout)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return errHelpShown
+		}
+		return usageError{err.Error()}
+	}
+	if *key == "" || fs.NArg() == 0 {
+		return usageError{"audit hash needs -key FILE and at least one VALUE"}
+	}
+	h, err := loadHasher(*key)
+	if err != nil {
+		return err
+	}
+	for _, v := range fs.Args() {
+		fmt.Fprintln(stdout, h.Hash(v))
+	}
+	return nil
 }

@@ -19,7 +19,8 @@ func TestAuditTrailVerifiesEndToEnd(t *testing.T) {
 		if out, stderr, err := runCLI(t, "audit", "keygen", "-out", keys); err != nil || !strings.Contains(out, "verify.json") {
 			t.Fatalf("keygen: %v %s %s", err, out, stderr)
 		}
-		return bytes.Replace(pol, []byte("  fail_closed: true"), []byte("  fail_closed: true\n  signing_key: "+filepath.Join(keys, "signing.json")+"\n  checkpoint_every: 3"), 1)
+		return bytes.Replace(pol, []byte("  fail_closed: true"), []byte("  fail_closed: true\n  signing_key: "+filepath.Join(keys, "signing.json")+
+			"\n  hash_key: "+filepath.Join(keys, "hash.json")+"\n  checkpoint_every: 3"), 1)
 	})
 	msgs := s.proxyURL + "/api/v1/conversations/cv_1/messages"
 	for range 4 {
@@ -41,6 +42,12 @@ func TestAuditTrailVerifiesEndToEnd(t *testing.T) {
 	raw, _ := os.ReadFile(trail)
 	if bytes.Count(raw, []byte(`"event":"checkpoint"`)) < 3 {
 		t.Errorf("fewer checkpoints than expected:\n%s", raw)
+	}
+	// Path parameters are keyed-hashed: the investigator finds cv_1's
+	// records with the hash key; the raw id is nowhere.
+	hashed, _, err := runCLI(t, "audit", "hash", "-key", filepath.Join(keys, "hash.json"), "cv_1")
+	if err != nil || !bytes.Contains(raw, []byte(`"path":"/api/v1/conversations/{id}/messages","params":[{"name":"id","value":"`+strings.TrimSpace(hashed)+`"}]`)) || bytes.Contains(raw, []byte("cv_1")) {
+		t.Errorf("audit hash cv_1 = %q (%v); the trail:\n%s", hashed, err, raw)
 	}
 	// One byte changed: the user of a record.
 	bad := filepath.Join(t.TempDir(), "audit.jsonl")
@@ -67,6 +74,10 @@ func TestAuditCLIErrors(t *testing.T) {
 		{[]string{"audit", "keygen", "-out", dir}, "exists", 1},
 		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json")}, "at least one audit file", 2},
 		{[]string{"audit", "verify", filepath.Join(dir, "x.jsonl")}, "-pub", 2},
+		{[]string{"audit", "hash", "-key", filepath.Join(dir, "hash.json")}, "VALUE", 2},
+		{[]string{"audit", "hash", "x"}, "-key", 2},
+		{[]string{"audit", "hash", "-key", filepath.Join(dir, "signing.json"), "x"}, "not a MAC keyset", 1},
+		{[]string{"audit", "hash", "-key", filepath.Join(dir, "nope.json"), "x"}, "audit.hash_key", 1},
 		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "signing.json"), filepath.Join(dir, "verify.json")}, "public", 1},
 		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json"), filepath.Join(dir, "missing.jsonl")}, "no such file", 1},
 	} {

@@ -62,6 +62,9 @@ type sidecar struct {
 	verified     time.Time // when every keyset was last unwrapped; under mu
 	keysComplete atomic.Bool
 
+	// hasher keyed-hashes path identifiers in records (audit is a
+	// restart-only section).
+	hasher *audit.Hasher
 	// sessions is the session store, opened at start (state is a
 	// restart-only section): reloads keep it.
 	sessions session.Store
@@ -116,7 +119,11 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		sc.useKeyring(ring)
 		sc.verified = time.Now()
 	}
-	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log, Sessions: sc.sessions})
+	if sc.hasher, err = loadHasher(pol.File.Audit.HashKey); err != nil {
+		sc.Close()
+		return nil, err
+	}
+	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log, Sessions: sc.sessions, Hasher: sc.hasher})
 	if err != nil {
 		sc.Close()
 		return nil, err
@@ -444,7 +451,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
-	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log, Sessions: sc.sessions})
+	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log, Sessions: sc.sessions, Hasher: sc.hasher})
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
