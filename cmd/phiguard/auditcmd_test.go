@@ -13,15 +13,12 @@ import (
 // file; `phiguard audit verify` with the public key alone proves the file
 // whole and closed. One byte changed in a record, and verify names it.
 func TestAuditTrailVerifiesEndToEnd(t *testing.T) {
-	var keys string
+	// The demo policy signs with audit-keys/signing.json and hashes with
+	// audit-keys/hash.json, which the stack's `audit keygen` wrote.
 	s := startStackWith(t, false, func(pol []byte) []byte {
-		keys = filepath.Join(t.TempDir(), "audit-keys")
-		if out, stderr, err := runCLI(t, "audit", "keygen", "-out", keys); err != nil || !strings.Contains(out, "verify.json") {
-			t.Fatalf("keygen: %v %s %s", err, out, stderr)
-		}
-		return bytes.Replace(pol, []byte("  fail_closed: true"), []byte("  fail_closed: true\n  signing_key: "+filepath.Join(keys, "signing.json")+
-			"\n  hash_key: "+filepath.Join(keys, "hash.json")+"\n  checkpoint_every: 3"), 1)
+		return bytes.Replace(pol, []byte("  fail_closed: true"), []byte("  fail_closed: true\n  checkpoint_every: 3"), 1)
 	})
+	keys := filepath.Join(s.dir, "audit-keys")
 	msgs := s.proxyURL + "/api/v1/conversations/cv_1/messages"
 	for range 4 {
 		if status, body := s.do(t, "POST", msgs, "alice", "application/json", []byte(`{"body":"`+phi+`"}`)); status != 201 {

@@ -58,6 +58,7 @@ func startStackWith(t *testing.T, h2cUpstream bool, edit func([]byte) []byte) *s
 		{"keys", "init", "-keyring", keyring},
 		{"keys", "create", "-keyring", keyring, "-org", "org_a"},
 		{"keys", "create", "-keyring", keyring, "-org", "org_b"},
+		{"audit", "keygen", "-out", filepath.Join(s.dir, "audit-keys")},
 	} {
 		if _, stderr, err := runCLI(t, args...); err != nil {
 			t.Fatalf("%v: %v %s", args, err, stderr)

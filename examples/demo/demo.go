@@ -217,15 +217,20 @@ func steps() []step {
 					bytes.Contains(body, []byte(`phiguard_fields_total{action="mask",reason="the caller's role may not read it",route="list-messages"}`)),
 					"want coverage and mask counts, no PHI; got %d %s", status, body)
 			}},
-		{title: "The audit trail: paths and counts, never values", shell: "cat $D/audit.jsonl",
+		{title: "The audit trail: route templates, keyed hashes of path parameters and counts, never values; each line chained to the one before", shell: "cat $D/audit.jsonl",
 			check: func(e env, _ int, _ []byte) error {
 				raw, err := os.ReadFile(filepath.Join(e.dir, "audit.jsonl"))
 				if err != nil {
 					return err
 				}
-				return want(!bytes.Contains(raw, []byte(secret)) && !bytes.Contains(raw, []byte(caption)) &&
-					bytes.Contains(raw, []byte(`"action":"mask"`)) && bytes.Contains(raw, []byte(`"decision":"deny"`)), "audit trail is missing records or holds PHI:\n%s", raw)
+				return want(!bytes.Contains(raw, []byte(secret)) && !bytes.Contains(raw, []byte(caption)) && !bytes.Contains(raw, []byte(convID)) &&
+					bytes.Contains(raw, []byte(`"action":"mask"`)) && bytes.Contains(raw, []byte(`"decision":"deny"`)) && bytes.Contains(raw, []byte(`"phase":"intent"`)),
+					"audit trail is missing records or holds PHI or a path identifier:\n%s", raw)
 			}},
+		{title: "Find the records of a conversation by its id, with the deployment's hash key", shell: `grep -c -F "$($B/phiguard audit hash -key $D/audit-keys/hash.json ` + convID + `)" $D/audit.jsonl`, run: true,
+			check: func(e env, _ int, _ []byte) error { return nil }},
+		{title: "An auditor proves the trail whole with the public key alone (open: phiguard is still writing it)", shell: "$B/phiguard audit verify -pub $D/audit-keys/verify.json $D/audit.jsonl", run: true,
+			check: func(e env, _ int, _ []byte) error { return nil }},
 	}
 }
 
@@ -276,6 +281,7 @@ func prepare(ctx context.Context, o options, e env) error {
 		{"keys", "init", "-keyring", keyring},
 		{"keys", "create", "-keyring", keyring, "-org", "org_a"},
 		{"keys", "create", "-keyring", keyring, "-org", "org_b"},
+		{"audit", "keygen", "-out", filepath.Join(e.dir, "audit-keys")},
 	} {
 		if out, err := exec.CommandContext(ctx, pg, args...).CombinedOutput(); err != nil {
 			return fmt.Errorf("phiguard %s: %v\n%s", strings.Join(args, " "), err, out)
