@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -77,6 +80,12 @@ type WriterSink struct {
 	// since is when the write call in progress began (Unix nanoseconds);
 	// 0 when none is.
 	since atomic.Int64
+
+	// rot is a file sink's rotation; size and opened are its current
+	// file's, used by the caller that holds the writer.
+	rot    Rotation
+	size   int64
+	opened time.Time
 }
 
 // StallAfter is how long one write may run before Health reports the sink
@@ -102,13 +111,124 @@ func NewWriterSink(name string, w io.Writer) *WriterSink {
 
 // OpenFileSink appends to the file at path, creating it owner-readable only.
 func OpenFileSink(path string) (*WriterSink, error) {
+	return OpenRotatingFileSink(path, Rotation{})
+}
+
+// Rotation says when a file sink starts a new file, and how long the old
+// ones are kept. The zero value never rotates (an outside logrotate and
+// SIGHUP may) and deletes nothing.
+type Rotation struct {
+	// MaxBytes starts a new file before a write would take the current
+	// one past this size; 0: no limit.
+	MaxBytes int64
+	// MaxAge starts a new file once the current one is this old; 0: no
+	// limit.
+	MaxAge time.Duration
+	// Retention deletes rotated files (PATH.TIME) last written longer ago
+	// than this, after each rotation; 0: keep them all.
+	Retention time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+func (r Rotation) now() time.Time {
+	if r.Now == nil {
+		return time.Now()
+	}
+	return r.Now()
+}
+
+// rotatedLayout names a rotated file: PATH.20261202T074600.123456789Z.
+const rotatedLayout = "20060102T150405.000000000Z"
+
+// OpenRotatingFileSink appends to the file at path, and rotates it as r
+// says: the file is renamed PATH.TIME (its rotation time, UTC) and a new
+// one opened at path. The hash chain runs on across files; `phiguard
+// audit verify` takes them in any order.
+func OpenRotatingFileSink(path string, r Rotation) (*WriterSink, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open audit file: %w", err)
 	}
 	s := NewWriterSink(path, f)
 	s.c, s.path = f, path
+	s.rot = r
+	if st, err := f.Stat(); err == nil {
+		s.size, s.opened = st.Size(), r.now()
+		if st.Size() > 0 {
+			s.opened = st.ModTime() // a file that held lines is as old as its last one
+		}
+	}
 	return s, nil
+}
+
+// Rotated lists the rotated files of a file sink at path, oldest first.
+func Rotated(path string) ([]string, error) {
+	names, err := filepath.Glob(globEscape(path) + ".*")
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range names {
+		if _, err := time.Parse(rotatedLayout, strings.TrimPrefix(n, path+".")); err == nil {
+			out = append(out, n)
+		}
+	}
+	slices.Sort(out) // the layout sorts by time
+	return out, nil
+}
+
+func globEscape(s string) string {
+	return strings.NewReplacer(`\`, `\\`, "*", `\*`, "?", `\?`, "[", `\[`).Replace(s)
+}
+
+// rotateIfDue starts a new file before writing n more bytes when the
+// current one is due; the caller holds the writer. A rotation that fails
+// is logged by the error of the write: the lines go to the current file.
+func (s *WriterSink) rotateIfDue(n int) error {
+	r := s.rot
+	if s.path == "" || r.MaxBytes <= 0 && r.MaxAge <= 0 {
+		return nil
+	}
+	now := r.now()
+	due := r.MaxBytes > 0 && s.size > 0 && s.size+int64(n) > r.MaxBytes ||
+		r.MaxAge > 0 && s.size > 0 && now.Sub(s.opened) >= r.MaxAge
+	if !due {
+		return nil
+	}
+	name := s.path + "." + now.UTC().Format(rotatedLayout)
+	if err := os.Rename(s.path, name); err != nil {
+		return fmt.Errorf("rotate audit file: %w", err)
+	}
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
+	if err != nil {
+		// Lines keep going to the renamed file: nothing is lost, and
+		// Health reports the path no longer names it.
+		return fmt.Errorf("rotate audit file: %w", err)
+	}
+	old := s.c
+	s.w, s.c = f, f
+	s.size, s.opened, s.torn = 0, now, false
+	if old != nil {
+		old.Close()
+	}
+	if r.Retention > 0 {
+		s.prune(now.Add(-r.Retention))
+	}
+	return nil
+}
+
+// prune deletes rotated files last written before cutoff.
+func (s *WriterSink) prune(cutoff time.Time) {
+	names, err := Rotated(s.path)
+	if err != nil {
+		return
+	}
+	for _, n := range names {
+		if st, err := os.Stat(n); err == nil && st.ModTime().Before(cutoff) {
+			os.Remove(n)
+		}
+	}
 }
 
 // Name is the name the sink was given: the file's path for a file sink.
@@ -192,6 +312,12 @@ func (s *WriterSink) takePending() io.Closer {
 	old := s.c
 	s.w, s.c, s.pending = s.pending, s.pending, nil
 	s.torn = false // a new file starts on a line of its own
+	s.size, s.opened = 0, s.rot.now()
+	if f, ok := s.c.(*os.File); ok {
+		if st, err := f.Stat(); err == nil {
+			s.size = st.Size()
+		}
+	}
 	return old
 }
 
@@ -264,6 +390,9 @@ func (s *WriterSink) Write(_ context.Context, line []byte) error {
 
 // write writes p with one call; the caller holds the writer.
 func (s *WriterSink) write(p []byte) error {
+	if err := s.rotateIfDue(len(p)); err != nil {
+		return fmt.Errorf("audit sink %s: %w", s.name, err)
+	}
 	if s.torn {
 		// End the torn line, so that p starts on a line of its own.
 		if err := s.write1([]byte{'\n'}); err != nil {
@@ -278,6 +407,7 @@ func (s *WriterSink) write1(p []byte) error {
 	s.since.Store(time.Now().UnixNano())
 	n, err := s.w.Write(p)
 	s.since.Store(0)
+	s.size += int64(n)
 	if n > 0 {
 		s.torn = p[min(n, len(p))-1] != '\n'
 	}

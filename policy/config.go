@@ -349,6 +349,17 @@ type Sink struct {
 	Type string `yaml:"type"`
 	// Path of the file, for type file. Records are appended.
 	Path string `yaml:"path"`
+	// MaxBytes starts a new file (the old one renamed PATH.TIME) before a
+	// write would take it past this size. File sinks only; default 0: no
+	// limit (an outside logrotate and SIGHUP may rotate it).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// MaxAge starts a new file once the current one is this old. File
+	// sinks only; default 0: no limit.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Retention deletes rotated files (PATH.TIME) last written longer ago
+	// than this, at each rotation. File sinks only. Default 2190d (six
+	// years, HIPAA's documentation retention).
+	Retention time.Duration `yaml:"retention"`
 }
 
 // Org is an organization whose PHI is protected.

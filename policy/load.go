@@ -44,6 +44,8 @@ const (
 	// times max_body_bytes, room for the growth of encrypted values.
 	DefaultResponseFactor = 4
 	DefaultClockSkew      = 30 * time.Second
+	// DefaultAuditRetention keeps rotated audit files six years.
+	DefaultAuditRetention = 6 * 365 * 24 * time.Hour
 	DefaultJWTCacheSize   = 10000
 	DefaultJWTCacheTTL    = 5 * time.Minute
 
@@ -614,11 +616,20 @@ func (p *Policy) compileAudit(ps *problems, dir string) {
 			if s.Path != "" {
 				ps.add(path+".path", "a %s sink takes no path", s.Type)
 			}
+			if s.MaxBytes != 0 || s.MaxAge != 0 || s.Retention != 0 {
+				ps.add(path, "max_bytes, max_age and retention are for file sinks; the log collector rotates %s", s.Type)
+			}
 		case "file":
 			if s.Path == "" {
 				ps.add(path, "a file sink needs a path")
 			}
 			s.Path = resolve(dir, s.Path)
+			if s.MaxBytes < 0 || s.MaxAge < 0 || s.Retention < 0 {
+				ps.add(path, "max_bytes, max_age and retention must not be negative")
+			}
+			if s.Retention == 0 {
+				s.Retention = DefaultAuditRetention
+			}
 		case "":
 			ps.add(path, "type is required (stdout, stderr or file)")
 		default:

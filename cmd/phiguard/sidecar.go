@@ -337,7 +337,7 @@ func openSinks(specs []policy.Sink, stdout, stderr io.Writer) ([]audit.Sink, []f
 		case "stderr":
 			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
 		case "file":
-			f, err := audit.OpenFileSink(s.Path)
+			f, err := audit.OpenRotatingFileSink(s.Path, audit.Rotation{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, Retention: s.Retention})
 			if err != nil {
 				for _, c := range closers {
 					c()
