@@ -345,8 +345,22 @@ type Audit struct {
 
 // Sink is one audit destination.
 type Sink struct {
-	// Type is stdout, stderr or file.
+	// Type is stdout, stderr, file or http (a SIEM's collector).
 	Type string `yaml:"type"`
+	// URL of the collector, for type http: lines are POSTed to it as
+	// newline-delimited JSON (https; http only to loopback).
+	URL string `yaml:"url"`
+	// TokenEnv names the environment variable holding a bearer token for
+	// the collector (type http). Optional.
+	TokenEnv string `yaml:"token_env"`
+	// SpoolDir holds lines the collector has not accepted yet (type
+	// http). Required: a slow collector never holds requests up; only a
+	// full spool refuses them.
+	SpoolDir string `yaml:"spool_dir"`
+	// SpoolBytes bounds the spool (type http). Default 268435456 (256 MiB).
+	SpoolBytes int64 `yaml:"spool_bytes"`
+	// BatchLines bounds the lines of one POST (type http). Default 500.
+	BatchLines int `yaml:"batch_lines"`
 	// Path of the file, for type file. Records are appended.
 	Path string `yaml:"path"`
 	// MaxBytes starts a new file (the old one renamed PATH.TIME) before a

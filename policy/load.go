@@ -630,10 +630,33 @@ func (p *Policy) compileAudit(ps *problems, dir string) {
 			if s.Retention == 0 {
 				s.Retention = DefaultAuditRetention
 			}
+		case "http":
+			u, err := url.Parse(s.URL)
+			switch {
+			case s.URL == "":
+				ps.add(path+".url", "an http sink needs the collector's url")
+			case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+				ps.add(path+".url", "want an https:// URL, got %q", s.URL)
+			case u.Scheme == "http" && !isLoopbackHost(u.Hostname()):
+				ps.add(path+".url", "audit records go to a collector over https (http only on loopback)")
+			}
+			if s.SpoolDir == "" {
+				ps.add(path+".spool_dir", "an http sink needs a spool_dir: lines wait there while the collector is slow")
+			}
+			s.SpoolDir = resolve(dir, s.SpoolDir)
+			if s.SpoolBytes < 0 || s.BatchLines < 0 {
+				ps.add(path, "spool_bytes and batch_lines must not be negative")
+			}
 		case "":
-			ps.add(path, "type is required (stdout, stderr or file)")
+			ps.add(path, "type is required (stdout, stderr, file or http)")
 		default:
-			ps.add(path+".type", "unknown sink type %q (want stdout, stderr or file)", s.Type)
+			ps.add(path+".type", "unknown sink type %q (want stdout, stderr, file or http)", s.Type)
+		}
+		if s.Type != "http" && (s.URL != "" || s.TokenEnv != "" || s.SpoolDir != "" || s.SpoolBytes != 0 || s.BatchLines != 0) {
+			ps.add(path, "url, token_env, spool_dir, spool_bytes and batch_lines are for http sinks")
+		}
+		if s.Type != "file" && s.Type != "stdout" && s.Type != "stderr" && (s.MaxBytes != 0 || s.MaxAge != 0 || s.Retention != 0) {
+			ps.add(path, "max_bytes, max_age and retention are for file sinks")
 		}
 	}
 	if a.SigningKey != "" {

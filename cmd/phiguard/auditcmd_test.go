@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -95,5 +99,47 @@ func TestAuditCLIErrors(t *testing.T) {
 	}
 	if _, err := loadSigner(filepath.Join(dir, "missing.json")); err == nil || !strings.Contains(err.Error(), "audit.signing_key") {
 		t.Errorf("a missing signing key: %v", err)
+	}
+}
+
+// TestSIEMSinkEndToEnd: with an http sink beside the file, the collector
+// receives the same chain, which verifies on its own once phiguard stops;
+// the bearer token comes from the environment.
+func TestSIEMSinkEndToEnd(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		got  bytes.Buffer
+		auth string
+	)
+	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got.Write(body)
+		auth = r.Header.Get("Authorization")
+		mu.Unlock()
+	}))
+	defer collector.Close()
+	t.Setenv("SIEM_TOKEN", "s3cret")
+	spool := filepath.Join(t.TempDir(), "spool")
+	s := startStackWith(t, false, func(pol []byte) []byte {
+		return bytes.Replace(pol, []byte("  sinks: [{type: file, path: audit.jsonl}]"),
+			[]byte("  sinks: [{type: file, path: audit.jsonl}, {type: http, url: \""+collector.URL+"\", token_env: SIEM_TOKEN, spool_dir: "+spool+"}]"), 1)
+	})
+	msgs := s.proxyURL + "/api/v1/conversations/cv_1/messages"
+	if status, body := s.do(t, "POST", msgs, "alice", "application/json", []byte(`{"body":"`+phi+`"}`)); status != 201 {
+		t.Fatalf("send: %d %s", status, body)
+	}
+	s.stop()
+	mu.Lock()
+	sent, token := got.Bytes(), auth
+	mu.Unlock()
+	file, _ := os.ReadFile(filepath.Join(s.dir, "audit.jsonl"))
+	if !bytes.Equal(sent, file) || token != "Bearer s3cret" || bytes.Contains(sent, []byte(phi)) {
+		t.Fatalf("the collector got (auth %q):\n%s\nthe file holds:\n%s", token, sent, file)
+	}
+	trail := filepath.Join(t.TempDir(), "siem.jsonl")
+	os.WriteFile(trail, sent, 0o600)
+	if out, _, err := runCLI(t, "audit", "verify", "-pub", filepath.Join(s.dir, "audit-keys", "verify.json"), "-closed", trail); err != nil {
+		t.Errorf("verify what the SIEM got: %v\n%s", err, out)
 	}
 }

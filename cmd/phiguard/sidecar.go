@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -338,6 +339,27 @@ func openSinks(specs []policy.Sink, stdout, stderr io.Writer) ([]audit.Sink, []f
 			sinks = append(sinks, audit.NewWriterSink("stderr", stderr))
 		case "file":
 			f, err := audit.OpenRotatingFileSink(s.Path, audit.Rotation{MaxBytes: s.MaxBytes, MaxAge: s.MaxAge, Retention: s.Retention})
+			if err != nil {
+				for _, c := range closers {
+					c()
+				}
+				return nil, nil, err
+			}
+			sinks = append(sinks, f)
+			closers = append(closers, f.Close)
+		case "http":
+			h := http.Header{}
+			if s.TokenEnv != "" {
+				tok := os.Getenv(s.TokenEnv)
+				if tok == "" {
+					for _, c := range closers {
+						c()
+					}
+					return nil, nil, fmt.Errorf("audit sink %s: %s is not set", s.URL, s.TokenEnv)
+				}
+				h.Set("Authorization", "Bearer "+tok)
+			}
+			f, err := audit.OpenHTTPSink(s.URL, audit.HTTPOptions{URL: s.URL, Header: h, SpoolDir: s.SpoolDir, SpoolBytes: s.SpoolBytes, BatchLines: s.BatchLines})
 			if err != nil {
 				for _, c := range closers {
 					c()
