@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -12,7 +14,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"text/tabwriter"
+	"time"
 
 	"github.com/tink-crypto/tink-go/v2/insecurecleartextkeyset"
 	"github.com/tink-crypto/tink-go/v2/keyset"
@@ -120,6 +125,11 @@ Subcommands:
            signatures, across rotated files and restarts
   hash     the keyed hash of a known value (-key hash.json VALUE...), as
            records show path parameters: find a patient's records
+  query    the lines that match [-org] [-user] [-route] [-action] [-since]
+           [-until] [-events], as a table, JSON lines or CSV (-format)
+  tail     the last -n records, as a table
+  export   a verified, filtered extract, signed as a chain of its own
+           (-pub, -key, -out, the query flags)
 
 phiguard audit SUBCOMMAND -h shows a subcommand's flags.
 `
@@ -136,6 +146,12 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 		return auditVerify(args[1:], stdout, stderr)
 	case "hash":
 		return auditHash(args[1:], stdout, stderr)
+	case "query":
+		return auditQuery(args[1:], stdout, stderr)
+	case "tail":
+		return auditTail(args[1:], stdout, stderr)
+	case "export":
+		return auditExport(args[1:], stdout, stderr)
 	case "-h", "-help", "--help", "help":
 		fmt.Fprint(stdout, auditUsage)
 		return nil
@@ -216,17 +232,11 @@ func auditVerify(args []string, stdout, stderr io.Writer) error {
 	pub := fs.String("pub", "", "the public keyset `FILE` (verify.json from audit keygen) (required)")
 	closed := fs.Bool("closed", false, "every chain must end with its final checkpoint (archived logs: a missing tail is a problem)")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
-	if slices.ContainsFunc(args, isHelp) {
-		fs.SetOutput(fs.stdout)
+	files, err := parseWithFiles(fs, args, "audit verify")
+	if err != nil {
+		return err
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return errHelpShown
-		}
-		return usageError{err.Error()}
-	}
-	files := fs.Args()
-	if *pub == "" || len(files) == 0 {
+	if *pub == "" {
 		return usageError{"audit verify needs -pub FILE and at least one audit file"}
 	}
 	v, err := loadVerifier(*pub)
@@ -310,4 +320,244 @@ func auditHash(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintln(stdout, h.Hash(v))
 	}
 	return nil
+}
+
+// auditFilterFlags adds the selection flags of query and export.
+func auditFilterFlags(fs *flags) func() (audit.Filter, error) {
+	org := fs.String("org", "", "only this organization's lines")
+	user := fs.String("user", "", "only this user's lines")
+	route := fs.String("route", "", "only this route's lines")
+	action := fs.String("action", "", "only lines with this action (encrypt, decrypt, mask, deny, break_glass, high_risk_scope…) or event (session_revoke…)")
+	since := fs.String("since", "", "only lines at or after this `TIME` (RFC 3339)")
+	until := fs.String("until", "", "only lines before this `TIME` (RFC 3339)")
+	events := fs.Bool("events", false, "events too (start, stop, reloads, revocations, key changes), not only requests' records")
+	return func() (audit.Filter, error) {
+		// An action no record takes names an event.
+		recordAction := slices.Contains([]string{audit.ActionEncrypt, audit.ActionDecrypt, audit.ActionMask, audit.ActionIndex,
+			audit.ActionSearch, audit.ActionDeny, audit.ActionBreakGlass, audit.ActionHighRisk}, *action)
+		f := audit.Filter{Org: *org, User: *user, Route: *route, Action: *action, Events: *events || *action != "" && !recordAction}
+		for _, t := range []struct {
+			flag, v string
+			into    *time.Time
+		}{{"-since", *since, &f.Since}, {"-until", *until, &f.Until}} {
+			if t.v == "" {
+				continue
+			}
+			v, err := time.Parse(time.RFC3339, t.v)
+			if err != nil {
+				return f, usageError{fmt.Sprintf("%s: want a time such as 2026-12-01T00:00:00Z, got %q", t.flag, t.v)}
+			}
+			*t.into = v
+		}
+		return f, nil
+	}
+}
+
+// parseWithFiles parses flags followed by file names.
+func parseWithFiles(fs *flags, args []string, what string) ([]string, error) {
+	if slices.ContainsFunc(args, isHelp) {
+		fs.SetOutput(fs.stdout)
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil, errHelpShown
+		}
+		return nil, usageError{err.Error()}
+	}
+	if fs.NArg() == 0 {
+		return nil, usageError{what + " needs at least one audit file"}
+	}
+	for _, a := range fs.Args() {
+		if strings.HasPrefix(a, "-") {
+			return nil, usageError{fmt.Sprintf("%s: flags come before the files (%s)", what, a)}
+		}
+	}
+	return fs.Args(), nil
+}
+
+// readLines reads the trail's lines from files, in the order given.
+func readLines(files []string, each func(name string, n int, l audit.Line) error) error {
+	for _, name := range files {
+		raw, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		n := 0
+		for line := range bytes.Lines(raw) {
+			n++
+			line = bytes.TrimSuffix(line, []byte("\n"))
+			if len(line) == 0 {
+				continue
+			}
+			l, err := audit.ParseLine(line)
+			if err != nil {
+				return fmt.Errorf("%s:%d: not an audit line (run audit verify)", name, n)
+			}
+			if err := each(name, n, l); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func auditQuery(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit query", "Prints the lines of audit files that the flags select, in the order of the files: as a table, JSON lines (as written) or CSV. Flags come before the files. Run audit verify first: query trusts what it reads.", stdout, stderr)
+	filter := auditFilterFlags(fs)
+	format := fs.String("format", "table", "table, json or csv")
+	files, err := parseWithFiles(fs, args, "audit query")
+	if err != nil {
+		return err
+	}
+	f, err := filter()
+	if err != nil {
+		return err
+	}
+	var out func(audit.Line) error
+	switch *format {
+	case "table":
+		tw := tabwriter.NewWriter(stdout, 2, 0, 2, ' ', 0)
+		defer tw.Flush()
+		fmt.Fprintln(tw, strings.Join(audit.Columns, "\t"))
+		out = func(l audit.Line) error { _, err := fmt.Fprintln(tw, strings.Join(l.Row(), "\t")); return err }
+	case "json":
+		out = func(l audit.Line) error { _, err := stdout.Write(append(l.Raw, '\n')); return err }
+	case "csv":
+		cw := csv.NewWriter(stdout)
+		defer cw.Flush()
+		cw.Write(audit.Columns)
+		out = func(l audit.Line) error { return cw.Write(l.Row()) }
+	default:
+		return usageError{fmt.Sprintf("-format: want table, json or csv, got %q", *format)}
+	}
+	return readLines(files, func(_ string, _ int, l audit.Line) error {
+		if f.Match(l) {
+			return out(l)
+		}
+		return nil
+	})
+}
+
+func auditTail(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit tail", "Prints the last -n records of an audit file as a table.", stdout, stderr)
+	n := fs.Int("n", 20, "how many records")
+	files, err := parseWithFiles(fs, args, "audit tail")
+	if err != nil {
+		return err
+	}
+	if *n <= 0 {
+		return usageError{"-n: want a positive count"}
+	}
+	var last []audit.Line
+	if err := readLines(files, func(_ string, _ int, l audit.Line) error {
+		if (audit.Filter{Events: true}).Match(l) {
+			last = append(last, l)
+			if len(last) > *n {
+				last = last[1:]
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 2, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, strings.Join(audit.Columns, "\t"))
+	for _, l := range last {
+		fmt.Fprintln(tw, strings.Join(l.Row(), "\t"))
+	}
+	return tw.Flush()
+}
+
+func auditExport(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit export", `Verifies audit files with -pub, then writes the lines the flags select to -out as an extract: a chain of its own, each selected line embedded whole ({"event":"exported","source":"CHAIN:SEQ","line":…}), signed with -key (audit.signing_key). The extract verifies alone with audit verify -pub; each embedded line is the original, byte for byte. Refuses if the source does not verify.`, stdout, stderr)
+	pub := fs.String("pub", "", "the public keyset `FILE` the source verifies with (required)")
+	key := fs.String("key", "", "the signing keyset `FILE` that signs the extract (required)")
+	outPath := fs.String("out", "", "the extract's `FILE` (required; not overwritten)")
+	filter := auditFilterFlags(fs)
+	files, err := parseWithFiles(fs, args, "audit export")
+	if err != nil {
+		return err
+	}
+	if *pub == "" || *key == "" || *outPath == "" {
+		return usageError{"audit export needs -pub FILE, -key FILE and -out FILE"}
+	}
+	f, err := filter()
+	if err != nil {
+		return err
+	}
+	v, err := loadVerifier(*pub)
+	if err != nil {
+		return err
+	}
+	signer, err := loadSigner(*key)
+	if err != nil {
+		return err
+	}
+	var in []audit.Input
+	for _, name := range files {
+		fh, err := os.Open(name)
+		if err != nil {
+			return err
+		}
+		defer fh.Close()
+		in = append(in, audit.Input{Name: name, R: fh})
+	}
+	rep, err := audit.Verify(in, v, audit.VerifyOptions{})
+	if err != nil {
+		return err
+	}
+	if !rep.OK() {
+		return fmt.Errorf("the source does not verify, nothing exported: %s", rep.Problem)
+	}
+	out, err := os.OpenFile(*outPath, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	sink := audit.NewWriterSink(*outPath, out)
+	a := audit.New(audit.Options{FailClosed: true, Sinks: []audit.Sink{sink}, Signer: signer, Instance: "export"})
+	ctx := context.Background()
+	var verified, selected int
+	for _, c := range rep.Chains {
+		verified += int(c.Verified)
+	}
+	if err := a.Event(ctx, "export", "files", strconv.Itoa(len(files)), "filter", describeFilter(f)); err != nil {
+		a.Close()
+		out.Close()
+		return err
+	}
+	err = readLines(files, func(_ string, _ int, l audit.Line) error {
+		if !f.Match(l) {
+			return nil
+		}
+		selected++
+		return a.Event(ctx, "exported", "source", l.Chain+":"+strconv.FormatUint(l.Seq, 10), "line", string(l.Raw))
+	})
+	a.Close()
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("the extract %s is incomplete: %w", *outPath, err)
+	}
+	fmt.Fprintf(stdout, "exported %d lines to %s (source: %d lines in %d chains, verified)\n", selected, *outPath, rep.Lines, len(rep.Chains))
+	return nil
+}
+
+func describeFilter(f audit.Filter) string {
+	var parts []string
+	for _, kv := range [][2]string{{"org", f.Org}, {"user", f.User}, {"route", f.Route}, {"action", f.Action}} {
+		if kv[1] != "" {
+			parts = append(parts, kv[0]+"="+kv[1])
+		}
+	}
+	if !f.Since.IsZero() {
+		parts = append(parts, "since="+f.Since.Format(time.RFC3339))
+	}
+	if !f.Until.IsZero() {
+		parts = append(parts, "until="+f.Until.Format(time.RFC3339))
+	}
+	if f.Events {
+		parts = append(parts, "events")
+	}
+	return strings.Join(parts, " ")
 }

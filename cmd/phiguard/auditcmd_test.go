@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -74,6 +75,7 @@ func TestAuditCLIErrors(t *testing.T) {
 		{[]string{"audit", "keygen"}, "-out", 2},
 		{[]string{"audit", "keygen", "-out", dir}, "exists", 1},
 		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json")}, "at least one audit file", 2},
+		{[]string{"audit", "verify", "-pub", filepath.Join(dir, "verify.json"), "a.jsonl", "-closed"}, "flags come before the files", 2},
 		{[]string{"audit", "verify", filepath.Join(dir, "x.jsonl")}, "-pub", 2},
 		{[]string{"audit", "hash", "-key", filepath.Join(dir, "hash.json")}, "VALUE", 2},
 		{[]string{"audit", "hash", "x"}, "-key", 2},
@@ -141,5 +143,79 @@ func TestSIEMSinkEndToEnd(t *testing.T) {
 	os.WriteFile(trail, sent, 0o600)
 	if out, _, err := runCLI(t, "audit", "verify", "-pub", filepath.Join(s.dir, "audit-keys", "verify.json"), "-closed", trail); err != nil {
 		t.Errorf("verify what the SIEM got: %v\n%s", err, out)
+	}
+}
+
+// TestAuditQueryTailExport: an auditor selects lines by org, user,
+// action, route and time, in each format; tails the trail; and exports a
+// verified extract that verifies alone and embeds the original lines.
+func TestAuditQueryTailExport(t *testing.T) {
+	s := startStack(t, false)
+	msgs := s.proxyURL + "/api/v1/conversations/cv_1/messages"
+	s.do(t, "POST", msgs, "alice", "application/json", []byte(`{"body":"`+phi+`"}`))
+	s.do(t, "GET", msgs, "bob", "", nil)
+	s.do(t, "GET", msgs, "mallory", "", nil)
+	s.stop()
+	trail := filepath.Join(s.dir, "audit.jsonl")
+	keys := filepath.Join(s.dir, "audit-keys")
+
+	out, _, err := runCLI(t, "audit", "query", "-user", "mallory", "-format", "csv", trail)
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.HasPrefix(out, "time,chain,seq,event,org,user") || !strings.Contains(out, ",mallory,agent,list-messages,GET,/api/v1/conversations/{id}/messages,deny,deny,403,") {
+		t.Errorf("query -user mallory -format csv: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", "query", "-org", "org_a", "-action", "encrypt", "-format", "json", trail)
+	if err != nil || strings.Count(out, "\n") != 2 || strings.Count(out, `"user":"alice"`) != 2 || !strings.Contains(out, `"phase":"intent"`) {
+		t.Errorf("query -action encrypt -format json (intent and outcome): %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", "query", "-action", "start", trail)
+	if err != nil || strings.Count(out, "\n") != 2 || !strings.Contains(out, " start ") {
+		t.Errorf("query -action start (an event): %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", "query", "-since", "2999-01-01T00:00:00Z", trail)
+	if err != nil || strings.Count(out, "\n") != 1 {
+		t.Errorf("query -since the future: %v\n%s", err, out)
+	}
+	out, _, err = runCLI(t, "audit", "tail", "-n", "2", trail)
+	if err != nil || strings.Count(out, "\n") != 3 || !strings.Contains(out, "stop") {
+		t.Errorf("tail -n 2: %v\n%s", err, out)
+	}
+
+	extract := filepath.Join(t.TempDir(), "extract.jsonl")
+	out, stderr, err := runCLI(t, "audit", "export", "-pub", filepath.Join(keys, "verify.json"), "-key", filepath.Join(keys, "signing.json"),
+		"-out", extract, "-user", "alice", trail)
+	if err != nil || !strings.Contains(out, "exported 2 lines") {
+		t.Fatalf("export: %v %s %s", err, out, stderr)
+	}
+	if out, _, err := runCLI(t, "audit", "verify", "-pub", filepath.Join(keys, "verify.json"), "-closed", extract); err != nil {
+		t.Errorf("the extract alone: %v\n%s", err, out)
+	}
+	raw, _ := os.ReadFile(trail)
+	ex, _ := os.ReadFile(extract)
+	for line := range bytes.Lines(raw) {
+		if bytes.Contains(line, []byte(`"user":"alice"`)) {
+			quoted, _ := json.Marshal(string(bytes.TrimSuffix(line, []byte("\n"))))
+			if !bytes.Contains(ex, quoted) {
+				t.Errorf("the extract does not embed %s", line)
+			}
+		}
+	}
+	// A source that does not verify is not exported.
+	bad := filepath.Join(t.TempDir(), "bad.jsonl")
+	os.WriteFile(bad, bytes.Replace(raw, []byte(`"user":"bob"`), []byte(`"user":"bo8"`), 1), 0o600)
+	if _, _, err := runCLI(t, "audit", "export", "-pub", filepath.Join(keys, "verify.json"), "-key", filepath.Join(keys, "signing.json"),
+		"-out", filepath.Join(t.TempDir(), "x.jsonl"), bad); err == nil || !strings.Contains(err.Error(), "does not verify") {
+		t.Errorf("export of an altered source: %v", err)
+	}
+	for _, args := range [][]string{
+		{"audit", "query", trail, "-format"},
+		{"audit", "query", "-format", "xml", trail},
+		{"audit", "query", "-since", "yesterday", trail},
+		{"audit", "query"},
+		{"audit", "tail", "-n", "0", trail},
+		{"audit", "export", trail},
+	} {
+		if _, _, err := runCLI(t, args...); err == nil || exitCode(err) != 2 {
+			t.Errorf("%v: %v, want a usage error", args, err)
+		}
 	}
 }
