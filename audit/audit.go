@@ -65,8 +65,11 @@ type Record struct {
 	// revoke -session` takes it.
 	Session  string `json:"session,omitempty"`
 	ClientIP string `json:"client_ip,omitempty"`
-	Route    string `json:"route,omitempty"`
-	Method   string `json:"method"`
+	// UserAgent is the client's User-Agent, control characters dropped,
+	// at most 200 characters.
+	UserAgent string `json:"user_agent,omitempty"`
+	Route     string `json:"route,omitempty"`
+	Method    string `json:"method"`
 	// Path is the matched route's path template, never the path sent:
 	// paths carry identifiers. A request no route matched has the keyed
 	// hash of its path ("h1:…"), or "-" without a hash key.
@@ -97,6 +100,9 @@ type Record struct {
 	// UpstreamStatus is what the app answered, when it was called.
 	UpstreamStatus int     `json:"upstream_status,omitempty"`
 	LatencyMS      float64 `json:"latency_ms"`
+	// Policy is the first 16 hex digits of the SHA-256 of the policy
+	// that decided (policy_reload events carry it whole).
+	Policy string `json:"policy,omitempty"`
 }
 
 // Field says what an action did to the values one selector picked.

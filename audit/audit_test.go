@@ -36,13 +36,15 @@ func (s *recordingSink) Write(_ context.Context, lines []byte) error {
 }
 
 // unchain returns line without the chain's fields, and whether the line
-// is the chain's own (chain_start, checkpoint).
+// is the chain's own (chain_start, checkpoint, sink down and up).
 func unchain(line []byte) (_ []byte, own bool) {
 	i := bytes.LastIndex(line, []byte(`,"chain":"`))
 	if i < 0 {
 		return bytes.Clone(line), false
 	}
-	own = bytes.Contains(line, []byte(`"event":"chain_start"`)) || bytes.Contains(line, []byte(`"event":"checkpoint"`))
+	for _, ev := range []string{EventChainStart, EventCheckpoint, EventSinkDown, EventSinkUp} {
+		own = own || bytes.Contains(line, []byte(`"event":"`+ev+`"`))
+	}
 	return append(bytes.Clone(line[:i]), "}\n"...), own
 }
 

@@ -39,6 +39,10 @@ type Signer interface {
 const (
 	EventChainStart = "chain_start"
 	EventCheckpoint = "checkpoint"
+	// EventSinkDown and EventSinkUp: a sink failed a write, and took one
+	// again (the other sinks record it; the one down misses lines).
+	EventSinkDown = "audit_sink_down"
+	EventSinkUp   = "audit_sink_up"
 )
 
 // Defaults of checkpoints.
@@ -167,13 +171,40 @@ func (q *sequencer) flush(checkpoint bool) {
 	if len(q.buf) == 0 {
 		return
 	}
-	err := q.a.writeAll(q.buf, bytesLines(q.buf))
+	err := q.writeNoting()
 	for _, e := range q.batch {
 		e.done <- err
 	}
 	if cap(q.buf) > 1<<20 {
 		q.buf = nil
 	}
+}
+
+// writeNoting writes q.buf to every sink, and, when that took a sink
+// down or brought it back, writes an event saying so (which the sink
+// that is down misses, and the others keep).
+func (q *sequencer) writeNoting() error {
+	sinks := q.a.sinks
+	var was [8]bool
+	downBefore := was[:0]
+	for i := range sinks {
+		downBefore = append(downBefore, sinks[i].isDown())
+	}
+	err := q.a.writeAll(q.buf, bytesLines(q.buf))
+	q.buf = q.buf[:0]
+	for i := range sinks {
+		switch down := sinks[i].isDown(); {
+		case down && !downBefore[i]:
+			q.appendLine(q.a.event(EventSinkDown, "sink", sinks[i].name))
+		case !down && downBefore[i]:
+			q.appendLine(q.a.event(EventSinkUp, "sink", sinks[i].name))
+		}
+	}
+	if len(q.buf) > 0 {
+		q.a.writeAll(q.buf, bytesLines(q.buf))
+		q.buf = q.buf[:0]
+	}
+	return err
 }
 
 func (q *sequencer) flushFinal() {
@@ -187,7 +218,7 @@ func (q *sequencer) flushFinal() {
 	if q.signer != nil {
 		q.appendCheckpoint(true)
 	}
-	err := q.a.writeAll(q.buf, bytesLines(q.buf))
+	err := q.writeNoting()
 	for _, e := range q.batch {
 		e.done <- err
 	}

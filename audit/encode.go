@@ -30,6 +30,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendNonEmpty(dst, `,"role":`, r.Role)
 	dst = appendNonEmpty(dst, `,"session":`, r.Session)
 	dst = appendNonEmpty(dst, `,"client_ip":`, r.ClientIP)
+	dst = appendNonEmpty(dst, `,"user_agent":`, r.UserAgent)
 	dst = appendNonEmpty(dst, `,"route":`, r.Route)
 	dst = append(dst, `,"method":`...)
 	dst = appendString(dst, r.Method)
@@ -98,6 +99,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	}
 	dst = append(dst, `,"latency_ms":`...)
 	dst = appendFloat(dst, r.LatencyMS)
+	dst = appendNonEmpty(dst, `,"policy":`, r.Policy)
 	return append(dst, '}')
 }
 

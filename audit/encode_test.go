@@ -184,7 +184,7 @@ func FuzzAppendJSON(f *testing.F) {
 		r := &Record{
 			Time:      time.Unix(0, unixNano).In(time.FixedZone("", offset%(48*3600))),
 			RequestID: id, Org: org, User: reason, Role: field, ClientIP: id, Route: org,
-			Method: reason, Path: path, Params: []Value{{Name: field, Value: path}}, Decision: field, Reason: reason, BreakGlass: path, Integration: org, Scope: field, Recorded: []Value{{Name: id, Value: reason}},
+			UserAgent: reason, Policy: id, Method: reason, Path: path, Params: []Value{{Name: field, Value: path}}, Decision: field, Reason: reason, BreakGlass: path, Integration: org, Scope: field, Recorded: []Value{{Name: id, Value: reason}},
 			Status: status, UpstreamStatus: upstream, LatencyMS: latency,
 		}
 		r.AddField(ActionEncrypt, field, reason, status)

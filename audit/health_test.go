@@ -60,7 +60,8 @@ func TestAuditorCheck(t *testing.T) {
 		t.Fatalf("Check with a broken sink: %v, want ErrSinkDown naming switch only", err)
 	}
 	st := a.Sinks()
-	if st[0] != (SinkStatus{Name: "sink0", Written: 3, Up: true}) || st[1] != (SinkStatus{Name: "switch", Failed: 3, Up: false}) {
+	// start, record, the sink-down event, the check line.
+	if st[0] != (SinkStatus{Name: "sink0", Written: 4, Up: true}) || st[1] != (SinkStatus{Name: "switch", Failed: 4, Up: false}) {
 		t.Errorf("statuses while down: %+v", st)
 	}
 
@@ -81,7 +82,7 @@ func TestAuditorCheck(t *testing.T) {
 			t.Errorf("check line %s = %q, want %q", k, check[k], v)
 		}
 	}
-	if st := a.Sinks()[1]; !st.Up || st.Written != 1 || st.Failed != 3 {
+	if st := a.Sinks()[1]; !st.Up || st.Written != 2 || st.Failed != 4 { // the check line, the sink-up event
 		t.Errorf("status after recovery: %+v", st)
 	}
 	if err := a.Check(ctx); err != nil || len(sw.lines) != 1 {
@@ -101,7 +102,7 @@ func TestAuditorCheckFailOpen(t *testing.T) {
 	if err := a.Check(context.Background()); err != nil {
 		t.Errorf("fail-open Check: %v, want nil", err)
 	}
-	if st := a.Sinks()[0]; st.Up || st.Failed != 3 {
+	if st := a.Sinks()[0]; st.Up || st.Failed != 4 {
 		t.Errorf("status: %+v, want down after the record and the check", st)
 	}
 }
@@ -390,5 +391,31 @@ func TestAuditorSinkStateFollowsTheLastWriteBegun(t *testing.T) {
 	}
 	if !s.isDown() {
 		t.Error("the sink is up after its latest write failed")
+	}
+}
+
+// TestSinkDownAndUpAreOnTheTrail: a sink that fails, and later takes
+// lines again, is recorded as down and up by the sinks that stayed up,
+// in the chain, which verifies whole there.
+func TestSinkDownAndUpAreOnTheTrail(t *testing.T) {
+	sg, v := signingKey(t)
+	good, sw := &memSink{}, &switchSink{}
+	a := New(Options{Sinks: []Sink{good, sw}, Signer: sg})
+	ctx := context.Background()
+	a.Record(ctx, record(1))
+	sw.broken.Store(true)
+	a.Record(ctx, record(2))
+	a.Record(ctx, record(3))
+	sw.broken.Store(false)
+	a.Record(ctx, record(4))
+	a.Close()
+	trail := good.String()
+	down := strings.Index(trail, `"event":"audit_sink_down","sink":"switch"`)
+	up := strings.Index(trail, `"event":"audit_sink_up","sink":"switch"`)
+	if down < 0 || up < down || strings.Count(trail, "audit_sink_down") != 1 || strings.Count(trail, "audit_sink_up") != 1 {
+		t.Fatalf("the trail:\n%s", trail)
+	}
+	if rep := verify(t, v, VerifyOptions{RequireClosed: true}, []byte(trail)); !rep.OK() {
+		t.Fatal(rep.Problem)
 	}
 }

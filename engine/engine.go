@@ -146,6 +146,7 @@ type Engine struct {
 	now      func() time.Time
 	sessions session.Store
 	hasher   *audit.Hasher
+	policyID string      // the policy's SHA-256, first 16 hex digits
 	plans    []routePlan // by route index
 	mask     []byte      // JSON string of the policy's mask
 	// slots holds one token per request in flight (max_concurrent_requests).
@@ -182,7 +183,7 @@ func New(o Options) (*Engine, error) {
 	if o.Policy == nil || o.Auditor == nil {
 		return nil, errors.New("engine: Policy and Auditor are required")
 	}
-	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions, hasher: o.Hasher,
+	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions, hasher: o.Hasher, policyID: o.Policy.SHA256[:min(16, len(o.Policy.SHA256))],
 		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
@@ -317,6 +318,10 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 		Path:      e.pathRef(req.Path),
 		Fields:    x.fields[:0],
 		Actions:   x.actions[:0],
+	}
+	x.rec.Policy = e.policyID
+	if ua := req.Header.Get("User-Agent"); ua != "" {
+		x.rec.UserAgent = audit.Text(ua, maxUserAgent)
 	}
 	if req.Peer.IsValid() {
 		// Before the forwarding headers are stripped (sanitize).
@@ -684,6 +689,9 @@ func (x *Exchange) record(ctx context.Context) error {
 	x.rec.LatencyMS = float64(now.Sub(x.start).Microseconds()) / 1000
 	return x.e.auditor.Record(ctx, &x.rec)
 }
+
+// maxUserAgent bounds a record's user_agent, in characters.
+const maxUserAgent = 200
 
 // pathRef is what a record says of a path no route took: its keyed hash,
 // or "-" without a hash key. Paths carry identifiers.

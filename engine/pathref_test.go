@@ -63,3 +63,23 @@ func TestRecordsHoldNoPathIdentifiers(t *testing.T) {
 		}
 	}
 }
+
+// TestRecordNamesClientAndPolicy: a record carries the client's user
+// agent (control characters dropped, at most 200 characters) and the
+// policy that decided.
+func TestRecordNamesClientAndPolicy(t *testing.T) {
+	r := newRig(t)
+	ctx := context.Background()
+	req := request("GET", "/api/v1/tokens/x", "alice")
+	req.Header.Set("User-Agent", "Clinic/2.1 (iOS)\x1b[31m"+strings.Repeat("x", 300))
+	x, err := r.eng.Begin(ctx, req)
+	x.Refuse(ctx, err)
+	x.Close()
+	rec := r.aud.last(t)
+	if !strings.HasPrefix(rec.UserAgent, "Clinic/2.1 (iOS)[31mxxx") || len([]rune(rec.UserAgent)) != 200 {
+		t.Errorf("user_agent %q", rec.UserAgent)
+	}
+	if rec.Policy == "" || rec.Policy != r.eng.pol.SHA256[:16] {
+		t.Errorf("policy %q, want %s", rec.Policy, r.eng.pol.SHA256[:16])
+	}
+}
