@@ -219,3 +219,36 @@ func TestAuditQueryTailExport(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSelectedValueOrPathIdentifierAnywhere: through a whole run, a
+// value in a selected field, an identifier in the path and a search term
+// in the query appear in no audit line, log line or metric.
+func TestNoSelectedValueOrPathIdentifierAnywhere(t *testing.T) {
+	s := startStack(t, false)
+	const pathID, term = "MRN-CANARY-9931", "CANARYTERMxyz"
+	msgs := s.proxyURL + "/api/v1/conversations/" + pathID + "/messages"
+	s.do(t, "POST", msgs, "alice", "application/json", []byte(`{"body":"`+phi+` `+term+`"}`))
+	s.do(t, "GET", msgs, "alice", "", nil)
+	s.do(t, "GET", msgs, "victor", "", nil)
+	s.do(t, "GET", msgs, "mallory", "", nil)
+	s.do(t, "GET", s.proxyURL+"/api/v1/messages/search?q="+term, "alice", "", nil)
+	s.do(t, "GET", s.proxyURL+"/no/such/"+pathID, "alice", "", nil)
+	resp, err := http.Get("http://" + s.admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	s.stop()
+	trail := s.read(t, "audit.jsonl")
+	if !bytes.Contains(trail, []byte(`"route":"send-message"`)) || !bytes.Contains(metrics, []byte("phiguard_requests_total")) {
+		t.Fatalf("the run left no trail or metrics:\n%s", trail)
+	}
+	for name, out := range map[string][]byte{"audit": trail, "logs": s.logs.Bytes(), "metrics": metrics} {
+		for _, secret := range []string{phi, pathID, term} {
+			if bytes.Contains(out, []byte(secret)) {
+				t.Errorf("%s hold %q", name, secret)
+			}
+		}
+	}
+}
