@@ -238,6 +238,10 @@ func (q *sequencer) appendLine(line []byte) {
 	q.seq++
 	start := len(q.buf)
 	q.buf = append(q.buf, line[:len(line)-2]...) // without "}\n"
+	if q.instance != "" {
+		q.buf = append(q.buf, `,"instance":`...)
+		q.buf = appendString(q.buf, q.instance)
+	}
 	q.buf = append(q.buf, `,"chain":"`...)
 	q.buf = append(q.buf, q.id...)
 	q.buf = append(q.buf, `","seq":`...)
@@ -254,7 +258,7 @@ func (q *sequencer) appendLine(line []byte) {
 func (q *sequencer) appendStart() {
 	q.id = newChainID()
 	q.lastCP = q.a.now()
-	line := q.a.event(EventChainStart, "instance", q.instance, "signed", strconv.FormatBool(q.signer != nil))
+	line := q.a.event(EventChainStart, "signed", strconv.FormatBool(q.signer != nil))
 	q.appendLine(line)
 }
 

@@ -83,7 +83,7 @@ func TestGoldenRecords(t *testing.T) {
 	a := NewAuditor(nil, true)
 	stamp := at.Format(time.RFC3339Nano)
 	for _, ev := range [][]string{
-		{EventChainStart, "instance", "messaging-app-7d9f-abcde", "signed", "true"},
+		{EventChainStart, "signed", "true"},
 		{EventStart, "version", "1.4.0", "policy_sha256", "9cefe7f5bea963a069b0206f487550f6f13fe44db8fcd81eec97db42b9bda613"},
 		{EventPolicyReload, "result", "success", "cause", "file changed", "sha256", "9cefe7f5bea963a069b0206f487550f6f13fe44db8fcd81eec97db42b9bda613"},
 		{EventSessionRevoke, "org", "org_a", "user", "dana", "at", stamp, "via", "cli", "result", "success"},
