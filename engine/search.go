@@ -73,7 +73,10 @@ func searchAliases(terms, reqSels []policy.Selector) (jsonNames []policy.Selecto
 		})
 	}
 	formSelected := func(name string) bool {
-		return slices.ContainsFunc(reqSels, func(s policy.Selector) bool { return s.Form && strings.EqualFold(s.FormName, name) })
+		return slices.ContainsFunc(reqSels, func(s policy.Selector) bool {
+			return s.Form && (strings.EqualFold(s.FormName, name) ||
+				s.FormPrefix && len(name) >= len(s.FormName) && strings.EqualFold(name[:len(s.FormName)], s.FormName))
+		})
 	}
 	for _, t := range terms {
 		var name string

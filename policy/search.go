@@ -145,6 +145,10 @@ func compileFields(ps *problems, path string, fields []Field, terms bool) []Sele
 			continue
 		}
 		seen[f.Field] = true
+		if s.FormPrefix && (terms || f.Searchable != "") {
+			ps.add(p, "%q selects every field its name begins; a search term or a searchable value must name one field", f.Field)
+			continue
+		}
 		s.Search, s.Normalize, s.Join = f.Searchable, f.Normalize, f.Join
 		switch f.Searchable {
 		case "":

@@ -30,13 +30,17 @@ const MaxSelectorSteps = 32
 
 // Selector names the values of a body that an action touches: a JSONPath
 // subset ($.a.b, $.a[*].b, $..b, $['odd key']) for JSON bodies, or form:Name
-// for application/x-www-form-urlencoded bodies.
+// (form:Prefix* for every field whose name starts with Prefix) for
+// application/x-www-form-urlencoded bodies.
 type Selector struct {
 	// Text is the selector as written in the policy; audit records name it.
 	Text string
 	// Form is set for form:Name selectors; FormName is then the field.
-	Form     bool
-	FormName string
+	// With FormPrefix (form:Name*), every field whose name starts with
+	// FormName is selected (Twilio's MediaUrl0…MediaUrl9: form:MediaUrl*).
+	Form       bool
+	FormName   string
+	FormPrefix bool
 	// Steps is the JSON path below the root, for JSON selectors.
 	Steps []Step
 	// Query is set for query:Name selectors (search_request only);
@@ -70,7 +74,11 @@ func ParseSelector(text string) (Selector, error) {
 		if !utf8.ValidString(name) || strings.ContainsAny(name, "&=;") {
 			return Selector{}, fmt.Errorf("form selector %q: a field name cannot hold '&', '=' or ';'", text)
 		}
-		return Selector{Text: text, Form: true, FormName: name}, nil
+		prefix, wild := strings.CutSuffix(name, "*")
+		if strings.Contains(prefix, "*") {
+			return Selector{}, fmt.Errorf("form selector %q: '*' may only end the name (form:MediaUrl* selects MediaUrl0, MediaUrl1…)", text)
+		}
+		return Selector{Text: text, Form: true, FormName: prefix, FormPrefix: wild}, nil
 	}
 	if !strings.HasPrefix(text, "$") {
 		return Selector{}, fmt.Errorf("unknown selector syntax %q: start with $ (JSON) or form: (form fields)", text)

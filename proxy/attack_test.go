@@ -352,3 +352,29 @@ func TestUnderscoreSpellingsOfGuardedHeaders(t *testing.T) {
 		t.Errorf("org headers %v", got)
 	}
 }
+
+// TestFormPrefixSelector: with form:MediaUrl*, every MediaUrlN of a
+// carrier webhook reaches the app as a token and the rest as sent; a
+// MediaUrl spelled in another letter case is refused, never forwarded in
+// plaintext.
+func TestFormPrefixSelector(t *testing.T) {
+	h := newHarnessWithPolicy(t, strings.Replace(testPolicy, `encrypt_request: ["form:Body"]`, `encrypt_request: ["form:Body", "form:MediaUrl*"]`, 1))
+	form := "NumMedia=2&Body=hi&MediaUrl0=" + canary + "0&MediaUrl1=" + canary + "1&MediaContentType0=image%2Fpng"
+	resp, body := h.do("POST", "/webhooks/sms/org_a", "", "application/x-www-form-urlencoded", []byte(form))
+	if resp.StatusCode/100 != 2 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	got := string(h.app.last(t).body)
+	if strings.Contains(got, canary) || strings.Count(got, "ephi%3Av1%3Aorg_a") != 3 || !strings.Contains(got, "MediaContentType0=image%2Fpng") || !strings.Contains(got, "NumMedia=2") {
+		t.Errorf("the app got %s", got)
+	}
+	rec := h.sink.lastRecord(t)
+	if f := rec.Fields; len(f) != 2 || f[1].Path != "form:MediaUrl*" || f[1].Count != 2 {
+		t.Errorf("record fields %+v", f)
+	}
+	hits := h.app.hits()
+	resp, body = h.do("POST", "/webhooks/sms/org_a", "", "application/x-www-form-urlencoded", []byte("Body=hi&mediaurl0="+canary))
+	if resp.StatusCode != 400 || h.app.hits() != hits {
+		t.Errorf("a case variant of the prefix: %d %s, app called %v", resp.StatusCode, body, h.app.hits() != hits)
+	}
+}

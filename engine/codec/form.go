@@ -119,22 +119,33 @@ func formSelector(readings []string, sels []policy.Selector, refused []string) (
 		}
 	}
 	for i, s := range sels {
-		if s.Form && (slices.Contains(readings, s.FormName) || slices.Contains(readings, canonicalFormName(s.FormName))) {
+		if s.Form && slices.ContainsFunc(readings, func(k string) bool { return formNameIs(k, s, false) }) {
 			return i, nil
 		}
 	}
 	for _, s := range sels {
-		if !s.Form {
-			continue
-		}
-		canon := canonicalFormName(s.FormName)
-		for _, k := range readings {
-			if strings.EqualFold(k, s.FormName) || strings.EqualFold(k, canon) {
-				return -1, bodyError(ErrAmbiguousKey, "a form field differs from the selected "+s.Text+" only by letter case")
-			}
+		if s.Form && slices.ContainsFunc(readings, func(k string) bool { return formNameIs(k, s, true) }) {
+			return -1, bodyError(ErrAmbiguousKey, "a form field differs from the selected "+s.Text+" only by letter case")
 		}
 	}
 	return -1, nil
+}
+
+// formNameIs reports whether the reading k of a field's name is the
+// name form selector s takes (starts with it, for form:Prefix*), exactly
+// or, with fold, in any letter case.
+func formNameIs(k string, s policy.Selector, fold bool) bool {
+	names := [2]string{s.FormName, canonicalFormName(s.FormName)}
+	for _, n := range names {
+		switch {
+		case s.FormPrefix && !fold && strings.HasPrefix(k, n),
+			s.FormPrefix && fold && len(k) >= len(n) && strings.EqualFold(k[:len(n)], n),
+			!s.FormPrefix && !fold && k == n,
+			!s.FormPrefix && fold && strings.EqualFold(k, n):
+			return true
+		}
+	}
+	return false
 }
 
 // HasForm reports whether sels has a form: selector.

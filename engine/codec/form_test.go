@@ -367,3 +367,31 @@ func BenchmarkRewriteFormLongName(b *testing.B) {
 		}
 	}
 }
+
+// TestRewriteFormPrefix: form:MediaUrl* takes every field whose name
+// starts with MediaUrl (Twilio's MediaUrl0…MediaUrl9), under each name
+// reading; a field that matches only in another letter case is refused,
+// as for a plain name; other fields are untouched. form:* takes them all.
+func TestRewriteFormPrefix(t *testing.T) {
+	sels := selectors(t, "form:Body", "form:MediaUrl*")
+	in := "NumMedia=3&Body=hi&MediaUrl0=u0&MediaUrl1=u1&MediaUrl10=u10&MediaContentType0=image%2Fjpeg"
+	out, counts, err := RewriteForm([]byte(in), sels, upper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "NumMedia=3&Body=%3CHI%3E&MediaUrl0=%3CU0%3E&MediaUrl1=%3CU1%3E&MediaUrl10=%3CU10%3E&MediaContentType0=image%2Fjpeg"
+	if string(out) != want || counts[0] != 1 || counts[1] != 3 {
+		t.Errorf("got %s %v\nwant %s [1 3]", out, counts, want)
+	}
+	if _, _, err := RewriteForm([]byte("mediaurl2=u"), sels, upper); !errors.Is(err, ErrAmbiguousKey) {
+		t.Errorf("a field that matches the prefix only by letter case: %v, want ErrAmbiguousKey", err)
+	}
+	if !QueryNameSelected("MediaUrl4", sels) || !QueryNameSelected("mediaurl4", sels) || QueryNameSelected("NumMedia", sels) {
+		t.Error("QueryNameSelected does not follow the prefix")
+	}
+	all := selectors(t, "form:*")
+	out, counts, err = RewriteForm([]byte("a=1&b=2"), all, upper)
+	if err != nil || string(out) != "a=%3C1%3E&b=%3C2%3E" || counts[0] != 2 {
+		t.Errorf("form:*: %s %v %v", out, counts, err)
+	}
+}

@@ -184,11 +184,8 @@ func QueryNameSelected(name string, sels []policy.Selector) bool {
 	readings := formNameReadings(name)
 	for _, s := range sels {
 		if s.Form {
-			canon := canonicalFormName(s.FormName)
-			for _, k := range readings {
-				if strings.EqualFold(k, s.FormName) || strings.EqualFold(k, canon) {
-					return true
-				}
+			if slices.ContainsFunc(readings, func(k string) bool { return formNameIs(k, s, true) }) {
+				return true
 			}
 			continue
 		}
