@@ -176,6 +176,8 @@ type routePlan struct {
 	dec         *codec.Matcher
 	// decrypts: the route's responses may carry plaintext PHI.
 	decrypts bool
+	// sig checks a webhook's signature and signs it again; nil for none.
+	sig *webhookSig
 }
 
 // New compiles what the policy's routes need at request time.
@@ -216,7 +218,15 @@ func New(o Options) (*Engine, error) {
 		reqSels = append(reqSels, r.RecordRequest...)
 		decSels := append(slices.Clone(r.DecryptResponse), r.RecordResponse...)
 		refusedJSON, refusedForm := searchAliases(r.SearchRequest, reqSels)
+		var sig *webhookSig
+		if r.Signature != nil {
+			var err error
+			if sig, err = newWebhookSig(r.Name, r.Signature); err != nil {
+				return nil, fmt.Errorf("engine: %w", err)
+			}
+		}
 		e.plans = append(e.plans, routePlan{
+			sig:         sig,
 			reqSels:     reqSels,
 			nEnc:        len(r.EncryptRequest),
 			recStart:    recStart,
@@ -280,8 +290,12 @@ type Exchange struct {
 	slot   bool
 	path   canonicalPath
 	method string
-	query  string     // to forward (Query)
-	client netip.Addr // the client's address (ClientAddr)
+	query  string // to forward (Query)
+	// rawPath and rawQuery are as received: what a webhook's sender signed.
+	rawPath, rawQuery string
+	// verified: the webhook's signature was checked and held.
+	verified bool
+	client   netip.Addr // the client's address (ClientAddr)
 	// mustRecord: the exchange is audited even if it touches no PHI.
 	mustRecord bool
 	decision   policy.Decision
@@ -311,7 +325,7 @@ type Exchange struct {
 // (close it when the request is done); a non-nil error is the refusal,
 // which x.Refuse records and turns into the answer.
 func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
-	x := &Exchange{e: e, start: e.now(), method: req.Method, query: req.Query}
+	x := &Exchange{e: e, start: e.now(), method: req.Method, query: req.Query, rawPath: req.Path, rawQuery: req.Query}
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
 		Method:    req.Method,
@@ -635,6 +649,9 @@ func (x *Exchange) SetUpstreamHeaders(h http.Header) {
 // app, so that no PHI is written or read without a record. The outcome
 // record follows (Allow, Refuse).
 func (x *Exchange) Intend(ctx context.Context) error {
+	if x.plan != nil && x.plan.sig != nil && !x.verified {
+		return errSignatureInvalid // a webhook without a body to check
+	}
 	if x.plan == nil && !x.mustRecord {
 		return nil
 	}

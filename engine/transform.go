@@ -15,6 +15,7 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine/codec"
 	"github.com/phiguard/phiguard/keys"
+	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/refusal"
 )
 
@@ -52,6 +53,14 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	if err != nil {
 		return nil, err
 	}
+	if sig := x.plan.sig; sig != nil {
+		// Before anything is rewritten: the sender signed what it sent.
+		if err := sig.verify(h, x.rawPath, x.rawQuery, kind == bodyForm, raw, x.e.now()); err != nil {
+			putBuffer(raw)
+			return nil, err
+		}
+		x.verified = true
+	}
 	var out []byte
 	if kind == bodyJSON {
 		out, err = x.sealJSON(ctx, raw)
@@ -69,6 +78,15 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 	}
 	x.out.Request.Checked = len(route.EncryptRequest) > 0
 	frame(h, out)
+	if sig := x.plan.sig; sig != nil {
+		// The sender's signature no longer matches the rewritten body: the
+		// app checks phiguard's instead.
+		h.Del("X-Twilio-Signature")
+		if sig.cfg.Header != "" {
+			h.Del(sig.cfg.Header)
+		}
+		h.Set(policy.ResignHeader, sig.sign(x.method, x.path.escaped, x.query, out, x.e.now()))
+	}
 	return out, nil
 }
 

@@ -453,6 +453,44 @@ type RouteConfig struct {
 	BreakGlass []string `yaml:"break_glass"`
 	// Deny refuses the route with this reason (403); the app is never called.
 	Deny string `yaml:"deny"`
+	// VerifySignature checks a webhook's signature (a carrier's) before
+	// anything is rewritten: an unsigned, forged or stale request is
+	// refused (401). Since the app can no longer check the original
+	// signature once fields are encrypted, phiguard signs what it
+	// forwards (Resign).
+	VerifySignature *SignatureCheck `yaml:"verify_signature"`
+}
+
+// SignatureCheck says how a webhook is signed, and how phiguard signs it
+// again for the app.
+type SignatureCheck struct {
+	// Scheme is twilio (X-Twilio-Signature: base64 HMAC-SHA1 of the URL
+	// and the sorted form parameters) or hmac-sha256 (an HMAC-SHA256 of
+	// the raw body, or of TIMESTAMP.BODY with timestamp_header).
+	Scheme string `yaml:"scheme"`
+	// SecretEnv names the environment variable holding the shared secret
+	// (the carrier's auth token). Required; at least 16 bytes.
+	SecretEnv string `yaml:"secret_env"`
+	// PublicURL is the scheme and host the carrier calls
+	// (https://hooks.example.com): the URL it signed is that, the path and
+	// the query as received. Required for twilio.
+	PublicURL string `yaml:"public_url"`
+	// Header carries the signature (hmac-sha256). Default X-Signature.
+	Header string `yaml:"header"`
+	// Encoding of the signature: hex (default) or base64 (hmac-sha256).
+	Encoding string `yaml:"encoding"`
+	// TimestampHeader carries the Unix time the sender signed at
+	// (hmac-sha256): it is signed with the body, and a request older than
+	// MaxAge is refused as stale.
+	TimestampHeader string `yaml:"timestamp_header"`
+	// MaxAge bounds a signed timestamp's age. Default 5m.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Resign is the shared secret (an environment variable's name) with
+	// which phiguard signs the rewritten request for the app, in
+	// X-Phiguard-Signature: t=UNIX,v1=HEX, where HEX is the HMAC-SHA256 of
+	// "UNIX.METHOD PATH?QUERY.BODY". Required: without it the app would
+	// take an unsigned webhook.
+	ResignSecretEnv string `yaml:"resign_secret_env"`
 }
 
 // Field is one item of encrypt_request or search_request. Written as a

@@ -120,6 +120,8 @@ type Route struct {
 	RecordRequestNames, RecordResponseNames []string
 	// Deny, when set, refuses the route with this reason.
 	Deny string
+	// Signature, when set, is the webhook signature check of the route.
+	Signature *SignatureCheck
 }
 
 // OrgSourceKind says where a route reads the organization from.
@@ -728,6 +730,9 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 		if s.Form {
 			ps.add(fmt.Sprintf("%s.decrypt_response[%d]", base, j), "form selectors apply to request bodies; responses are JSON")
 		}
+	}
+	if rc.VerifySignature != nil {
+		r.Signature = compileSignature(ps, base+".verify_signature", *rc.VerifySignature, len(r.EncryptRequest) > 0)
 	}
 	if rc.Record != nil {
 		r.RecordRequest, r.RecordRequestNames = compileRecord(ps, base+".record.request", rc.Record.Request)
