@@ -36,20 +36,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendString(dst, r.Method)
 	dst = append(dst, `,"path":`...)
 	dst = appendString(dst, r.Path)
-	if len(r.Params) > 0 {
-		dst = append(dst, `,"params":[`...)
-		for i, v := range r.Params {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"name":`...)
-			dst = appendString(dst, v.Name)
-			dst = append(dst, `,"value":`...)
-			dst = appendString(dst, v.Value)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendValues(dst, `,"params":`, r.Params)
 	if len(r.Actions) > 0 {
 		dst = append(dst, `,"actions":[`...)
 		for i, a := range r.Actions {
@@ -77,20 +64,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendNonEmpty(dst, `,"break_glass":`, r.BreakGlass)
 	dst = appendNonEmpty(dst, `,"integration":`, r.Integration)
 	dst = appendNonEmpty(dst, `,"scope":`, r.Scope)
-	if len(r.Recorded) > 0 {
-		dst = append(dst, `,"recorded":[`...)
-		for i, v := range r.Recorded {
-			if i > 0 {
-				dst = append(dst, ',')
-			}
-			dst = append(dst, `{"name":`...)
-			dst = appendString(dst, v.Name)
-			dst = append(dst, `,"value":`...)
-			dst = appendString(dst, v.Value)
-			dst = append(dst, '}')
-		}
-		dst = append(dst, ']')
-	}
+	dst = appendValues(dst, `,"recorded":`, r.Recorded)
 	dst = append(dst, `,"status":`...)
 	dst = strconv.AppendInt(dst, int64(r.Status), 10)
 	if r.UpstreamStatus != 0 {
@@ -194,4 +168,25 @@ func appendString(dst []byte, s string) []byte {
 	}
 	dst = append(dst, s[start:]...)
 	return append(dst, '"')
+}
+
+// appendValues appends key and the values as [{"name":…,"value":…},…],
+// unless there are none.
+func appendValues(dst []byte, key string, vs []Value) []byte {
+	if len(vs) == 0 {
+		return dst
+	}
+	dst = append(dst, key...)
+	dst = append(dst, '[')
+	for i, v := range vs {
+		if i > 0 {
+			dst = append(dst, ',')
+		}
+		dst = append(dst, `{"name":`...)
+		dst = appendString(dst, v.Name)
+		dst = append(dst, `,"value":`...)
+		dst = appendString(dst, v.Value)
+		dst = append(dst, '}')
+	}
+	return append(dst, ']')
 }
