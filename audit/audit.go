@@ -240,11 +240,19 @@ func New(o Options) *Auditor {
 }
 
 // Close writes what was submitted, then the chain's final checkpoint,
-// and stops the auditor: later lines fail. The sinks stay open.
+// and stops the auditor: later lines fail. The sinks stay open. It waits
+// at most the auditor's timeout: a sink whose write hangs does not keep
+// the process from stopping (the chain then stays open).
 func (a *Auditor) Close() {
 	a.closeOnce.Do(func() {
 		close(a.q.stop)
-		<-a.q.stopped
+		t := time.NewTimer(a.timeout)
+		defer t.Stop()
+		select {
+		case <-a.q.stopped:
+		case <-t.C:
+			a.log.Error("audit trail closed with a write still blocked: the chain's final checkpoint may be missing")
+		}
 	})
 }
 

@@ -419,3 +419,21 @@ func TestSinkDownAndUpAreOnTheTrail(t *testing.T) {
 		t.Fatal(rep.Problem)
 	}
 }
+
+// TestCloseDoesNotHangOnAHungSink: Close returns within the auditor's
+// timeout even when a sink's write never returns.
+func TestCloseDoesNotHangOnAHungSink(t *testing.T) {
+	sink := &blockingSink{release: make(chan struct{})}
+	defer close(sink.release)
+	a := New(Options{Sinks: []Sink{sink}, Timeout: 50 * time.Millisecond, FailClosed: true})
+	if err := a.Record(context.Background(), sample()); err == nil {
+		t.Fatal("a record written to a hung sink")
+	}
+	done := make(chan struct{})
+	go func() { a.Close(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hung on the blocked sink")
+	}
+}
