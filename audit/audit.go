@@ -400,9 +400,10 @@ func (a *Auditor) checkLine(ctx context.Context, s *sinkState) error {
 	}
 	done := make(chan error, 1)
 	go func() {
-		// Until the line is written (or refused), no other check line.
-		defer s.checkMu.Unlock()
+		// Until the line is written (or refused), no other check line;
+		// unlocked before the caller hears, so its next Check may write.
 		_, err := a.q.submit(a.event(EventSinkCheck, "sink", s.name), a.timeout)
+		s.checkMu.Unlock()
 		done <- err
 	}()
 	select {
