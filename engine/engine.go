@@ -329,7 +329,6 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
 		Method:    req.Method,
-		Path:      e.pathRef(req.Path),
 		Fields:    x.fields[:0],
 		Actions:   x.actions[:0],
 	}
@@ -358,7 +357,6 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 		return badRequest("%s: %v", errAmbiguousPath, err)
 	}
 	x.path = path
-	x.rec.Path = e.pathRef(path.decoded)
 	if codec.HasTokenMarker(path.decoded) {
 		return codec.PlantedToken("the path")
 	}
@@ -377,7 +375,7 @@ func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
 	if route != nil {
 		x.rec.Route = route.Name
 		x.out.Route = route
-		x.rec.Path = route.Path.String()
+		x.rec.Path = route.Path.String() // else record names the path
 		if e.hasher != nil {
 			for _, p := range params {
 				x.rec.Params = append(x.rec.Params, audit.Value{Name: p.Name, Value: e.hasher.Hash(p.Value)})
@@ -701,6 +699,14 @@ func (x *Exchange) Refuse(ctx context.Context, err error) *refusal.Error {
 
 func (x *Exchange) record(ctx context.Context) error {
 	x.audited = true
+	if x.rec.Path == "" {
+		// No route took the request: its path, hashed once, and only now.
+		p := x.rawPath
+		if x.path.decoded != "" {
+			p = x.path.decoded
+		}
+		x.rec.Path = x.e.pathRef(p)
+	}
 	now := x.e.now()
 	x.rec.Time = now.UTC()
 	x.rec.LatencyMS = float64(now.Sub(x.start).Microseconds()) / 1000
