@@ -190,7 +190,7 @@ type Options struct {
 	// DefaultCheckpointEvery, DefaultCheckpointInterval.
 	CheckpointEvery    int
 	CheckpointInterval time.Duration
-	// Instance names the process in the chain_start line (a pod's name).
+	// Instance names the process on every line (a pod's name).
 	Instance string
 	// Timeout bounds how long Record waits for its line to be written;
 	// past it the record counts as not written. Default DefaultTimeout.

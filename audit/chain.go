@@ -19,9 +19,9 @@ import (
 // through one sequencer, which numbers it and links it to the line before:
 // before the closing brace it appends
 //
-//	,"chain":"ID","seq":N,"prev":"HASH"
+//	,"instance":"NAME","chain":"ID","seq":N,"prev":"HASH"
 //
-// where ID names this run of the auditor, N counts from 1 and HASH is the
+// (instance only when the auditor has one) where ID names this run of the auditor, N counts from 1 and HASH is the
 // SHA-256 (base64url, no padding) of the whole previous line of the chain,
 // its newline excluded. Line 1 is a chain_start event (prev ""). Every
 // CheckpointEvery lines and every CheckpointInterval, idle or not, a
@@ -97,6 +97,7 @@ type sequencer struct {
 	sinceCP uint64 // lines since the last checkpoint
 	lastCP  time.Time
 	buf     []byte
+	lines   int // in buf
 	batch   []*entry
 }
 
@@ -126,11 +127,11 @@ func (q *sequencer) run() {
 					break gather
 				}
 			}
-			q.flush(false)
+			q.flush(noCheckpoint)
 		case <-tick.C:
 			if q.seq > 0 && q.signer != nil && time.Since(q.lastCP) >= q.interval/2 {
 				q.batch = q.batch[:0]
-				q.flush(true)
+				q.flush(checkpointNow)
 			}
 		case <-q.stop:
 			// Lines submitted before Close are written, then the final checkpoint.
@@ -145,17 +146,24 @@ func (q *sequencer) run() {
 				break
 			}
 			if len(q.batch) > 0 || q.seq > 0 {
-				q.flushFinal()
+				q.flush(finalCheckpoint)
 			}
 			return
 		}
 	}
 }
 
-// flush writes the batch, with a checkpoint after it when one is due
-// (or forced), to every sink, and tells each caller the outcome.
-func (q *sequencer) flush(checkpoint bool) {
-	q.buf = q.buf[:0]
+// Checkpoints a flush adds after its batch, besides those due by count.
+const (
+	noCheckpoint = iota
+	checkpointNow
+	finalCheckpoint
+)
+
+// flush writes the batch, with the checkpoints due (and cp), to every
+// sink, and tells each caller the outcome.
+func (q *sequencer) flush(cp int) {
+	q.buf, q.lines = q.buf[:0], 0
 	if q.seq == 0 {
 		q.appendStart()
 	}
@@ -165,8 +173,8 @@ func (q *sequencer) flush(checkpoint bool) {
 			q.appendCheckpoint(false)
 		}
 	}
-	if checkpoint && q.signer != nil {
-		q.appendCheckpoint(false)
+	if cp != noCheckpoint && q.signer != nil {
+		q.appendCheckpoint(cp == finalCheckpoint)
 	}
 	if len(q.buf) == 0 {
 		return
@@ -190,8 +198,8 @@ func (q *sequencer) writeNoting() error {
 	for i := range sinks {
 		downBefore = append(downBefore, sinks[i].isDown())
 	}
-	err := q.a.writeAll(q.buf, bytesLines(q.buf))
-	q.buf = q.buf[:0]
+	err := q.a.writeAll(q.buf, q.lines)
+	q.buf, q.lines = q.buf[:0], 0
 	for i := range sinks {
 		switch down := sinks[i].isDown(); {
 		case down && !downBefore[i]:
@@ -200,37 +208,11 @@ func (q *sequencer) writeNoting() error {
 			q.appendLine(q.a.event(EventSinkUp, "sink", sinks[i].name))
 		}
 	}
-	if len(q.buf) > 0 {
-		q.a.writeAll(q.buf, bytesLines(q.buf))
-		q.buf = q.buf[:0]
+	if q.lines > 0 {
+		q.a.writeAll(q.buf, q.lines)
+		q.buf, q.lines = q.buf[:0], 0
 	}
 	return err
-}
-
-func (q *sequencer) flushFinal() {
-	q.buf = q.buf[:0]
-	if q.seq == 0 {
-		q.appendStart()
-	}
-	for _, e := range q.batch {
-		q.appendLine(e.line)
-	}
-	if q.signer != nil {
-		q.appendCheckpoint(true)
-	}
-	err := q.writeNoting()
-	for _, e := range q.batch {
-		e.done <- err
-	}
-}
-
-func bytesLines(b []byte) (n int) {
-	for _, c := range b {
-		if c == '\n' {
-			n++
-		}
-	}
-	return n
 }
 
 // appendLine links line (a JSON object and its newline) into the chain.
@@ -252,6 +234,7 @@ func (q *sequencer) appendLine(line []byte) {
 	sum := sha256.Sum256(q.buf[start:])
 	q.prev = base64.RawURLEncoding.AppendEncode(q.prev[:0], sum[:])
 	q.buf = append(q.buf, '\n')
+	q.lines++
 	q.sinceCP++
 }
 
