@@ -315,7 +315,7 @@ func (s *HTTPSink) post(batch []byte) error {
 	req.Header.Set("Content-Type", "application/x-ndjson")
 	resp, err := s.o.Client.Do(req)
 	if err != nil {
-		return errors.New(ErrorKindOf(err))
+		return errors.New(transportErrorKind(err))
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 	resp.Body.Close()
@@ -325,8 +325,9 @@ func (s *HTTPSink) post(batch []byte) error {
 	return nil
 }
 
-// ErrorKindOf names a transport error without its text.
-func ErrorKindOf(err error) string {
+// transportErrorKind names a transport error without its text (as
+// engine.ErrorKind does; audit sits below engine).
+func transportErrorKind(err error) string {
 	var ue interface{ Timeout() bool }
 	if errors.As(err, &ue) && ue.Timeout() {
 		return "timeout"
