@@ -122,9 +122,9 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		op = ""
 	}
-	s.count(op)
+	latency := s.count(op)
 	w.Header().Set("X-Amzn-Requestid", newUUID())
-	if !s.wait(r.Context()) {
+	if !s.wait(r.Context(), latency) {
 		s.abort(w)
 		return
 	}
@@ -193,19 +193,22 @@ func (s *Server) operation(name string) func(body []byte) (any, error) {
 	return nil
 }
 
-func (s *Server) count(op string) {
+// count counts a request and returns the latency it gets: read with the
+// count, so a test that saw the request counted knows which latency it
+// got, whatever SetLatency does next.
+func (s *Server) count(op string) time.Duration {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.total++
 	if op != "" {
 		s.calls[op]++
 	}
+	return time.Duration(s.latency.Load())
 }
 
-// wait waits out the latency set by SetLatency. It reports false if the
-// request ended or the server closed first.
-func (s *Server) wait(ctx context.Context) bool {
-	d := time.Duration(s.latency.Load())
+// wait waits out latency d. It reports false if the request ended or the
+// server closed first.
+func (s *Server) wait(ctx context.Context, d time.Duration) bool {
 	if d <= 0 {
 		return true
 	}
