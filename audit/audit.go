@@ -29,6 +29,26 @@ const (
 	ActionBreakGlass = "break_glass"
 	// ActionHighRisk: an integration used a high-risk scope.
 	ActionHighRisk = "high_risk_scope"
+	// Egress calls (Record.Destination set). ActionReplace: values a
+	// vendor got as fixed text (replace_request). ActionDrop: members
+	// removed (drop_request). ActionPass: values of decrypt_request that
+	// were not tokens, sent as the app wrote them. ActionDLPBlock and
+	// ActionDLPRedact: values in which detectors found what looks like
+	// PHI (Field.Reason names them, never the match). ActionBlock: the
+	// call was refused for what its body would have sent.
+	ActionReplace   = "replace"
+	ActionDrop      = "drop"
+	ActionPass      = "pass"
+	ActionDLPBlock  = "dlp_block"
+	ActionDLPRedact = "dlp_redact"
+	ActionBlock     = "block"
+	// Consent (SMS): ActionOptOut and ActionOptIn, an inbound keyword
+	// recorded in the registry; ActionConsent, an egress call's recipient
+	// checked (Field.Reason: granted, revoked or unknown). The number's
+	// keyed hash is in Recorded as consent_ref.
+	ActionOptOut  = "opt_out"
+	ActionOptIn   = "opt_in"
+	ActionConsent = "consent"
 )
 
 // Value is one recorded field: its name, and its value as text (a
@@ -69,7 +89,10 @@ type Record struct {
 	// at most 200 characters.
 	UserAgent string `json:"user_agent,omitempty"`
 	Route     string `json:"route,omitempty"`
-	Method    string `json:"method"`
+	// Destination is the vendor's host on an egress call: the route's,
+	// or, for a call no egress route took, the host the app named.
+	Destination string `json:"destination,omitempty"`
+	Method      string `json:"method"`
 	// Path is the matched route's path template, never the path sent:
 	// paths carry identifiers. A request no route matched has the keyed
 	// hash of its path ("h1:…"), or "-" without a hash key.

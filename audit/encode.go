@@ -32,6 +32,7 @@ func (r *Record) AppendJSON(dst []byte) []byte {
 	dst = appendNonEmpty(dst, `,"client_ip":`, r.ClientIP)
 	dst = appendNonEmpty(dst, `,"user_agent":`, r.UserAgent)
 	dst = appendNonEmpty(dst, `,"route":`, r.Route)
+	dst = appendNonEmpty(dst, `,"destination":`, r.Destination)
 	dst = append(dst, `,"method":`...)
 	dst = appendString(dst, r.Method)
 	dst = append(dst, `,"path":`...)

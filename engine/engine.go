@@ -34,6 +34,7 @@ import (
 	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/consent"
 	"github.com/phiguard/phiguard/engine/codec"
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/policy"
@@ -133,6 +134,10 @@ type Options struct {
 	// policy tracks. nil: a memory store of the policy's
 	// state.max_sessions (Successor: the predecessor's store).
 	Sessions session.Store
+	// Consent is the SMS consent registry, for a policy with
+	// consent_keywords or egress consent checks. nil: a memory registry
+	// of consent.max_entries (Successor: the predecessor's).
+	Consent consent.Store
 }
 
 // Engine applies one policy. It is safe for concurrent use.
@@ -145,9 +150,12 @@ type Engine struct {
 	log      *slog.Logger
 	now      func() time.Time
 	sessions session.Store
+	consent  consent.Store
 	hasher   *audit.Hasher
 	policyID string      // the policy's SHA-256, first 16 hex digits
 	plans    []routePlan // by route index
+	// egressPlans are the egress routes', by their index.
+	egressPlans []egressPlan
 	mask     []byte      // JSON string of the policy's mask
 	// slots holds one token per request in flight (max_concurrent_requests).
 	slots chan struct{}
@@ -196,6 +204,10 @@ func New(o Options) (*Engine, error) {
 	if e.sessions == nil && o.Policy.TracksSessions() {
 		e.sessions = session.NewMemory(o.Policy.File.State.MaxSessions)
 	}
+	var err error
+	if e.consent, err = consentStoreFor(o); err != nil {
+		return nil, err
+	}
 	mask, err := jsontext.AppendQuote(nil, o.Policy.File.Mask)
 	if err != nil {
 		return nil, fmt.Errorf("engine: mask: %w", err)
@@ -239,6 +251,12 @@ func New(o Options) (*Engine, error) {
 			decrypts:    len(decSels) > 0,
 		})
 	}
+	for _, r := range o.Policy.EgressRoutes {
+		if len(r.Egress.Decrypt) > 0 && o.Keys == nil {
+			return nil, fmt.Errorf("engine: egress route %s decrypts but no keys were given", r.Name)
+		}
+		e.egressPlans = append(e.egressPlans, newEgressPlan(r))
+	}
 	return e, nil
 }
 
@@ -248,6 +266,9 @@ func New(o Options) (*Engine, error) {
 func (e *Engine) Successor(o Options) (*Engine, error) {
 	if o.Sessions == nil {
 		o.Sessions = e.sessions
+	}
+	if o.Consent == nil {
+		o.Consent = e.consent
 	}
 	n, err := New(o)
 	if err != nil {
@@ -280,6 +301,9 @@ type Request struct {
 	// Peer is the address of the connection's other end; the zero value
 	// when unknown.
 	Peer netip.AddrPort
+	// Host is the destination of an egress call (BeginEgress): the host
+	// of its absolute URL, else its Host header, with or without a port.
+	Host string
 }
 
 // Exchange is one request's way through the engine: its judgement, its
@@ -300,6 +324,10 @@ type Exchange struct {
 	mustRecord bool
 	decision   policy.Decision
 	plan       *routePlan
+	// egress is the plan of an egress call's route; nil on ingress.
+	// checked: its body went through SealEgress.
+	egress  *egressPlan
+	checked bool
 	rec        audit.Record
 	audited    bool
 	// opened is OpenResponse's body, lent from the pool until Close;
@@ -325,6 +353,15 @@ type Exchange struct {
 // (close it when the request is done); a non-nil error is the refusal,
 // which x.Refuse records and turns into the answer.
 func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
+	x, err := e.begin(req)
+	if err != nil {
+		return x, err
+	}
+	return x, x.judgeHead(ctx, req)
+}
+
+// begin starts an exchange: its record, the client, a capacity slot.
+func (e *Engine) begin(req *Request) (*Exchange, error) {
 	x := &Exchange{e: e, start: e.now(), method: req.Method, query: req.Query, rawPath: req.Path, rawQuery: req.Query}
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
@@ -347,7 +384,7 @@ func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
 	default:
 		return x, ErrBusy
 	}
-	return x, x.judgeHead(ctx, req)
+	return x, nil
 }
 
 func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
@@ -649,6 +686,9 @@ func (x *Exchange) SetUpstreamHeaders(h http.Header) {
 func (x *Exchange) Intend(ctx context.Context) error {
 	if x.plan != nil && x.plan.sig != nil && !x.verified {
 		return errSignatureInvalid // a webhook without a body to check
+	}
+	if x.egress != nil && x.egress.rule.ConsentTo != nil && !x.checked {
+		return badRequest("this route sends messages: a call without a body has no recipient whose consent can be checked")
 	}
 	if x.plan == nil && !x.mustRecord {
 		return nil

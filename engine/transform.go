@@ -61,6 +61,12 @@ func (x *Exchange) SealRequest(ctx context.Context, h http.Header, body io.Reade
 		}
 		x.verified = true
 	}
+	if route.ConsentFrom != nil {
+		if err := x.readKeywords(ctx, kind, raw); err != nil {
+			putBuffer(raw)
+			return nil, err
+		}
+	}
 	var out []byte
 	if kind == bodyJSON {
 		out, err = x.sealJSON(ctx, raw)

@@ -199,3 +199,13 @@ func checkSealed(sealed []byte) error {
 func noLineBreaks(s []byte) bool {
 	return bytes.IndexByte(s, '\n') < 0 && bytes.IndexByte(s, '\r') < 0
 }
+
+// TokenOrg returns the organization a token names, without opening it;
+// false when tok is not a well-formed token.
+func TokenOrg(tok []byte) (string, bool) {
+	_, org, _, _, err := splitToken(tok)
+	if err != nil {
+		return "", false
+	}
+	return string(org), true
+}

@@ -54,6 +54,16 @@ type File struct {
 	Orgs []Org `yaml:"orgs"`
 	// Routes are matched in file order; the first match wins.
 	Routes []RouteConfig `yaml:"routes"`
+	// Consent configures the SMS consent registry (opt-out and opt-in
+	// keywords).
+	Consent Consent `yaml:"consent"`
+	// Egress is the listener the app's outbound vendor calls go through.
+	Egress Egress `yaml:"egress"`
+	// EgressRoutes are the vendor endpoints the app may call through the
+	// egress listener, matched in file order by host, method and path.
+	// A call no route takes is refused (403 destination_not_allowed): the
+	// vendor is never contacted.
+	EgressRoutes []EgressRouteConfig `yaml:"egress_routes"`
 }
 
 // Ingress configures the client-facing listener.
@@ -459,6 +469,12 @@ type RouteConfig struct {
 	// signature once fields are encrypted, phiguard signs what it
 	// forwards (Resign).
 	VerifySignature *SignatureCheck `yaml:"verify_signature"`
+	// ConsentKeywords reads patients' opt-out and opt-in replies (STOP,
+	// START) on a route that receives their SMS, and records them in the
+	// consent registry under the request's org, by the keyed hash of the
+	// sender's number. The request goes on to the app either way. Needs
+	// verify_signature or a caller, and audit.hash_key.
+	ConsentKeywords *ConsentKeywords `yaml:"consent_keywords"`
 }
 
 // SignatureCheck says how a webhook is signed, and how phiguard signs it

@@ -22,6 +22,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/consent"
 	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/phiguard/phiguard/session"
 )
@@ -61,6 +62,8 @@ type Policy struct {
 	File File
 	// Routes in file order.
 	Routes []*Route
+	// EgressRoutes are the egress_routes, in file order; each has Egress set.
+	EgressRoutes []*Route
 	// Upstream is the parsed ingress.upstream.
 	Upstream *url.URL
 	// UpstreamProxy is the parsed ingress.upstream_proxy; nil: none.
@@ -74,6 +77,8 @@ type Policy struct {
 	SHA256 string
 	// Search is the compiled search section.
 	Search SearchSettings
+	// Keywords are the consent section's opt-out and opt-in keywords.
+	Keywords consent.Keywords
 
 	defaultAllow bool
 	// risk maps scope heads to their risk level; integrations by id.
@@ -90,6 +95,8 @@ type Policy struct {
 	querySearch []*Route
 	orgs        map[string]bool
 	index       routeIndex
+	// usesConsent: a route reads or checks consent.
+	usesConsent bool
 }
 
 // Route is a compiled route.
@@ -122,6 +129,12 @@ type Route struct {
 	Deny string
 	// Signature, when set, is the webhook signature check of the route.
 	Signature *SignatureCheck
+	// ConsentFrom and ConsentText locate an inbound message's sender and
+	// text (consent_keywords); nil for none.
+	ConsentFrom, ConsentText *Selector
+	// Egress is set on egress routes (Policy.EgressRoutes) alone: the
+	// vendor, and what it may receive.
+	Egress *EgressRule
 }
 
 // OrgSourceKind says where a route reads the organization from.
@@ -260,13 +273,14 @@ func (p *Policy) compile(ps *problems, dir string) {
 		p.compileSessionLimits(ps, i)
 	}
 	p.compileState(ps)
-	names := map[string]int{}
+	p.compileConsent(ps)
+	names := map[string]string{} // route name → where it is defined
 	for i := range f.Routes {
 		r := p.compileRoute(ps, i)
 		if prev, dup := names[r.Name]; dup && r.Name != "" {
-			ps.add(fmt.Sprintf("routes[%d].name", i), "duplicate route name %q (also routes[%d])", r.Name, prev)
+			ps.add(fmt.Sprintf("routes[%d].name", i), "duplicate route name %q (also %s)", r.Name, prev)
 		}
-		names[r.Name] = i
+		names[r.Name] = fmt.Sprintf("routes[%d]", i)
 		for _, earlier := range p.Routes {
 			if earlier.Path.text == r.Path.text && sameMethods(earlier.Methods, r.Methods) && r.Path.text != "" {
 				ps.add(fmt.Sprintf("routes[%d].match", i), "never matches: routes[%d] (%s) takes the same requests first", earlier.Index, earlier.Name)
@@ -277,6 +291,14 @@ func (p *Policy) compile(ps *problems, dir string) {
 		if slices.ContainsFunc(r.SearchRequest, func(s Selector) bool { return s.Query }) {
 			p.querySearch = append(p.querySearch, r)
 		}
+	}
+	p.compileEgress(ps, dir)
+	for i, r := range p.EgressRoutes {
+		if prev, dup := names[r.Name]; dup && r.Name != "" {
+			ps.add(fmt.Sprintf("egress_routes[%d].name", i), "route name %q is taken by %s: names are unique across routes and egress_routes", r.Name, prev)
+			continue
+		}
+		names[r.Name] = fmt.Sprintf("egress_routes[%d]", i)
 	}
 	p.crossCheck(ps)
 	p.index = buildIndex(p.Routes, f.CaseSensitivePaths)
@@ -706,16 +728,7 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	} else {
 		r.Path = t
 	}
-	for j, m := range rc.Match.Methods {
-		if !knownMethods[m] {
-			ps.add(fmt.Sprintf("%s.match.methods[%d]", base, j), "unknown method %q (want one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, in capitals)", m)
-			continue
-		}
-		if r.Methods == nil {
-			r.Methods = map[string]bool{}
-		}
-		r.Methods[m] = true
-	}
+	r.Methods = compileMethods(ps, base, rc.Match.Methods)
 	switch rc.Auth {
 	case "", "required":
 	case "none":
@@ -759,6 +772,9 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	}
 	if rc.OrgFrom != nil {
 		r.OrgFrom = compileOrgFrom(ps, base+".org_from", *rc.OrgFrom, r)
+	}
+	if rc.ConsentKeywords != nil {
+		p.compileConsentKeywords(ps, base+".consent_keywords", *rc.ConsentKeywords, r)
 	}
 	// Impossible combinations.
 	if rc.Deny != "" && (r.HasFieldActions() || len(rc.Readers) > 0 || len(rc.AllowRoles) > 0 || rc.OrgFrom != nil) {
@@ -882,6 +898,15 @@ func (p *Policy) crossCheck(ps *problems) {
 			needGateway = true
 		}
 	}
+	for _, r := range p.EgressRoutes {
+		if len(r.Egress.Decrypt) > 0 {
+			needKeys = true
+			if len(f.Orgs) == 0 {
+				ps.add(fmt.Sprintf("egress_routes[%d]", r.Index), "the route decrypts but no organization is listed under orgs")
+			}
+		}
+	}
+	p.checkConsent(ps)
 	if needJWT && (f.Identity == nil || f.Identity.JWT == nil && f.Identity.Introspection == nil && f.Identity.AuthRequest == nil) {
 		ps.add("identity", "routes need a caller (auth: required is the default) but none of identity.jwt, introspection or auth_request is set")
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tink-crypto/tink-go/v2/jwt"
 	"github.com/tink-crypto/tink-go/v2/keyset"
+	"github.com/tink-crypto/tink-go/v2/mac"
 
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
@@ -156,12 +157,15 @@ type harness struct {
 	app      *upstream
 	appSrv   *httptest.Server
 	proxy    *httptest.Server
+	p        *Proxy
+	log      *slog.Logger
 	keyring  *keys.Keyring
 	sink     *recordSink
 	logs     *bytes.Buffer
 	signer   jwt.Signer
 	tokens   map[string]string // name → bearer token
 	auditAll *bytes.Buffer     // JSON lines, as a file sink would write them
+	hasher   *audit.Hasher     // when the policy names audit.hash_key
 }
 
 // harnessAuditTimeout bounds each record's write: ample for memory
@@ -229,10 +233,23 @@ func newHarnessWithPolicy(t *testing.T, src string) *harness {
 
 	log := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	aud := audit.New(audit.Options{Log: log, FailClosed: true, Sinks: []audit.Sink{h.sink, audit.NewWriterSink("buf", h.auditAll)}, Timeout: harnessAuditTimeout})
-	p, err := New(Options{Policy: pol, Keys: h.keyring, Verifier: v, Auditor: aud, Log: log})
+	if pol.File.Audit.HashKey != "" {
+		// The policy names a hash key file; the test makes one in memory.
+		kh, err := keyset.NewHandle(mac.HMACSHA256Tag256KeyTemplate())
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := mac.New(kh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.hasher = audit.NewHasher(m)
+	}
+	p, err := New(Options{Policy: pol, Keys: h.keyring, Verifier: v, Auditor: aud, Log: log, Hasher: h.hasher})
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.p, h.log = p, log
 	h.proxy = httptest.NewServer(p)
 	t.Cleanup(h.proxy.Close)
 	t.Cleanup(h.assertNoCanaryLeaked)

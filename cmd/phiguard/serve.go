@@ -61,6 +61,16 @@ requests in flight are done.`, stdout, stderr)
 			return fmt.Errorf("admin listener (admin.listen; \"off\" for none): %w", err)
 		}
 	}
+	if sc.egress != nil {
+		if sc.egressLn, err = net.Listen("tcp", pol.File.Egress.Listen); err != nil {
+			ln.Close()
+			if aln != nil {
+				aln.Close()
+			}
+			sc.Close()
+			return fmt.Errorf("egress listener (egress.listen): %w", err)
+		}
+	}
 	return errors.Join(sc.serve(ctx, ln, aln, signals{hup: hup, term: term}), sc.Close())
 }
 
@@ -103,7 +113,7 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 	} else {
 		srv.Protocols.SetUnencryptedHTTP2(true)
 	}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	go func() {
 		if in.TLS != nil {
 			errc <- srv.ServeTLS(ln, "", "")
@@ -111,6 +121,22 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 			errc <- srv.Serve(ln)
 		}
 	}()
+	var esrv *http.Server
+	if sc.egressLn != nil {
+		// Plain HTTP/1.1 on loopback, as the app's HTTP clients speak to a
+		// forward proxy; phiguard speaks TLS to the vendor.
+		esrv = &http.Server{
+			Handler:           sc.egress,
+			ReadHeaderTimeout: in.ReadHeaderTimeout,
+			ReadTimeout:       in.ReadTimeout,
+			WriteTimeout:      in.ReadTimeout + pol.File.Egress.UpstreamTimeout + in.ReadTimeout,
+			IdleTimeout:       in.IdleTimeout,
+			MaxHeaderBytes:    64 << 10,
+			ErrorLog:          liblog.New(sc.log, "net/http egress server"),
+		}
+		go func() { errc <- esrv.Serve(sc.egressLn) }()
+		sc.log.Info("egress listening", "addr", sc.egressLn.Addr().String(), "egress_routes", len(pol.EgressRoutes))
+	}
 	var asrv *http.Server
 	if aln != nil {
 		asrv = adminServer(adminHandler(sc.reg, sc.log, pol.File.Admin.Pprof, sc.readiness, sc.revokeHandler()), sc.log)
@@ -153,7 +179,7 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 			}
 		}
 	}
-	return errors.Join(failed, sc.drain(srv, asrv, in, sig.term))
+	return errors.Join(failed, sc.drain(srv, esrv, asrv, in, sig.term))
 }
 
 // abandonWait bounds waiting, after the drain deadline closed the
@@ -165,7 +191,7 @@ const abandonWait = 5 * time.Second
 // ingress listener and waits up to drain_timeout for the requests in
 // flight, then stops the admin listener. A signal on term during the
 // drain cuts it short.
-func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress, term <-chan os.Signal) error {
+func (sc *sidecar) drain(srv, esrv, asrv *http.Server, in policy.Ingress, term <-chan os.Signal) error {
 	sc.draining.Store(true)
 	sc.ready.Store(false)
 	sc.log.Info("draining", "delay", in.DrainDelay.String(), "timeout", in.DrainTimeout.String(), "in_flight", sc.proxy.Engine().InFlight())
@@ -204,6 +230,13 @@ func (sc *sidecar) drain(srv, asrv *http.Server, in policy.Ingress, term <-chan 
 		// records before the sinks close.
 		for deadline := time.Now().Add(abandonWait); sc.proxy.Engine().InFlight() > 0 && time.Now().Before(deadline); {
 			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	if esrv != nil {
+		// After the ingress: calls the app makes while it finishes the
+		// requests in flight still go out.
+		if esrv.Shutdown(ctx) != nil {
+			esrv.Close()
 		}
 	}
 	if asrv != nil {

@@ -42,6 +42,12 @@ type sidecar struct {
 	reg     *prometheus.Registry
 	metrics *metrics.Metrics
 	proxy   *proxy.Proxy
+	// egress is the egress listener's handler; nil when the policy lists
+	// no egress_routes at start.
+	egress *proxy.Egress
+	// egressLn is the egress listener, opened by serve's caller when
+	// egress is set; nil for none.
+	egressLn net.Listener
 
 	mu          sync.Mutex // serializes reloads
 	pol         atomic.Pointer[policy.Policy]
@@ -130,6 +136,12 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		return nil, err
 	}
 	sc.proxy = p
+	if pol.HasEgress() {
+		if sc.egress, err = proxy.NewEgress(proxy.EgressOptions{Engine: p.Engine, Log: log}); err != nil {
+			sc.Close()
+			return nil, err
+		}
+	}
 	sc.runJWKS(v)
 	sc.pol.Store(pol)
 	sc.metrics.SetPolicy(pol)
@@ -530,8 +542,16 @@ func restartOnly(cur, next *policy.Policy) []string {
 	if !reflect.DeepEqual(cur.File.State, next.File.State) {
 		changed = append(changed, "state")
 	}
+	if !reflect.DeepEqual(cur.File.Egress, next.File.Egress) {
+		changed = append(changed, "egress")
+	}
+	if cur.HasEgress() != next.HasEgress() {
+		// The routes apply at once; the listener opens or closes with a restart.
+		changed = append(changed, "egress_routes (the egress listener)")
+	}
 	next.File.Ingress, next.Upstream, next.UpstreamProxy = cur.File.Ingress, cur.Upstream, cur.UpstreamProxy
 	next.File.Admin, next.File.Audit, next.File.Reload, next.File.State = cur.File.Admin, cur.File.Audit, cur.File.Reload, cur.File.State
+	next.File.Egress = cur.File.Egress
 	return changed
 }
 
