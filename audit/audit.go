@@ -450,6 +450,11 @@ const (
 	// EventSessionRevoke: sessions were revoked (`phiguard sessions
 	// revoke`): org, user or session, at, via.
 	EventSessionRevoke = "session_revoke"
+	// EventConsentChange: a patient's SMS consent was granted or revoked
+	// by an operator (`phiguard consent grant|revoke`: a signed form at
+	// the front desk); keywords arriving by SMS are on the request's
+	// record. The number appears only as its keyed hash (ref).
+	EventConsentChange = "consent_change"
 )
 
 // Event writes an event line to every sink: {"time":…,"event":event}

@@ -80,7 +80,7 @@ func newEgressPlan(r *policy.Route) egressPlan {
 // egress call is recorded, allowed or not. As with Begin, x is never nil.
 func (e *Engine) BeginEgress(ctx context.Context, req *Request) (*Exchange, error) {
 	x, err := e.begin(req)
-	x.mustRecord = true
+	x.mustRecord, x.out.Egress = true, true
 	x.rec.Destination = audit.Text(strings.ToLower(req.Host), maxHost)
 	if err != nil {
 		return x, err

@@ -94,6 +94,9 @@ type Outcome struct {
 	// Request and Response say which of the route's selectors found a
 	// value in a body they were applied to.
 	Request, Response Coverage
+	// Egress: a call the app made to a vendor (BeginEgress); Route is
+	// then an egress route, or nil for a destination no route takes.
+	Egress bool
 }
 
 // Coverage is which selectors of a route found a value in one body.

@@ -25,6 +25,11 @@ const namespace = "phiguard"
 // Unmatched is the route label of a request no route matched.
 const Unmatched = "(unmatched)"
 
+// UnlistedDestination is the destination label of an egress call to a
+// host no egress route names: the host itself is the app's to choose,
+// and would grow the series without bound.
+const UnlistedDestination = "(unlisted)"
+
 // Directions of the coverage series.
 const (
 	DirRequest  = "request"
@@ -62,6 +67,7 @@ type Metrics struct {
 	fields     *prometheus.CounterVec
 	refusals   *prometheus.CounterVec
 	saturation prometheus.Counter
+	egress     *prometheus.CounterVec
 
 	coverageChecks *prometheus.CounterVec
 	coverageMisses *prometheus.CounterVec
@@ -121,8 +127,11 @@ func newMetrics(f factory, src Sources) *Metrics {
 		upstream: f.histogramVec("upstream_duration_seconds",
 			"Time from forwarding a request to the app's response headers, by route.", "route"),
 		fields: f.counterVec("fields_total",
-			"Field values encrypted, decrypted or masked, by route, action and, for masks, reason.",
+			"Field values encrypted, decrypted or masked, and on egress replaced, dropped, scanned or checked for consent, by route, action and reason (a mask's cause, the DLP detectors, the consent state).",
 			"route", "action", "reason"),
+		egress: f.counterVec("egress_requests_total",
+			"Calls the app made to vendors through the egress listener, by egress route, destination host (unlisted for a host no route names), audit decision and HTTP status code. They are not in requests_total.",
+			"route", "destination", "decision", "code"),
 		refusals: f.counterVec("refusals_total",
 			"Requests refused, by refusal code (the code of the JSON error).", "code"),
 		saturation: f.counter("saturation_refusals_total",
@@ -185,6 +194,9 @@ func (m *Metrics) SetPolicy(pol *policy.Policy) {
 	for _, r := range pol.Routes {
 		routes[r.Name] = m.bindRoute(r.Name, r)
 	}
+	for _, r := range pol.EgressRoutes {
+		routes[r.Name] = m.bindRoute(r.Name, r)
+	}
 	m.routes.Store(&routes)
 	if m.hash != pol.SHA256 {
 		if m.hash != "" {
@@ -242,7 +254,15 @@ func (m *Metrics) Observe(o *engine.Outcome) {
 		// was judged by.
 		rs = m.bindRoute(name, o.Route)
 	}
-	if o.Decision != "" {
+	switch {
+	case o.Decision == "":
+	case o.Egress:
+		dest := UnlistedDestination
+		if o.Route != nil {
+			dest = o.Route.Egress.Host
+		}
+		m.egress.WithLabelValues(name, dest, o.Decision, statusCode(o.Status)).Inc()
+	default:
 		m.requests.WithLabelValues(name, o.Decision, statusCode(o.Status)).Inc()
 	}
 	if o.Refusal != "" {

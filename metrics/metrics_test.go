@@ -77,7 +77,7 @@ func TestObserveCountsAndCoverage(t *testing.T) {
 phiguard_requests_total{code="201",decision="allow",route="send-message"} 2
 phiguard_requests_total{code="403",decision="deny",route="(unmatched)"} 1
 phiguard_requests_total{code="503",decision="error",route="(unmatched)"} 1
-# HELP phiguard_fields_total Field values encrypted, decrypted or masked, by route, action and, for masks, reason.
+# HELP phiguard_fields_total Field values encrypted, decrypted or masked, and on egress replaced, dropped, scanned or checked for consent, by route, action and reason (a mask's cause, the DLP detectors, the consent state).
 # TYPE phiguard_fields_total counter
 phiguard_fields_total{action="encrypt",reason="",route="send-message"} 4
 phiguard_fields_total{action="mask",reason="not_reader",route="send-message"} 4
@@ -221,4 +221,38 @@ func TestObserveAcrossReload(t *testing.T) {
 	if got := testutil.ToFloat64(m.coverageMisses.WithLabelValues("send-message", DirRequest)); got != 0 {
 		t.Errorf("a body complete for its own route's two selectors counted %v misses", got)
 	}
+}
+
+// TestObserveEgress: egress calls are counted apart from the requests the
+// app answers, by route and destination; a host no route names is
+// labelled (unlisted), never by itself.
+func TestObserveEgress(t *testing.T) {
+	reg := prometheus.NewPedanticRegistry()
+	m := New(reg, Sources{Version: "test"})
+	pol := loadPolicy(t, testPolicy+`egress_routes:
+  - name: push-send
+    host: fcm.googleapis.com
+    baa: false
+    replace_request: [{field: "$.message.notification.body", text: "You have a new message"}]
+`)
+	m.SetPolicy(pol)
+	push := pol.EgressRoutes[0]
+	m.Observe(&engine.Outcome{Egress: true, Route: push, Decision: audit.DecisionAllow, Status: 200, Duration: time.Millisecond, Upstream: time.Millisecond,
+		Fields: []audit.Field{{Action: audit.ActionReplace, Path: "$.message.notification.body", Count: 1}}})
+	m.Observe(&engine.Outcome{Egress: true, Route: push, Decision: audit.DecisionDeny, Status: 403, Refusal: "phi_blocked"})
+	m.Observe(&engine.Outcome{Egress: true, Decision: audit.DecisionDeny, Status: 403, Refusal: "destination_not_allowed"})
+	expect(t, reg, `
+# HELP phiguard_egress_requests_total Calls the app made to vendors through the egress listener, by egress route, destination host (unlisted for a host no route names), audit decision and HTTP status code. They are not in requests_total.
+# TYPE phiguard_egress_requests_total counter
+phiguard_egress_requests_total{code="200",decision="allow",destination="fcm.googleapis.com",route="push-send"} 1
+phiguard_egress_requests_total{code="403",decision="deny",destination="(unlisted)",route="(unmatched)"} 1
+phiguard_egress_requests_total{code="403",decision="deny",destination="fcm.googleapis.com",route="push-send"} 1
+# HELP phiguard_fields_total Field values encrypted, decrypted or masked, and on egress replaced, dropped, scanned or checked for consent, by route, action and reason (a mask's cause, the DLP detectors, the consent state).
+# TYPE phiguard_fields_total counter
+phiguard_fields_total{action="replace",reason="",route="push-send"} 1
+# HELP phiguard_refusals_total Requests refused, by refusal code (the code of the JSON error).
+# TYPE phiguard_refusals_total counter
+phiguard_refusals_total{code="destination_not_allowed"} 1
+phiguard_refusals_total{code="phi_blocked"} 1
+`, "phiguard_egress_requests_total", "phiguard_requests_total", "phiguard_fields_total", "phiguard_refusals_total")
 }

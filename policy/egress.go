@@ -349,3 +349,6 @@ func dlpErrorMessage(msg string) string {
 	}
 	return rest
 }
+
+// KnowsOrg reports whether org is listed under orgs.
+func (p *Policy) KnowsOrg(org string) bool { return p.orgs[org] }

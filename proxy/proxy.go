@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/consent"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/policy"
@@ -40,6 +41,8 @@ type Options struct {
 	Now func() time.Time
 	// Sessions keeps session state (engine.Options.Sessions).
 	Sessions session.Store
+	// Consent is the SMS consent registry (engine.Options.Consent).
+	Consent consent.Store
 	// Hasher keyed-hashes path identifiers in records (engine.Options.Hasher).
 	Hasher *audit.Hasher
 }
@@ -56,7 +59,7 @@ type Proxy struct {
 
 // New builds the ingress for a policy.
 func New(o Options) (*Proxy, error) {
-	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now, Sessions: o.Sessions, Hasher: o.Hasher})
+	eng, err := engine.New(engine.Options{Policy: o.Policy, Keys: o.Keys, Verifier: o.Verifier, Auditor: o.Auditor, Observer: o.Observer, Log: o.Log, Now: o.Now, Sessions: o.Sessions, Consent: o.Consent, Hasher: o.Hasher})
 	if err != nil {
 		return nil, err
 	}

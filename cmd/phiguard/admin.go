@@ -29,12 +29,16 @@ func newRegistry() *prometheus.Registry {
 // adminHandler serves the operations endpoints: /healthz (the process
 // answers), /readyz (ready for requests, or why not), /metrics
 // (Prometheus text format), POST /sessions/revoke when revoke is set,
+// GET and POST /consent when consent is set,
 // and, when asked, Go's profiler under /debug/pprof/. notReady returns
 // the reasons phiguard is not ready.
-func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool, notReady func(context.Context) []string, revoke http.Handler) http.Handler {
+func adminHandler(reg *prometheus.Registry, log *slog.Logger, pprofOn bool, notReady func(context.Context) []string, revoke, consent http.Handler) http.Handler {
 	mux := http.NewServeMux()
 	if revoke != nil {
 		mux.Handle("POST /sessions/revoke", revoke)
+	}
+	if consent != nil {
+		mux.Handle("/consent", consent)
 	}
 	if pprofOn {
 		mux.HandleFunc("GET /debug/pprof/", pprof.Index)

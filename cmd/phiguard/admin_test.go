@@ -98,7 +98,7 @@ func TestAdminAddressInUse(t *testing.T) {
 func TestAdminPprof(t *testing.T) {
 	for _, on := range []bool{false, true} {
 		rec := httptest.NewRecorder()
-		adminHandler(newRegistry(), slog.New(slog.DiscardHandler), on, func(context.Context) []string { return nil }, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
+		adminHandler(newRegistry(), slog.New(slog.DiscardHandler), on, func(context.Context) []string { return nil }, nil, nil).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/", nil))
 		want := http.StatusNotFound
 		if on {
 			want = http.StatusOK

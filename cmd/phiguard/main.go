@@ -60,6 +60,8 @@ Usage:
   phiguard keys list -keyring DIR       list the organizations with keys
   phiguard sessions revoke -config FILE (-org ID [-user ID] | -user ID | -session REF)
                                         end sessions now (remote wipe)
+  phiguard consent grant|revoke|show|list -config FILE -org ID [-number PHONE]
+                                        the SMS consent registry (STOP/START)
   phiguard audit keygen -out DIR        the checkpoint signing key, and its public half
   phiguard audit verify -pub KEY FILE...
                                         prove audit files whole, or name the first bad line
@@ -90,6 +92,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdKeys(ctx, args[1:], stdout, stderr)
 	case "sessions":
 		return cmdSessions(ctx, args[1:], stdout, stderr)
+	case "consent":
+		return cmdConsent(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
 	case "version":

@@ -139,7 +139,7 @@ func (sc *sidecar) serve(ctx context.Context, ln, aln net.Listener, sig signals)
 	}
 	var asrv *http.Server
 	if aln != nil {
-		asrv = adminServer(adminHandler(sc.reg, sc.log, pol.File.Admin.Pprof, sc.readiness, sc.revokeHandler()), sc.log)
+		asrv = adminServer(adminHandler(sc.reg, sc.log, pol.File.Admin.Pprof, sc.readiness, sc.revokeHandler(), sc.consentHandler()), sc.log)
 		go func() { errc <- asrv.Serve(aln) }()
 		sc.log.Info("admin listening", "addr", aln.Addr().String())
 	}

@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -221,42 +219,11 @@ func revokeInStore(ctx context.Context, pol *policy.Policy, rv session.Revocatio
 
 // revokeViaAdmin asks the running phiguard to revoke.
 func revokeViaAdmin(ctx context.Context, pol *policy.Policy, base string, req revokeRequest, stdout io.Writer) error {
-	if base == "" {
-		a := pol.File.Admin
-		if a == nil {
-			return usageError{"admin.listen is off: give the running phiguard's admin listener with -admin URL"}
-		}
-		host, port, err := net.SplitHostPort(a.Listen)
-		if err != nil {
-			return err
-		}
-		if host == "" || host == "0.0.0.0" || host == "::" {
-			host = "127.0.0.1"
-		}
-		base = "http://" + net.JoinHostPort(host, port)
-	}
-	body, _ := json.Marshal(req)
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(base, "/")+"/sessions/revoke", bytes.NewReader(body))
-	if err != nil {
-		return usageError{fmt.Sprintf("-admin: %v", err)}
-	}
-	hreq.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(hreq)
-	if err != nil {
-		return fmt.Errorf("the running phiguard's admin listener did not answer (is this its pod?): %w", err)
-	}
-	defer resp.Body.Close()
 	var out struct {
-		Error string `json:"error"`
-		At    string `json:"at"`
+		At string `json:"at"`
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 64<<10)).Decode(&out); err != nil {
-		return fmt.Errorf("the admin listener answered %s, not a revocation", resp.Status)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s", out.Error)
+	if err := askAdmin(ctx, pol, base, http.MethodPost, "/sessions/revoke", req, &out); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "revoked %s as of %s\n", describe(session.Revocation{Org: req.Org, User: req.User, Ref: sessionRef(req.Session)}), out.At)
 	return nil

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/phiguard/phiguard/audit"
+	"github.com/phiguard/phiguard/consent"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/liblog"
@@ -75,6 +76,8 @@ type sidecar struct {
 	// sessions is the session store, opened at start (state is a
 	// restart-only section): reloads keep it.
 	sessions session.Store
+	// consent is the SMS consent registry, in the same store.
+	consent consent.Store
 
 	cert atomic.Pointer[tls.Certificate] // ingress.tls's, when set
 	// stopJWKS stops the refresh of the verifier in force's JWKS URL.
@@ -114,6 +117,10 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		sc.Close()
 		return nil, err
 	}
+	if sc.consent, err = openConsentStore(pol.File.State, pol.File.Consent); err != nil {
+		sc.Close()
+		return nil, err
+	}
 	if err := sc.sessions.Ping(ctx); err != nil {
 		log.Warn("session store does not answer yet: callers of orgs with session limits get 503 until it does", "err_kind", "store")
 	}
@@ -130,7 +137,7 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		sc.Close()
 		return nil, err
 	}
-	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log, Sessions: sc.sessions, Hasher: sc.hasher})
+	p, err := proxy.New(proxy.Options{Policy: pol, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: log, Sessions: sc.sessions, Consent: sc.consent, Hasher: sc.hasher})
 	if err != nil {
 		sc.Close()
 		return nil, err
@@ -419,6 +426,9 @@ func (sc *sidecar) Close() error {
 	if sc.sessions != nil {
 		sc.sessions.Close()
 	}
+	if sc.consent != nil {
+		sc.consent.Close()
+	}
 	if sc.auditor != nil {
 		sc.auditor.Event(context.Background(), audit.EventStop)
 		sc.auditor.Close() // the chain's final checkpoint, before the sinks close
@@ -485,7 +495,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
-	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log, Sessions: sc.sessions, Hasher: sc.hasher})
+	eng, err := sc.proxy.Engine().Successor(engine.Options{Policy: next, Keys: kr, Verifier: v, Auditor: sc.auditor, Observer: sc.metrics, Log: sc.log, Sessions: sc.sessions, Consent: sc.consent, Hasher: sc.hasher})
 	if err != nil {
 		return sc.reloadFailed(ctx, cause, err)
 	}
@@ -647,6 +657,11 @@ func (sc *sidecar) readiness(ctx context.Context) []string {
 	if pol := sc.pol.Load(); pol.TracksSessions() {
 		if err := sc.sessions.Ping(ctx); err != nil {
 			why = append(why, "session store: "+err.Error())
+		}
+	}
+	if pol := sc.pol.Load(); pol.UsesConsent() {
+		if err := sc.consent.Ping(ctx); err != nil {
+			why = append(why, "consent registry: "+err.Error())
 		}
 	}
 	if ring := sc.keys.ring.Load(); ring != nil && !sc.keysComplete.Load() {
