@@ -325,6 +325,23 @@ func TestEgress(t *testing.T) {
 		})
 	}
 
+	t.Run("audit trail down", func(t *testing.T) {
+		r.sink.mu.Lock()
+		r.sink.fail = true
+		r.sink.mu.Unlock()
+		defer func() {
+			r.sink.mu.Lock()
+			r.sink.fail = false
+			r.sink.mu.Unlock()
+		}()
+		before := r.hits()
+		form := url.Values{"To": {"+15555550100"}, "Body": {tok}}
+		resp, out := r.call("POST", "http://api.carrier.test/2010-04-01/Accounts/AC1/Messages.json", "application/x-www-form-urlencoded", []byte(form.Encode()))
+		if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(out), "audit_unavailable") || r.hits()["api.carrier.test"] != before["api.carrier.test"] {
+			t.Errorf("got %d %s; the carrier was contacted: %v", resp.StatusCode, out, r.hits()["api.carrier.test"] != before["api.carrier.test"])
+		}
+	})
+
 	t.Run("vendor with an untrusted certificate", func(t *testing.T) {
 		resp, out := r.call("POST", "http://untrusted.vendor.test/x", "application/json", []byte(`{"a":1}`))
 		if resp.StatusCode != http.StatusBadGateway || r.vendors["untrusted.vendor.test"].hits() != 0 {
