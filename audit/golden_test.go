@@ -75,6 +75,37 @@ func TestGoldenRecords(t *testing.T) {
 	lost.AddAction(ActionDeny)
 	kinds = append(kinds, lost)
 
+	// An egress call to a carrier under a BAA: tokens opened for it, the
+	// recipient's consent checked.
+	sms := Record{Time: at, RequestID: "1b2c3d4e5f60718293a4b5c6", Org: "org_a", ClientIP: "127.0.0.1", UserAgent: "twilio-go/1.26",
+		Route: "carrier-send", Destination: "api.twilio.com", Method: "POST", Path: "/2010-04-01/Accounts/{account}/Messages.json",
+		Params: []Value{{Name: "account", Value: "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJn"}}, Decision: DecisionAllow, Status: 201, UpstreamStatus: 201,
+		LatencyMS: 85.112, Policy: "9cefe7f5bea963a0"}
+	sms.AddField(ActionDecrypt, "form:Body", "", 1)
+	sms.AddField(ActionConsent, "form:To", "granted", 1)
+	sms.Recorded = []Value{{Name: "consent_ref", Value: "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJo"}}
+	kinds = append(kinds, sms)
+	// A push notification, sanitized and redacted.
+	push := Record{Time: at, RequestID: "2c3d4e5f60718293a4b5c6d7", ClientIP: "127.0.0.1", Route: "fcm-send", Destination: "fcm.googleapis.com",
+		Method: "POST", Path: "/v1/projects/{project}/messages:send", Decision: DecisionAllow, Status: 200, UpstreamStatus: 200, LatencyMS: 41.5, Policy: "9cefe7f5bea963a0"}
+	push.AddField(ActionDrop, "$.message.data", "", 1)
+	push.AddField(ActionReplace, "$..body", "", 2)
+	push.AddField(ActionDLPRedact, "$.message.android.notification.tag", "phone", 1)
+	kinds = append(kinds, push)
+	// A call to a host no egress route names.
+	exfil := Record{Time: at, RequestID: "3d4e5f60718293a4b5c6d7e8", ClientIP: "127.0.0.1", Destination: "collector.example.net", Method: "POST", Path: "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJp",
+		Decision: DecisionDeny, Reason: "no egress route takes this destination: the vendor was not contacted", Status: 403, Policy: "9cefe7f5bea963a0"}
+	exfil.AddAction(ActionDeny)
+	kinds = append(kinds, exfil)
+	// A patient's STOP on the carrier's webhook.
+	stop := Record{Time: at, RequestID: "4e5f60718293a4b5c6d7e8f9", Org: "org_a", ClientIP: "54.172.60.1", UserAgent: "TwilioProxy/1.1",
+		Route: "sms-inbound", Method: "POST", Path: "/webhooks/sms/{org}", Params: []Value{{Name: "org", Value: "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJq"}},
+		Decision: DecisionAllow, Status: 200, UpstreamStatus: 200, LatencyMS: 6.25, Policy: "9cefe7f5bea963a0"}
+	stop.AddField(ActionOptOut, "form:From", "", 1)
+	stop.AddField(ActionEncrypt, "form:Body", "", 1)
+	stop.Recorded = []Value{{Name: "consent_ref", Value: "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJo"}}
+	kinds = append(kinds, stop)
+
 	var got bytes.Buffer
 	for i := range kinds {
 		got.Write(kinds[i].AppendJSON(nil))
@@ -87,6 +118,7 @@ func TestGoldenRecords(t *testing.T) {
 		{EventStart, "version", "1.4.0", "policy_sha256", "9cefe7f5bea963a069b0206f487550f6f13fe44db8fcd81eec97db42b9bda613"},
 		{EventPolicyReload, "result", "success", "cause", "file changed", "sha256", "9cefe7f5bea963a069b0206f487550f6f13fe44db8fcd81eec97db42b9bda613"},
 		{EventSessionRevoke, "org", "org_a", "user", "dana", "at", stamp, "via", "cli", "result", "success"},
+		{EventConsentChange, "org", "org_a", "ref", "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJo", "state", "granted", "source", "front-desk-form", "at", stamp, "result", "success", "via", "cli"},
 		{EventSinkDown, "sink", "/var/log/phiguard/audit.jsonl"},
 		{EventSinkUp, "sink", "/var/log/phiguard/audit.jsonl"},
 		{EventCheckpoint, "lines", "1000", "sig", "AaBbCc"},
