@@ -40,6 +40,7 @@ var (
 		Reason: "the body holds tokens of more than one organization: nothing was sent"}
 	errTokenInvalid = &refusal.Error{Kind: refusal.Forbidden, Code: "token_invalid",
 		Reason: "a token does not decrypt (altered, or sealed by a key this keyring does not hold): nothing was sent"}
+	errConnect     = refusal.New(refusal.MethodNotAllowed, "the egress listener does not tunnel (CONNECT): call the vendor's http:// URL through it, and phiguard calls https:// for you")
 	errEgressMedia = refusal.New(refusal.UnsupportedMedia, "egress routes read JSON and form bodies only: a body phiguard cannot read could carry PHI")
 	// ErrVendor is a vendor that did not answer.
 	ErrVendor = refusal.New(refusal.UpstreamUnavailable, "the vendor did not answer")
@@ -79,7 +80,7 @@ func newEgressPlan(r *policy.Route) egressPlan {
 // with destination_not_allowed: the vendor is never contacted. Every
 // egress call is recorded, allowed or not. As with Begin, x is never nil.
 func (e *Engine) BeginEgress(ctx context.Context, req *Request) (*Exchange, error) {
-	x, err := e.begin(req)
+	x, err := e.begin(req, e.egressSlots)
 	x.mustRecord, x.out.Egress = true, true
 	x.rec.Destination = audit.Text(strings.ToLower(req.Host), maxHost)
 	if err != nil {
@@ -93,6 +94,10 @@ const maxHost = 253
 
 func (x *Exchange) judgeEgress(req *Request) error {
 	e := x.e
+	if strings.EqualFold(req.Method, http.MethodConnect) {
+		// A tunnel would hide the body: the app must speak plain HTTP here.
+		return errConnect
+	}
 	path, err := canonicalize(req.Path)
 	if err != nil {
 		return badRequest("%s: %v", errAmbiguousPath, err)

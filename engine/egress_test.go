@@ -152,3 +152,41 @@ egress_routes:
 		})
 	}
 }
+
+// TestEgressCapacityApart: a request the app is serving holds an ingress
+// slot while the app calls out; its egress call takes a slot of its own
+// kind, so a full ingress does not refuse the app's calls, and egress
+// calls are bounded by the same limit.
+func TestEgressCapacityApart(t *testing.T) {
+	r := newRigWith(t, `version: 1
+ingress: {upstream: "http://127.0.0.1:8080", max_concurrent_requests: 1}
+routes:
+  - name: health
+    match: {path: /healthz}
+    auth: none
+egress_routes:
+  - name: partner
+    host: partner.example
+    baa: false
+`, "org_a")
+	ctx := context.Background()
+	in, err := r.eng.Begin(ctx, request("GET", "/healthz", ""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close()
+	if x, err := r.eng.Begin(ctx, request("GET", "/healthz", "")); !errors.Is(err, ErrBusy) {
+		t.Errorf("a second ingress request: %v, want ErrBusy", err)
+		x.Close()
+	}
+	out, err := r.eng.BeginEgress(ctx, &Request{Method: "GET", Path: "/x", Header: http.Header{}, Host: "partner.example"})
+	if err != nil {
+		t.Fatalf("an egress call while ingress is full: %v", err)
+	}
+	defer out.Close()
+	x, err := r.eng.BeginEgress(ctx, &Request{Method: "GET", Path: "/x", Header: http.Header{}, Host: "partner.example"})
+	x.Close()
+	if !errors.Is(err, ErrBusy) {
+		t.Errorf("a second egress call: %v, want ErrBusy", err)
+	}
+}

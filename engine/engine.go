@@ -159,9 +159,11 @@ type Engine struct {
 	plans    []routePlan // by route index
 	// egressPlans are the egress routes', by their index.
 	egressPlans []egressPlan
-	mask     []byte      // JSON string of the policy's mask
-	// slots holds one token per request in flight (max_concurrent_requests).
-	slots chan struct{}
+	mask        []byte // JSON string of the policy's mask
+	// slots holds one token per request in flight (max_concurrent_requests);
+	// egressSlots, one per egress call, apart: a request the app is
+	// serving may need one for its own call out.
+	slots, egressSlots chan struct{}
 	// guarded are the headers phiguard judges or sets (guardedHeaders).
 	guarded map[string]bool
 }
@@ -197,7 +199,9 @@ func New(o Options) (*Engine, error) {
 		return nil, errors.New("engine: Policy and Auditor are required")
 	}
 	e := &Engine{pol: o.Policy, keys: o.Keys, verifier: o.Verifier, auditor: o.Auditor, observer: o.Observer, log: o.Log, now: o.Now, sessions: o.Sessions, hasher: o.Hasher, policyID: o.Policy.SHA256[:min(16, len(o.Policy.SHA256))],
-		slots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)), guarded: guardedHeaders(o.Policy)}
+		slots:       make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)),
+		egressSlots: make(chan struct{}, max(o.Policy.File.Ingress.MaxConcurrentRequests, 1)),
+		guarded:     guardedHeaders(o.Policy)}
 	if e.log == nil {
 		e.log = slog.New(slog.DiscardHandler)
 	}
@@ -277,7 +281,7 @@ func (e *Engine) Successor(o Options) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	n.slots = e.slots
+	n.slots, n.egressSlots = e.slots, e.egressSlots
 	return n, nil
 }
 
@@ -314,7 +318,7 @@ type Request struct {
 type Exchange struct {
 	e      *Engine
 	start  time.Time
-	slot   bool
+	slot   chan struct{} // the capacity slots it holds one of; nil: none
 	path   canonicalPath
 	method string
 	query  string // to forward (Query)
@@ -331,8 +335,8 @@ type Exchange struct {
 	// checked: its body went through SealEgress.
 	egress  *egressPlan
 	checked bool
-	rec        audit.Record
-	audited    bool
+	rec     audit.Record
+	audited bool
 	// opened is OpenResponse's body, lent from the pool until Close;
 	// openedBody reads it.
 	opened     []byte
@@ -356,15 +360,16 @@ type Exchange struct {
 // (close it when the request is done); a non-nil error is the refusal,
 // which x.Refuse records and turns into the answer.
 func (e *Engine) Begin(ctx context.Context, req *Request) (*Exchange, error) {
-	x, err := e.begin(req)
+	x, err := e.begin(req, e.slots)
 	if err != nil {
 		return x, err
 	}
 	return x, x.judgeHead(ctx, req)
 }
 
-// begin starts an exchange: its record, the client, a capacity slot.
-func (e *Engine) begin(req *Request) (*Exchange, error) {
+// begin starts an exchange: its record, the client, a capacity slot
+// from slots.
+func (e *Engine) begin(req *Request, slots chan struct{}) (*Exchange, error) {
 	x := &Exchange{e: e, start: e.now(), method: req.Method, query: req.Query, rawPath: req.Path, rawQuery: req.Query}
 	x.rec = audit.Record{
 		RequestID: newRequestID(),
@@ -382,8 +387,8 @@ func (e *Engine) begin(req *Request) (*Exchange, error) {
 		x.rec.ClientIP = x.client.String()
 	}
 	select {
-	case e.slots <- struct{}{}:
-		x.slot = true
+	case slots <- struct{}{}:
+		x.slot = slots
 	default:
 		return x, ErrBusy
 	}
@@ -611,9 +616,9 @@ func checkQuery(query url.Values, sels []policy.Selector) error {
 // to call twice.
 func (x *Exchange) Close() {
 	observe := !x.closed && x.e.observer != nil
-	if x.slot {
-		x.slot = false
-		<-x.e.slots
+	if x.slot != nil {
+		<-x.slot
+		x.slot = nil
 	}
 	if x.opened != nil {
 		putBuffer(x.opened)

@@ -342,6 +342,19 @@ func TestEgress(t *testing.T) {
 		}
 	})
 
+	t.Run("a tunnel", func(t *testing.T) {
+		before := r.hits()
+		proxyURL, _ := url.Parse(r.egress.URL)
+		client := &http.Client{Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
+		_, err := client.Get("https://api.carrier.test/2010-04-01/Accounts/AC1/Messages.json")
+		if err == nil || r.hits()["api.carrier.test"] != before["api.carrier.test"] {
+			t.Errorf("an https:// URL through the egress listener: %v", err)
+		}
+		if rec := r.sink.lastRecord(t); rec.Status != http.StatusMethodNotAllowed || rec.Destination != "api.carrier.test:443" {
+			t.Errorf("record %+v", rec)
+		}
+	})
+
 	t.Run("vendor with an untrusted certificate", func(t *testing.T) {
 		resp, out := r.call("POST", "http://untrusted.vendor.test/x", "application/json", []byte(`{"a":1}`))
 		if resp.StatusCode != http.StatusBadGateway || r.vendors["untrusted.vendor.test"].hits() != 0 {
