@@ -41,6 +41,7 @@ var (
 	errTokenInvalid = &refusal.Error{Kind: refusal.Forbidden, Code: "token_invalid",
 		Reason: "a token does not decrypt (altered, or sealed by a key this keyring does not hold): nothing was sent"}
 	errConnect     = refusal.New(refusal.MethodNotAllowed, "the egress listener does not tunnel (CONNECT): call the vendor's http:// URL through it, and phiguard calls https:// for you")
+	errVendorBody  = refusal.New(refusal.UpstreamUnreadable, "the vendor answered with a body phiguard could not read; it was not passed on (the vendor may have acted on the call)")
 	errEgressMedia = refusal.New(refusal.UnsupportedMedia, "egress routes read JSON and form bodies only: a body phiguard cannot read could carry PHI")
 	// ErrVendor is a vendor that did not answer.
 	ErrVendor = refusal.New(refusal.UpstreamUnavailable, "the vendor did not answer")
@@ -52,6 +53,9 @@ const ErrorCodeDLP = "phi_blocked"
 // egressPlan is what an egress route needs at request time.
 type egressPlan struct {
 	rule *policy.EgressRule
+	// answer seals the vendor's answer's values (encrypt_response); nil
+	// for none.
+	answer *codec.Matcher
 	// sels are the rewrite's selectors: decrypt_request, then
 	// replace_request (from nDec), then dlp.fields (from nRep).
 	sels       []policy.Selector
@@ -63,7 +67,7 @@ type egressPlan struct {
 func newEgressPlan(r *policy.Route) egressPlan {
 	rule := r.Egress
 	sels := slices.Concat(rule.Decrypt, rule.Replace, rule.DLPFields)
-	return egressPlan{
+	p := egressPlan{
 		rule: rule,
 		sels: sels,
 		nDec: len(rule.Decrypt),
@@ -71,6 +75,10 @@ func newEgressPlan(r *policy.Route) egressPlan {
 		json: codec.NewRequestMatcher(sels),
 		drop: rule.Drop,
 	}
+	if len(rule.EncryptResponse) > 0 {
+		p.answer = codec.NewMatcher(rule.EncryptResponse)
+	}
+	return p
 }
 
 // BeginEgress judges the head of a call the app makes to a vendor:
@@ -375,5 +383,78 @@ func (x *Exchange) scan(path string, text []byte) ([]byte, error) {
 	return out, nil
 }
 
-// Answered notes the status the vendor answered an egress call with.
-func (x *Exchange) Answered(status int) { x.rec.UpstreamStatus = status }
+// SealAnswer takes a vendor's answer to an egress call (size is its
+// declared length, -1 when unknown; body nil for none) and, on a route
+// with encrypt_response, returns it with the selected values sealed for
+// the call's org (the org of the tokens it opened, else the route's one
+// org), or masked when no org is known. replaced is false when the body
+// passes as it is. A 2xx answer that is not JSON phiguard can read is
+// refused: the app never gets the vendor's plaintext. The body is valid
+// until x.Close (OpenedBody reads it).
+func (x *Exchange) SealAnswer(ctx context.Context, status int, h http.Header, body io.Reader, size int64) (out []byte, replaced bool, err error) {
+	x.rec.UpstreamStatus = status
+	m := x.egress.answer
+	if m == nil || body == nil || size == 0 || x.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
+		return nil, false, nil
+	}
+	forbidCaching(h)
+	gz, ok := contentEncoding(h)
+	if !ok {
+		return nil, false, errVendorBody
+	}
+	raw, err := readBody(body, size, gz, x.e.pol.File.Ingress.MaxResponseBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, false, errVendorBody
+	case err != nil:
+		return nil, false, errVendorBody
+	}
+	defer func() { clear(raw); putBuffer(raw) }()
+	if kind, _, err := mediaKind(h); err != nil || kind != bodyJSON {
+		if status < 200 || status >= 300 {
+			// An error page: nothing was sent that could echo back.
+			out = x.keepOpened(append(getBuffer(len(raw)), raw...))
+			frame(h, out)
+			return out, true, nil
+		}
+		return nil, false, errVendorBody
+	}
+	org := x.rec.Org
+	if org == "" {
+		org, _ = x.egress.rule.ConsentOrg()
+	}
+	rule := x.egress.rule
+	out, err = codec.AppendRewriteJSON(getBuffer(len(raw)*2), raw, m, func(dst []byte, sel int, v jsontext.Value) ([]byte, error) {
+		path := rule.EncryptResponse[sel].Text
+		if v.Kind() == 'n' {
+			return append(dst, v...), nil
+		}
+		if org == "" {
+			x.rec.AddField(audit.ActionMask, path, "no organization to seal for", 1)
+			return codec.AppendWiping(dst, x.e.mask), nil
+		}
+		dst = append(dst, '"')
+		dst, err := x.e.keys.AppendEncrypt(ctx, dst, org, v)
+		if err != nil {
+			return dst, x.e.sealFailure(err)
+		}
+		x.rec.AddField(audit.ActionEncrypt, path, "", 1)
+		return append(dst, '"'), nil
+	}, nil)
+	if err != nil {
+		putBuffer(out)
+		if errors.Is(err, refusal.BadRequest) {
+			return nil, false, errVendorBody
+		}
+		return nil, false, err
+	}
+	out = x.keepOpened(out)
+	frame(h, out)
+	return out, true, nil
+}
+
+// keepOpened lends b as the exchange's answer until Close.
+func (x *Exchange) keepOpened(b []byte) []byte {
+	x.opened = b
+	return b
+}

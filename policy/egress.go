@@ -69,6 +69,14 @@ type EgressRouteConfig struct {
 	// DLP scans selected values for what looks like PHI, after
 	// replace_request and drop_request.
 	DLP *DLP `yaml:"dlp"`
+	// EncryptResponse selects values of the vendor's JSON answer to seal
+	// before the app sees them: a carrier that echoes the message's text
+	// (Twilio's body) would otherwise put plaintext in the app's store.
+	// They are sealed for the org of the tokens the call opened, else the
+	// route's one org; when neither tells, they are masked. An answer
+	// phiguard cannot read is refused (502): the vendor has acted, but
+	// the app never gets plaintext.
+	EncryptResponse []string `yaml:"encrypt_response"`
 	// Consent checks the recipient of a message against the consent
 	// registry (403 no_consent), under the org of the tokens the call
 	// decrypts, else the route's one org. Needs audit.hash_key.
@@ -133,6 +141,8 @@ type EgressRule struct {
 	DLP       *dlp.Set
 	DLPFields []Selector
 	DLPRedact bool
+	// EncryptResponse are the vendor's answer's values to seal.
+	EncryptResponse []Selector
 	// ConsentTo is where the recipient's number is; nil: no consent
 	// check. RequireOptIn refuses numbers that never opted in too.
 	ConsentTo    *Selector
@@ -271,6 +281,12 @@ func (p *Policy) compileEgressRoute(ps *problems, i int) *Route {
 	checkOverlap(ps, base, "replace_request", rule.Replace, "drop_request", rule.Drop)
 	if rc.DLP != nil {
 		p.compileDLP(ps, base+".dlp", *rc.DLP, rule)
+	}
+	rule.EncryptResponse = compileSelectors(ps, base+".encrypt_response", rc.EncryptResponse)
+	for j, s := range rule.EncryptResponse {
+		if s.Form {
+			ps.add(fmt.Sprintf("%s.encrypt_response[%d]", base, j), "form selectors apply to request bodies; answers are JSON")
+		}
 	}
 	if rc.Consent != nil {
 		p.compileConsentCheck(ps, base+".consent", *rc.Consent, rule)

@@ -899,10 +899,10 @@ func (p *Policy) crossCheck(ps *problems) {
 		}
 	}
 	for _, r := range p.EgressRoutes {
-		if len(r.Egress.Decrypt) > 0 {
+		if len(r.Egress.Decrypt) > 0 || len(r.Egress.EncryptResponse) > 0 {
 			needKeys = true
 			if len(f.Orgs) == 0 {
-				ps.add(fmt.Sprintf("egress_routes[%d]", r.Index), "the route decrypts but no organization is listed under orgs")
+				ps.add(fmt.Sprintf("egress_routes[%d]", r.Index), "the route opens or seals tokens but no organization is listed under orgs")
 			}
 		}
 	}

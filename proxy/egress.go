@@ -155,12 +155,25 @@ func (g *Egress) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.Host = ""
 }
 
-// modifyResponse records the vendor's answer and passes it on as it is.
+// modifyResponse seals what the route's encrypt_response selects in the
+// vendor's answer, and records it.
 func (g *Egress) modifyResponse(resp *http.Response) error {
 	ctx := resp.Request.Context()
 	x := exchangeOf(ctx)
 	x.ForwardAnswered()
-	x.Answered(resp.StatusCode)
+	var body io.Reader
+	if resp.Body != nil && resp.Body != http.NoBody {
+		body = resp.Body
+	}
+	out, replaced, err := x.SealAnswer(ctx, resp.StatusCode, resp.Header, body, resp.ContentLength)
+	if err != nil {
+		return err
+	}
+	if replaced {
+		resp.Body.Close()
+		resp.Body, resp.ContentLength = x.OpenedBody(), int64(len(out))
+		resp.TransferEncoding = nil
+	}
 	return x.Allow(ctx, resp.StatusCode)
 }
 

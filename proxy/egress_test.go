@@ -43,6 +43,7 @@ egress_routes:
     match: {methods: [POST], path: "/v2/messages"}
     baa: true
     decrypt_request: ["$.text"]
+    encrypt_response: ["$.text", "$.missing"]
   - name: push-send
     host: push.vendor.test
     match: {methods: [POST], path: "/v1/projects/{project}/messages:send"}
@@ -258,6 +259,30 @@ func TestEgress(t *testing.T) {
 		var sent map[string]string
 		if err := json.Unmarshal(r.vendors["api.carrier.test"].last(t).body, &sent); err != nil || sent["text"] != text {
 			t.Errorf("the carrier got %s", r.vendors["api.carrier.test"].last(t).body)
+		}
+		// The carrier echoes the message: the app gets it sealed again.
+		var echoed map[string]string
+		if err := json.Unmarshal(out, &echoed); err != nil || !strings.HasPrefix(echoed["text"], "ephi:v1:org_a:") || strings.Contains(string(out), canary) || echoed["to"] != "+15555550100" {
+			t.Errorf("the app got the carrier's answer as %s", out)
+		}
+		if rec := r.sink.lastRecord(t); !hasField(rec, audit.ActionEncrypt, "$.text", 1) || !hasField(rec, audit.ActionDecrypt, "$.text", 1) {
+			t.Errorf("record %+v", rec)
+		}
+	})
+
+	t.Run("an echo phiguard cannot read", func(t *testing.T) {
+		v := r.vendors["api.carrier.test"]
+		v.mu.Lock()
+		v.answer = func(w http.ResponseWriter, _ *http.Request, body []byte) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		}
+		v.mu.Unlock()
+		defer func() { v.mu.Lock(); v.answer = nil; v.mu.Unlock() }()
+		body, _ := json.Marshal(map[string]string{"text": tok, "to": "+15555550100"})
+		resp, out := r.call("POST", "http://api.carrier.test/v2/messages", "application/json", body)
+		if resp.StatusCode != http.StatusBadGateway || strings.Contains(string(out), canary) {
+			t.Errorf("got %d %s", resp.StatusCode, out)
 		}
 	})
 
