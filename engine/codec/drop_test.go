@@ -1,6 +1,7 @@
 package codec
 
 import (
+	"encoding/json"
 	"errors"
 	"slices"
 	"testing"
@@ -86,4 +87,33 @@ func TestDropForm(t *testing.T) {
 			t.Errorf("%q: got %v, want ErrMalformed", in, err)
 		}
 	}
+}
+
+// FuzzDropJSON: DropJSON never panics; what it returns is valid JSON, and
+// dropping again removes nothing more.
+func FuzzDropJSON(f *testing.F) {
+	for _, s := range []string{`{"message":{"data":{"a":1},"notification":{"body":"x"}}}`, `[{"data":1},{"Data":[2]}]`, `{"a":{"b":{"data":null}}}`, `"x"`, `{`, `{"a":1,"a":2}`} {
+		f.Add([]byte(s))
+	}
+	sels := []policy.Selector{}
+	for _, s := range []string{"$.message.data", "$..data", "$[*].x"} {
+		sel, err := policy.ParseSelector(s)
+		if err != nil {
+			f.Fatal(err)
+		}
+		sels = append(sels, sel)
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		out, _, err := DropJSON(in, sels)
+		if err != nil {
+			return
+		}
+		if !json.Valid(out) {
+			t.Fatalf("%q gave invalid JSON %q", in, out)
+		}
+		again, counts, err := DropJSON(out, sels)
+		if err != nil || string(again) != string(out) || slices.ContainsFunc(counts, func(n int) bool { return n > 0 }) {
+			t.Fatalf("dropping %q again: %q %v %v", out, again, counts, err)
+		}
+	})
 }
