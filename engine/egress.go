@@ -106,22 +106,10 @@ func (x *Exchange) judgeEgress(req *Request) error {
 		// A tunnel would hide the body: the app must speak plain HTTP here.
 		return errConnect
 	}
-	path, err := canonicalize(req.Path)
-	if err != nil {
-		return badRequest("%s: %v", errAmbiguousPath, err)
-	}
-	x.path = path
-	if codec.HasTokenMarker(path.decoded) {
-		return codec.PlantedToken("the path")
-	}
-	method, ok := policy.CanonicalMethod(req.Method)
-	if !ok {
-		return ErrMethod
-	}
-	x.method, x.rec.Method = method, method
-	if _, err := sanitize(req.Header, req.Query, e.guarded); err != nil {
+	if _, err := x.judgeTarget(req); err != nil {
 		return err
 	}
+	method, path := x.method, x.path
 	for k, vs := range req.Header {
 		if slices.ContainsFunc(vs, codec.HasTokenMarker[string]) {
 			return codec.PlantedToken("the " + http.CanonicalHeaderKey(k) + " header")

@@ -395,26 +395,34 @@ func (e *Engine) begin(req *Request, slots chan struct{}) (*Exchange, error) {
 	return x, nil
 }
 
-func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
-	e := x.e
+// judgeTarget judges what every request is judged by, wherever it goes:
+// one canonical path without a token in it, a known method (the method
+// judged is the method forwarded), and header and query hygiene. It
+// returns the parsed query.
+func (x *Exchange) judgeTarget(req *Request) (url.Values, error) {
 	path, err := canonicalize(req.Path)
 	if err != nil {
-		return badRequest("%s: %v", errAmbiguousPath, err)
+		return nil, badRequest("%s: %v", errAmbiguousPath, err)
 	}
 	x.path = path
 	if codec.HasTokenMarker(path.decoded) {
-		return codec.PlantedToken("the path")
+		return nil, codec.PlantedToken("the path")
 	}
 	method, ok := policy.CanonicalMethod(req.Method)
 	if !ok {
-		return ErrMethod
+		return nil, ErrMethod
 	}
-	// The method judged is the method forwarded.
 	x.method, x.rec.Method = method, method
-	query, err := sanitize(req.Header, req.Query, e.guarded)
+	return sanitize(req.Header, req.Query, x.e.guarded)
+}
+
+func (x *Exchange) judgeHead(ctx context.Context, req *Request) error {
+	e := x.e
+	query, err := x.judgeTarget(req)
 	if err != nil {
 		return err
 	}
+	method, path := x.method, x.path
 
 	route, params := e.pol.Match(method, path.decoded)
 	if route != nil {

@@ -21,6 +21,7 @@ import (
 	"github.com/tink-crypto/tink-go/v2/keyset"
 
 	"github.com/phiguard/phiguard/examples/messaging-app/app"
+	"github.com/phiguard/phiguard/internal/testca"
 	"github.com/phiguard/phiguard/policy"
 )
 
@@ -30,7 +31,9 @@ const phi = "CANARY-PHI-e2e-Biopsy"
 type stack struct {
 	dir      string
 	proxyURL string
-	admin    string // the admin listener's address
+	// egressURL is the last launched phiguard's egress listener.
+	egressURL string
+	admin     string // the admin listener's address
 	policy   string // the policy file's path
 	stop     func() // stops the first phiguard (drains, closes the audit chain)
 	appURL   string
@@ -65,6 +68,17 @@ func startStackWith(t *testing.T, h2cUpstream bool, edit func([]byte) []byte) *s
 		}
 	}
 	s.writeIdentities(t)
+	// The demo policy's carrier webhook and egress listener need their
+	// secrets and the CA of the vendors' certificates.
+	t.Setenv("TWILIO_AUTH_TOKEN", "carrier-auth-token-0123456789abcdef")
+	t.Setenv("PHIGUARD_WEBHOOK_SECRET", "shared-with-the-app-0123456789abcd")
+	ca, err := testca.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.dir, "vendor-ca.pem"), ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 
 	// The real messaging app, counting the requests it receives.
 	a, err := app.New(filepath.Join(s.dir, "store.json"))
@@ -126,6 +140,10 @@ func (s *stack) launch(t *testing.T, logs io.Writer, canary bool) (proxyURL, adm
 		t.Fatal(err)
 	}
 	ln, aln := listen(t), listen(t)
+	if sc.egress != nil {
+		sc.egressLn = listen(t)
+		s.egressURL = "http://" + sc.egressLn.Addr().String()
+	}
 	done := make(chan error, 1)
 	go func() { done <- sc.serve(ctx, ln, aln, signals{}) }()
 	var once sync.Once
@@ -217,6 +235,10 @@ func (s *stack) do(t *testing.T, method, url, user, ct string, body []byte, hdr 
 		req.Header.Set("Content-Type", ct)
 	}
 	for i := 0; i+1 < len(hdr); i += 2 {
+		if hdr[i] == "Host" {
+			req.Host = hdr[i+1] // net/http sends req.Host, not a Host header
+			continue
+		}
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
 	resp, err := s.client.Do(req)

@@ -306,6 +306,10 @@ func TestScrapeShowsEverySeries(t *testing.T) {
 	if code, _ := st.do(t, "GET", st.proxyURL+"/api/v1/tokens/1", "alice", "", nil); code != http.StatusForbidden {
 		t.Fatalf("denied route: %d", code)
 	}
+	// The app calls a host no egress route names.
+	if code, body := st.do(t, "POST", st.egressURL+"/collect", "", "application/json", []byte(`{"a":1}`), "Host", "collector.example.net"); code != http.StatusForbidden {
+		t.Fatalf("unlisted destination: %d %s", code, body)
+	}
 	_, m := httpGet(t, "http://"+st.admin+"/metrics")
 	for _, want := range []string{
 		`phiguard_route_coverage_ratio{direction="request",route="send-message"} 0`,
@@ -313,6 +317,7 @@ func TestScrapeShowsEverySeries(t *testing.T) {
 		`phiguard_selector_hits_total{direction="request",route="send-message",selector="$.body"} 1`,
 		`phiguard_fields_total{action="encrypt",reason="",route="send-message"} 1`,
 		`phiguard_refusals_total{code="denied"} 1`,
+		`phiguard_egress_requests_total{code="403",decision="deny",destination="(unlisted)",route="(unmatched)"} 1`,
 	} {
 		if !strings.Contains(m, "\n"+want+"\n") {
 			t.Errorf("/metrics: no %q", want)

@@ -3,11 +3,15 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,9 +33,16 @@ const (
 	demoProxy = "127.0.0.1:8443"
 	demoApp   = "127.0.0.1:8080"
 	demoAdmin = "127.0.0.1:9901"
-	convID    = "cv_demo"
-	secret    = "Biopsy shows early melanoma; call Dr. Rivera"
-	caption   = "pathology report for J. Doe"
+	// demoEgress is egress.listen in configs/demo.yaml; demoCarrier and
+	// demoPush are its egress_routes' upstreams, replaced by the fake
+	// vendors' free ports.
+	demoEgress  = "127.0.0.1:8081"
+	demoCarrier = "127.0.0.1:9443"
+	demoPush    = "127.0.0.1:9444"
+	patient     = "+15558675309" // J. Doe's phone, the contact of step 8
+	convID      = "cv_demo"
+	secret      = "Biopsy shows early melanoma; call Dr. Rivera"
+	caption     = "pathology report for J. Doe"
 )
 
 // demoUsers: name → org, role, the login's authentication methods (amr)
@@ -57,6 +68,8 @@ var demoUsers = []struct {
 
 type env struct {
 	dir, proxy, app, admin string
+	egress                 string // phiguard's egress listener
+	carrier, push          string // the fake vendors, over TLS
 	bin                    string // the binaries' folder, absolute
 }
 
@@ -66,6 +79,9 @@ type step struct {
 	method string
 	direct bool      // call the app directly, bypassing phiguard
 	admin  bool      // call phiguard's admin listener
+	egress bool      // path is a vendor's absolute URL, called through phiguard's egress listener as the app does
+	vendor string    // "carrier" or "push": call that fake vendor directly, over TLS
+	ctype  string    // the body's Content-Type; default application/json
 	pipe   string    // shown after the curl line, e.g. "| grep x"
 	header [2]string // one more request header: name, value
 	path   string
@@ -79,6 +95,9 @@ type step struct {
 func steps() []step {
 	msg := fmt.Sprintf(`{"body":%q,"attachments":[{"url":"https://files.example/r.pdf","caption":%q}]}`, secret, caption)
 	msgs := "/api/v1/conversations/" + convID + "/messages"
+	notify := "/api/v1/conversations/" + convID + "/notify"
+	const hook = "/webhooks/sms/org_a"
+	stop := url.Values{"AccountSid": {carrierAccount}, "From": {patient}, "To": {"+15005550006"}, "Body": {"STOP"}}
 	return []step{
 		{title: "Send a message with PHI through phiguard (as alice, an agent of org_a)", method: "POST", path: msgs, user: "alice", body: msg,
 			check: func(e env, status int, body []byte) error {
@@ -205,6 +224,53 @@ func steps() []step {
 			check: func(e env, status int, body []byte) error {
 				return want(status == 401, "want 401, got %d %s", status, body)
 			}},
+		{title: "The app texts the stored message (a token) to J. Doe and pushes it to her phone (as alice), through phiguard's egress listener; the carrier's echo comes back sealed",
+			method: "POST", path: notify, user: "alice", body: `{"to":"` + patient + `","device":"fcm-device-1","title":"New message for 555-867-5309"}`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"sms":{"status":201`)) && bytes.Contains(body, []byte(`"push":{"status":200`)) &&
+					bytes.Contains(body, []byte(`"body":"ephi:v1:org_a:`)) && !bytes.Contains(body, []byte(secret)),
+					"want 200 with the carrier's 201, its echo of the text sealed, and the push provider's 200, got %d %s", status, body)
+			}},
+		{title: "What the SMS carrier received (a BAA covers it): the plaintext", method: "GET", path: "/received", vendor: "carrier",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"Body":"`+secret+`"`)) && bytes.Contains(body, []byte(`"To":"`+patient+`"`)) && !bytes.Contains(body, []byte("ephi:")),
+					"want the plaintext, got %d %s", status, body)
+			}},
+		{title: "What the push provider received (no BAA): the generic text, no data, the number in the title redacted", method: "GET", path: "/received", vendor: "push",
+			check: func(e env, status int, body []byte) error {
+				return want(status == 200 && bytes.Contains(body, []byte(`"body":"You have a new message"`)) && bytes.Contains(body, []byte(`"title":"New message for [REDACTED]"`)) &&
+					!bytes.Contains(body, []byte(`"data"`)) && !bytes.Contains(body, []byte("ephi:")) && !bytes.Contains(body, []byte("867-5309")) && !bytes.Contains(body, []byte("melanoma")),
+					"want the generic text and no data, got %d %s", status, body)
+			}},
+		{title: "J. Doe texts STOP: phiguard checks the carrier's signature, records the opt-out, and forwards the SMS encrypted and signed for the app",
+			method: "POST", path: hook, ctype: "application/x-www-form-urlencoded", body: stop.Encode(),
+			header: [2]string{"X-Twilio-Signature", twilioSignature(publicURL+hook, stop)},
+			check: func(e env, status int, body []byte) error {
+				return want(status == 201 && bytes.Contains(body, []byte(`"from":"ephi:`)) && bytes.Contains(body, []byte(`"contact_id":"ct_`)) && !bytes.Contains(body, []byte("STOP")),
+					"want 201, the SMS encrypted and filed under J. Doe's contact, got %d %s", status, body)
+			}},
+		{title: "The same STOP posted to the app directly has no X-Phiguard-Signature: the app refuses it (401)",
+			method: "POST", path: hook, direct: true, ctype: "application/x-www-form-urlencoded", body: stop.Encode(),
+			check: func(e env, status int, body []byte) error {
+				return want(status == 401, "want 401, got %d %s", status, body)
+			}},
+		{title: "alice texts J. Doe again: 403 no_consent, and the carrier is never called", method: "POST", path: notify, user: "alice", body: `{"to":"` + patient + `"}`,
+			check: func(e env, status int, body []byte) error {
+				if err := want(status == 502 && bytes.Contains(body, []byte(`"sms":{"status":403`)) && bytes.Contains(body, []byte(`"code":"no_consent"`)),
+					"want the carrier call refused with 403 no_consent, got %d %s", status, body); err != nil {
+					return err
+				}
+				got, err := received(e, e.carrier)
+				if err != nil {
+					return err
+				}
+				return want(len(got) == 1, "the carrier received %d messages, want only the one before STOP", len(got))
+			}},
+		{title: "The app calls a host no egress route lists (curl -x: as the app's HTTP client would): 403 destination_not_allowed, nothing leaves",
+			method: "POST", path: "http://analytics.example.net/v1/track", egress: true, body: `{"event":"sms_sent","to":"` + patient + `"}`,
+			check: func(e env, status int, body []byte) error {
+				return want(status == 403 && bytes.Contains(body, []byte(`"code":"destination_not_allowed"`)), "want 403 destination_not_allowed, got %d %s", status, body)
+			}},
 		{title: "Readiness, on the admin port (never the proxy's)", method: "GET", path: "/readyz", admin: true,
 			check: func(e env, status int, body []byte) error {
 				return want(status == 200 && bytes.Contains(body, []byte(`"ready"`)), "want 200 ready, got %d %s", status, body)
@@ -246,12 +312,18 @@ func runDemo(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	e := env{dir: dir, proxy: demoProxy, app: demoApp, admin: demoAdmin}
+	e := env{dir: dir, proxy: demoProxy, app: demoApp, admin: demoAdmin, egress: demoEgress}
 	if o.check {
 		if e, err = freeEnv(dir); err != nil {
 			return err
 		}
 		defer os.RemoveAll(dir)
+	} else {
+		for _, addr := range []*string{&e.carrier, &e.push} { // the vendors are on free ports always
+			if *addr, err = freeAddr(); err != nil {
+				return err
+			}
+		}
 	}
 	if e.bin, err = filepath.Abs(o.bin); err != nil {
 		return err
@@ -294,10 +366,9 @@ func prepare(ctx context.Context, o options, e env) error {
 	if err != nil {
 		return err
 	}
-	pol = bytes.Replace(pol, []byte(demoProxy), []byte(e.proxy), 1)
-	pol = bytes.Replace(pol, []byte(demoApp), []byte(e.app), 1)
-	pol = bytes.Replace(pol, []byte(demoAdmin), []byte(e.admin), 1)
-	return os.WriteFile(filepath.Join(e.dir, "policy.yaml"), pol, 0o600)
+	// At once, so that no address put in is taken for a placeholder.
+	r := strings.NewReplacer(demoProxy, e.proxy, demoApp, e.app, demoAdmin, e.admin, demoEgress, e.egress, demoCarrier, e.carrier, demoPush, e.push)
+	return os.WriteFile(filepath.Join(e.dir, "policy.yaml"), []byte(r.Replace(string(pol))), 0o600)
 }
 
 // writeIdentities makes an ES256 issuer: jwks.json, and a token file per demo user.
@@ -348,25 +419,36 @@ func writeIdentities(dir string) error {
 	return nil
 }
 
-// start runs the app and phiguard, and waits until phiguard answers.
+// start runs the fake vendors, the app and phiguard, and waits until
+// phiguard answers.
 func start(ctx context.Context, o options, e env) (func(), error) {
 	var procs []*exec.Cmd
+	stopVendors := func() {}
 	stopAll := func() {
 		for _, p := range procs {
 			p.Process.Signal(os.Interrupt)
 			p.Wait()
 		}
+		stopVendors()
 	}
 	logf, err := os.Create(filepath.Join(e.dir, "processes.log"))
 	if err != nil {
 		return stopAll, err
 	}
-	for _, args := range [][]string{
-		{filepath.Join(o.bin, "messaging-app"), "-listen", e.app, "-store", filepath.Join(e.dir, "store.json"), "-access-log", filepath.Join(e.dir, "app-access.log")},
-		{filepath.Join(o.bin, "phiguard"), "serve", "-config", filepath.Join(e.dir, "policy.yaml")},
+	if stopVendors, err = startVendors(e); err != nil {
+		return stopAll, fmt.Errorf("fake vendors: %w", err)
+	}
+	for _, p := range []struct {
+		args []string
+		env  []string
+	}{
+		{[]string{filepath.Join(o.bin, "messaging-app"), "-listen", e.app, "-store", filepath.Join(e.dir, "store.json"), "-access-log", filepath.Join(e.dir, "app-access.log"),
+			"-egress", "http://" + e.egress, "-carrier-account", carrierAccount}, appEnv()},
+		{[]string{filepath.Join(o.bin, "phiguard"), "serve", "-config", filepath.Join(e.dir, "policy.yaml")}, phiguardEnv()},
 	} {
-		cmd := exec.Command(args[0], args[1:]...)
+		cmd := exec.Command(p.args[0], p.args[1:]...)
 		cmd.Stdout, cmd.Stderr = logf, logf
+		cmd.Env = p.env
 		if err := cmd.Start(); err != nil {
 			return stopAll, err
 		}
@@ -388,13 +470,13 @@ func start(ctx context.Context, o options, e env) (func(), error) {
 		}
 	}
 	log, _ := os.ReadFile(logf.Name())
-	return stopAll, fmt.Errorf("phiguard did not become ready on %s (ports %s and %s must be free):\n%s", e.proxy, e.proxy, e.app, log)
+	return stopAll, fmt.Errorf("phiguard did not become ready on %s (ports %s, %s, %s and %s must be free):\n%s", e.proxy, e.proxy, e.app, e.admin, e.egress, log)
 }
 
 // freeEnv is an env in dir on free loopback ports, for runs beside others.
 func freeEnv(dir string) (env, error) {
 	e := env{dir: dir}
-	for _, addr := range []*string{&e.proxy, &e.app, &e.admin} {
+	for _, addr := range []*string{&e.proxy, &e.app, &e.admin, &e.egress, &e.carrier, &e.push} {
 		var err error
 		if *addr, err = freeAddr(); err != nil {
 			return e, err
@@ -404,17 +486,31 @@ func freeEnv(dir string) (env, error) {
 }
 
 func (s step) url(e env) string {
-	if s.admin {
+	switch {
+	case s.admin:
 		return "http://" + e.admin + s.path
-	}
-	if s.direct {
+	case s.direct:
 		return "http://" + e.app + s.path
+	case s.egress:
+		return s.path
+	case s.vendor == "carrier":
+		return "https://" + e.carrier + s.path
+	case s.vendor == "push":
+		return "https://" + e.push + s.path
 	}
 	return "http://" + e.proxy + s.path
 }
 
+func (s step) contentType() string {
+	if s.ctype != "" {
+		return s.ctype
+	}
+	return "application/json"
+}
+
 func printSteps(w io.Writer, e env) {
 	fmt.Fprintf(w, "\n# phiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
+	fmt.Fprintf(w, "# The app's vendor calls go through phiguard's egress listener (http://%s) to a fake\n# SMS carrier (https://%s) and push provider (https://%s).\n", e.egress, e.carrier, e.push)
 	fmt.Fprintf(w, "# Keyring, tokens, store and audit trail are in %s.\n# Paste these lines into another shell:\n\n", e.dir)
 	fmt.Fprintf(w, "D=%s\nB=%s\n\n", e.dir, e.bin)
 	for i, s := range steps() {
@@ -422,7 +518,14 @@ func printSteps(w io.Writer, e env) {
 		if s.shell != "" {
 			fmt.Fprintln(w, s.shell)
 		} else {
-			fmt.Fprintf(w, "curl -s -X %s %s", s.method, s.url(e))
+			fmt.Fprint(w, "curl -s")
+			if s.egress {
+				fmt.Fprintf(w, " -x http://%s", e.egress)
+			}
+			if s.vendor != "" {
+				fmt.Fprintf(w, " --cacert $D/%s", vendorCA)
+			}
+			fmt.Fprintf(w, " -X %s %s", s.method, s.url(e))
 			if s.user != "" {
 				fmt.Fprintf(w, ` -H "Authorization: Bearer $(cat $D/%s.jwt)"`, s.user)
 			}
@@ -430,7 +533,7 @@ func printSteps(w io.Writer, e env) {
 				fmt.Fprintf(w, ` -H '%s: %s'`, s.header[0], s.header[1])
 			}
 			if s.body != "" {
-				fmt.Fprintf(w, ` -H 'Content-Type: application/json' -d '%s'`, s.body)
+				fmt.Fprintf(w, ` -H 'Content-Type: %s' -d '%s'`, s.contentType(), s.body)
 			}
 			if s.pipe != "" {
 				fmt.Fprintln(w, " "+s.pipe)
@@ -444,13 +547,15 @@ func printSteps(w io.Writer, e env) {
 }
 
 func checkSteps(ctx context.Context, o options, e env) error {
-	client := &http.Client{Timeout: 10 * time.Second}
 	var failed []string
 	for i, s := range steps() {
 		status, body := 0, []byte(nil)
 		switch {
 		case s.shell == "":
-			var err error
+			client, err := s.client(e)
+			if err != nil {
+				return err
+			}
 			status, body, err = send(ctx, client, e, s)
 			if err != nil {
 				return err
@@ -485,7 +590,7 @@ func send(ctx context.Context, client *http.Client, e env, s step) (int, []byte,
 		return 0, nil, err
 	}
 	if s.body != "" {
-		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Content-Type", s.contentType())
 	}
 	if s.header[0] != "" {
 		req.Header.Set(s.header[0], s.header[1])
@@ -504,6 +609,51 @@ func send(ctx context.Context, client *http.Client, e env, s step) (int, []byte,
 	defer resp.Body.Close()
 	out, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, out, err
+}
+
+// client is the HTTP client a step's request goes out with: through the
+// egress listener, or trusting the fake vendors' CA, or plain.
+func (s step) client(e env) (*http.Client, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	switch {
+	case s.egress:
+		c.Transport = &http.Transport{Proxy: http.ProxyURL(&url.URL{Scheme: "http", Host: e.egress})}
+	case s.vendor != "":
+		tr, err := vendorTransport(e)
+		if err != nil {
+			return nil, err
+		}
+		c.Transport = tr
+	}
+	return c, nil
+}
+
+// vendorTransport trusts the CA of the fake vendors' certificates.
+func vendorTransport(e env) (*http.Transport, error) {
+	pem, err := os.ReadFile(filepath.Join(e.dir, vendorCA))
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("%s holds no certificate", vendorCA)
+	}
+	return &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}, nil
+}
+
+// received is what the fake vendor at addr received, oldest first.
+func received(e env, addr string) ([]json.RawMessage, error) {
+	tr, err := vendorTransport(e)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + addr + "/received")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var got []json.RawMessage
+	return got, json.NewDecoder(resp.Body).Decode(&got)
 }
 
 func freeAddr() (string, error) {

@@ -1,10 +1,14 @@
 // Package app is a small messaging API for a clinic (contacts with notes,
 // conversations, messages with attachment captions) persisted to a JSON
 // file, with a SQLite database beside it for full-text search of messages
-// and lookup of contacts by phone. It knows nothing of phiguard: it stores,
-// searches and returns what it is given. Like many real apps it has an
-// access-control bug: any conversation can be read by id, whatever the
-// caller's organization.
+// and lookup of contacts by phone. It texts and pushes a conversation's
+// last message through an SMS carrier and a push provider, and takes
+// patients' SMS from the carrier's webhook. It knows phiguard only as the
+// proxy its vendor calls go through and as the signer of the webhooks it
+// receives (X-Phiguard-Signature): otherwise it stores, searches and
+// returns what it is given. Like many real apps it has an access-control
+// bug: any conversation can be read by id, whatever the caller's
+// organization.
 package app
 
 import (
@@ -60,6 +64,8 @@ type Store struct {
 	Conversations []Conversation `json:"conversations"`
 	Messages      []Message      `json:"messages"`
 	Tokens        []Token        `json:"tokens"`
+	// Inbound holds patients' SMS, as the carrier's webhook delivered them.
+	Inbound []Inbound `json:"inbound,omitempty"`
 	// Roles holds each user's role, by user id, as admins set them.
 	Roles map[string]string `json:"roles,omitempty"`
 }
@@ -78,6 +84,14 @@ type App struct {
 	// "METHOD REQUEST_URI STATUS", the URI as the client sent it, query
 	// included. Set it before serving; lines are written one at a time.
 	AccessLog io.Writer
+	// Outbound, if not nil, reaches the SMS carrier and the push provider
+	// (POST /api/v1/conversations/{id}/notify). Set it before serving.
+	Outbound *Outbound
+	// WebhookSecret is the secret shared with phiguard: the carrier's
+	// webhook (POST /webhooks/sms/{org}) must carry its
+	// X-Phiguard-Signature. Empty: every webhook is refused. Set it before
+	// serving.
+	WebhookSecret []byte
 
 	logMu sync.Mutex
 	mu    sync.Mutex // guards store and index, which change together
@@ -109,6 +123,8 @@ func New(path string) (*App, error) {
 	a.mux.HandleFunc("POST /api/v1/conversations", a.createConversation)
 	a.mux.HandleFunc("POST /api/v1/conversations/{id}/messages", a.sendMessage)
 	a.mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.listMessages)
+	a.mux.HandleFunc("POST /api/v1/conversations/{id}/notify", a.notify)
+	a.mux.HandleFunc("POST /webhooks/sms/{org}", a.inboundSMS)
 	a.mux.HandleFunc("GET /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/tokens", a.createToken)
