@@ -10,6 +10,8 @@ import (
 
 	"github.com/phiguard/phiguard/internal/orgid"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/phiguard/phiguard/internal/redisclient"
 )
 
 // Redis is a Store in a Redis server that every replica shares. Record is
@@ -33,44 +35,19 @@ type Redis struct {
 var _ Store = (*Redis)(nil)
 
 // RedisOptions configure a Redis store.
-type RedisOptions struct {
-	// URL is redis://[user@]host:port/db, or rediss:// for TLS checked
-	// against the system's roots.
-	URL string
-	// Password, when set, overrides the URL's.
-	Password string
-	// Prefix starts every key. Default "phiguard:".
-	Prefix string
-	// Timeout bounds each command, connecting included. Default 250ms.
-	Timeout time.Duration
-}
+type RedisOptions = redisclient.Options
 
 // DefaultRedisTimeout bounds each Redis command.
-const DefaultRedisTimeout = 250 * time.Millisecond
+const DefaultRedisTimeout = redisclient.DefaultTimeout
 
 // NewRedis returns a store over the server o names. It does not connect
 // until first used; Ping tells whether it answers.
 func NewRedis(o RedisOptions) (*Redis, error) {
-	opt, err := redis.ParseURL(o.URL)
+	c, prefix, err := redisclient.New(o)
 	if err != nil {
-		return nil, fmt.Errorf("consent store: redis url: %w", err)
+		return nil, fmt.Errorf("consent store: %w", err)
 	}
-	if o.Password != "" {
-		opt.Password = o.Password
-	}
-	if o.Timeout <= 0 {
-		o.Timeout = DefaultRedisTimeout
-	}
-	if o.Prefix == "" {
-		o.Prefix = "phiguard:"
-	}
-	opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = o.Timeout, o.Timeout, o.Timeout
-	opt.PoolTimeout = o.Timeout
-	opt.ContextTimeoutEnabled = true
-	opt.MaxRetries = 1 // one retry on a dropped pooled connection, then fail closed
-	opt.DialerRetries = 1
-	opt.DisableIdentity = true
-	return &Redis{c: redis.NewClient(opt), prefix: o.Prefix, now: time.Now}, nil
+	return &Redis{c: c, prefix: prefix, now: time.Now}, nil
 }
 
 // recordScript sets the ref's field to ARGV[3] unless the stored entry's

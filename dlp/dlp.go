@@ -8,6 +8,8 @@ import (
 	"regexp/syntax"
 	"slices"
 	"strings"
+
+	"github.com/phiguard/phiguard/internal/suggest"
 )
 
 // Redacted replaces each match in the output of Set.Redact.
@@ -131,7 +133,7 @@ func checkDetectors(names []string, ps *problems) map[string]int {
 			continue
 		}
 		if !slices.Contains(known, name) {
-			if hint := closest(name, known); hint != "" {
+			if hint := suggest.Closest(name, known); hint != "" {
 				ps.add("detectors[%d]: unknown detector %q (did you mean %q?)", i, name, hint)
 			} else {
 				ps.add("detectors[%d]: unknown detector %q (want one of %s)", i, name, strings.Join(known, ", "))
@@ -309,36 +311,4 @@ func (s *Set) Redact(dst, v []byte) ([]byte, Found) {
 	}
 	dst = append(append(dst, v[done:cur.start]...), Redacted...)
 	return append(dst, v[cur.end:]...), f
-}
-
-// closest returns the candidate nearest to s by edit distance, if it is
-// near enough to be the intended one.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			sub := prev[j-1]
-			if a[i-1] != b[j-1] {
-				sub++
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, sub)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

@@ -386,16 +386,9 @@ func (x *Exchange) SealAnswer(ctx context.Context, status int, h http.Header, bo
 		return nil, false, nil
 	}
 	forbidCaching(h)
-	gz, ok := contentEncoding(h)
-	if !ok {
-		return nil, false, errVendorBody
-	}
-	raw, err := readBody(body, size, gz, x.e.pol.File.Ingress.MaxResponseBytes)
-	switch {
-	case errors.Is(err, errTooLarge):
-		return nil, false, errVendorBody
-	case err != nil:
-		return nil, false, errVendorBody
+	raw, err := x.readAnswer(h, body, size, errVendorBody, errVendorBody)
+	if err != nil {
+		return nil, false, err
 	}
 	defer func() { clear(raw); putBuffer(raw) }()
 	if kind, _, err := mediaKind(h); err != nil || kind != bodyJSON {

@@ -178,16 +178,9 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	if body == nil || size == 0 || x.method == http.MethodHead || status == http.StatusNoContent || status == http.StatusNotModified {
 		return nil, false, nil
 	}
-	gz, ok := contentEncoding(h)
-	if !ok {
-		return nil, false, errUpstreamBody
-	}
-	raw, err := readBody(body, size, gz, x.e.pol.File.Ingress.MaxResponseBytes)
-	switch {
-	case errors.Is(err, errTooLarge):
-		return nil, false, errUpstreamLarge
-	case err != nil:
-		return nil, false, errUpstreamBody
+	raw, err := x.readAnswer(h, body, size, errUpstreamBody, errUpstreamLarge)
+	if err != nil {
+		return nil, false, err
 	}
 	defer putBuffer(raw) // what is returned is a copy
 	if len(raw) == 0 {
@@ -224,6 +217,23 @@ func (x *Exchange) OpenResponse(ctx context.Context, status int, h http.Header, 
 	frame(h, out)
 	x.out.Response.Checked = status >= 200 && status < 300
 	return out, true, nil
+}
+
+// readAnswer reads an answer's body, decoded, within max_response_bytes;
+// it fails with unreadable, or tooLarge past the bound.
+func (x *Exchange) readAnswer(h http.Header, body io.Reader, size int64, unreadable, tooLarge error) ([]byte, error) {
+	gz, ok := contentEncoding(h)
+	if !ok {
+		return nil, unreadable
+	}
+	raw, err := readBody(body, size, gz, x.e.pol.File.Ingress.MaxResponseBytes)
+	switch {
+	case errors.Is(err, errTooLarge):
+		return nil, tooLarge
+	case err != nil:
+		return nil, unreadable
+	}
+	return raw, nil
 }
 
 // OpenedBody returns a reader over the body OpenResponse returned, for an

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/phiguard/phiguard/internal/suggest"
 )
 
 // decoder maps a yaml.Node tree onto the config structs strictly: unknown
@@ -198,7 +200,7 @@ func (d *decoder) structure(n *yaml.Node, path string, v reflect.Value) {
 		fi, ok := idx[key]
 		if !ok {
 			msg := fmt.Sprintf("unknown key %q", key)
-			if s := closest(key, names); s != "" {
+			if s := suggest.Closest(key, names); s != "" {
 				msg += fmt.Sprintf(" (did you mean %q?)", s)
 			}
 			d.ps.at(k.Line, k.Column, childPath(path, key), "%s", msg)
@@ -218,35 +220,4 @@ func (d *decoder) sequence(n *yaml.Node, path string, v reflect.Value) {
 		d.decode(item, fmt.Sprintf("%s[%d]", path, i), s.Index(i))
 	}
 	v.Set(s)
-}
-
-// closest returns the candidate nearest to s by edit distance, if it is near.
-func closest(s string, candidates []string) string {
-	best, bestD := "", 3
-	for _, c := range candidates {
-		if d := editDistance(s, c); d < bestD {
-			best, bestD = c, d
-		}
-	}
-	return best
-}
-
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }

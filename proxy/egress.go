@@ -12,11 +12,9 @@ import (
 	"net/http/httputil"
 	"os"
 
-	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/engine"
 	"github.com/phiguard/phiguard/internal/liblog"
 	"github.com/phiguard/phiguard/policy"
-	"github.com/phiguard/phiguard/refusal"
 )
 
 // EgressOptions configure an Egress. Engine is required.
@@ -112,7 +110,7 @@ func (g *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer x.Close()
 	w.Header().Set("X-Request-Id", x.RequestID())
 	if err != nil {
-		g.refuse(w, r, x, err)
+		refuse(w, r, x, err)
 		return
 	}
 	r.Method = x.Method()
@@ -120,7 +118,7 @@ func (g *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err := x.SealEgress(ctx, r.Header, r.Body, r.ContentLength)
 		r.Body.Close()
 		if err != nil {
-			g.refuse(w, r, x, err)
+			refuse(w, r, x, err)
 			return
 		}
 		sealed := x.SealedBody()
@@ -131,7 +129,7 @@ func (g *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Record before sending: no record, no call to the vendor.
 	if err := x.Intend(ctx); err != nil {
-		g.refuse(w, r, x, err)
+		refuse(w, r, x, err)
 		return
 	}
 	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
@@ -170,9 +168,7 @@ func (g *Egress) modifyResponse(resp *http.Response) error {
 		return err
 	}
 	if replaced {
-		resp.Body.Close()
-		resp.Body, resp.ContentLength = x.OpenedBody(), int64(len(out))
-		resp.TransferEncoding = nil
+		lendBody(resp, x, out)
 	}
 	return x.Allow(ctx, resp.StatusCode)
 }
@@ -182,21 +178,5 @@ func (g *Egress) modifyResponse(resp *http.Response) error {
 // could not be written.
 func (g *Egress) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	x := exchangeOf(r.Context())
-	if _, known := refusal.As(err); !known && !errors.Is(err, audit.ErrUnavailable) {
-		if errors.Is(err, context.Canceled) {
-			err = engine.ErrClientGone
-		} else {
-			g.log.Warn("vendor call failed", "request_id", x.RequestID(), "err_kind", engine.ErrorKind(err))
-			err = engine.ErrVendor
-		}
-	}
-	g.refuse(w, r, x, err)
-}
-
-func (g *Egress) refuse(w http.ResponseWriter, r *http.Request, x *engine.Exchange, err error) {
-	ref := x.Refuse(r.Context(), err)
-	if ref.Kind == refusal.ClientGone {
-		return
-	}
-	writeError(w, ref, x.RequestID())
+	refuse(w, r, x, callFailure(g.log, x, err, "vendor call failed", engine.ErrVendor))
 }

@@ -141,7 +141,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer x.Close()
 	w.Header().Set("X-Request-Id", x.RequestID())
 	if err != nil {
-		p.refuse(w, r, x, err)
+		refuse(w, r, x, err)
 		return
 	}
 	r.Method = x.Method()
@@ -149,7 +149,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		body, err := x.SealRequest(ctx, r.Header, r.Body, r.ContentLength)
 		r.Body.Close()
 		if err != nil {
-			p.refuse(w, r, x, err)
+			refuse(w, r, x, err)
 			return
 		}
 		// The sealed body is lent by the exchange. The reverse proxy never
@@ -166,7 +166,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	// Record before forwarding: no record, no call to the app.
 	if err := x.Intend(ctx); err != nil {
-		p.refuse(w, r, x, err)
+		refuse(w, r, x, err)
 		return
 	}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
@@ -231,11 +231,7 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 		return err
 	}
 	if replaced {
-		resp.Body.Close()
-		// Lent by the exchange until x.Close, which ServeHTTP defers until
-		// the reverse proxy has copied the answer.
-		resp.Body, resp.ContentLength = x.OpenedBody(), int64(len(out))
-		resp.TransferEncoding = nil
+		lendBody(resp, x, out)
 	}
 	return x.Allow(ctx, resp.StatusCode)
 }
@@ -244,22 +240,38 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 // transform, with a JSON error and, for PHI routes, an audit record.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	x := exchangeOf(r.Context())
-	if _, known := refusal.As(err); !known && !errors.Is(err, audit.ErrUnavailable) {
-		if errors.Is(err, context.Canceled) {
-			err = engine.ErrClientGone
-		} else {
-			p.log.Warn("upstream call failed", "request_id", x.RequestID(), "err_kind", engine.ErrorKind(err))
-			err = engine.ErrUpstream
-		}
+	refuse(w, r, x, callFailure(p.log, x, err, "upstream call failed", engine.ErrUpstream))
+}
+
+// callFailure is the refusal for an error of the reverse proxy: a
+// refusal or an audit failure as it is, a client that went away, or, for
+// anything else (a connection refused, a timeout, a bad certificate),
+// unreachable, logged by its kind alone.
+func callFailure(log *slog.Logger, x *engine.Exchange, err error, msg string, unreachable error) error {
+	if _, known := refusal.As(err); known || errors.Is(err, audit.ErrUnavailable) {
+		return err
 	}
-	p.refuse(w, r, x, err)
+	if errors.Is(err, context.Canceled) {
+		return engine.ErrClientGone
+	}
+	log.Warn(msg, "request_id", x.RequestID(), "err_kind", engine.ErrorKind(err))
+	return unreachable
 }
 
 // refuse answers the client itself, once the engine has recorded the refusal.
-func (p *Proxy) refuse(w http.ResponseWriter, r *http.Request, x *engine.Exchange, err error) {
+func refuse(w http.ResponseWriter, r *http.Request, x *engine.Exchange, err error) {
 	ref := x.Refuse(r.Context(), err)
 	if ref.Kind == refusal.ClientGone {
 		return
 	}
 	writeError(w, ref, x.RequestID())
+}
+
+// lendBody makes out, the exchange's rewritten answer (lent until
+// x.Close, which ServeHTTP defers until the reverse proxy has copied it),
+// resp's body.
+func lendBody(resp *http.Response, x *engine.Exchange, out []byte) {
+	resp.Body.Close()
+	resp.Body, resp.ContentLength = x.OpenedBody(), int64(len(out))
+	resp.TransferEncoding = nil
 }

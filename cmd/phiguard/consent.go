@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -27,12 +26,9 @@ func openConsentStore(st policy.State, c policy.Consent) (consent.Store, error) 
 	if st.Store != policy.StoreRedis {
 		return consent.NewMemory(c.MaxEntries), nil
 	}
-	r := st.Redis
-	o := consent.RedisOptions{URL: r.URL, Prefix: r.KeyPrefix, Timeout: r.Timeout}
-	if r.PasswordEnv != "" {
-		if o.Password = os.Getenv(r.PasswordEnv); o.Password == "" {
-			return nil, fmt.Errorf("state.redis.password_env: %s is not set", r.PasswordEnv)
-		}
+	o, err := redisOptions(st)
+	if err != nil {
+		return nil, err
 	}
 	return consent.NewRedis(o)
 }

@@ -34,14 +34,14 @@ type stack struct {
 	// egressURL is the last launched phiguard's egress listener.
 	egressURL string
 	admin     string // the admin listener's address
-	policy   string // the policy file's path
-	stop     func() // stops the first phiguard (drains, closes the audit chain)
-	appURL   string
-	appHits  *atomic.Int64
-	appProto atomic.Value // protocol of the app's last request
-	tokens   map[string]string
-	client   *http.Client
-	logs     *bytes.Buffer
+	policy    string // the policy file's path
+	stop      func() // stops the first phiguard (drains, closes the audit chain)
+	appURL    string
+	appHits   *atomic.Int64
+	appProto  atomic.Value // protocol of the app's last request
+	tokens    map[string]string
+	client    *http.Client
+	logs      *bytes.Buffer
 	// appLog is the app's access log: request lines, queries included.
 	appLog *lockedBuffer
 }

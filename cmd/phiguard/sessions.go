@@ -15,6 +15,7 @@ import (
 	"github.com/phiguard/phiguard/audit"
 	"github.com/phiguard/phiguard/identity"
 	"github.com/phiguard/phiguard/internal/orgid"
+	"github.com/phiguard/phiguard/internal/redisclient"
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/session"
 )
@@ -24,14 +25,24 @@ func openSessionStore(st policy.State) (session.Store, error) {
 	if st.Store != policy.StoreRedis {
 		return session.NewMemory(st.MaxSessions), nil
 	}
-	r := st.Redis
-	o := session.RedisOptions{URL: r.URL, Prefix: r.KeyPrefix, Timeout: r.Timeout}
-	if r.PasswordEnv != "" {
-		if o.Password = os.Getenv(r.PasswordEnv); o.Password == "" {
-			return nil, fmt.Errorf("state.redis.password_env: %s is not set", r.PasswordEnv)
-		}
+	o, err := redisOptions(st)
+	if err != nil {
+		return nil, err
 	}
 	return session.NewRedis(o)
+}
+
+// redisOptions reads the state section's Redis server, its password from
+// the environment.
+func redisOptions(st policy.State) (redisclient.Options, error) {
+	r := st.Redis
+	o := redisclient.Options{URL: r.URL, Prefix: r.KeyPrefix, Timeout: r.Timeout}
+	if r.PasswordEnv != "" {
+		if o.Password = os.Getenv(r.PasswordEnv); o.Password == "" {
+			return o, fmt.Errorf("state.redis.password_env: %s is not set", r.PasswordEnv)
+		}
+	}
+	return o, nil
 }
 
 // revokeRequest is the body of POST /sessions/revoke on the admin
