@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -114,25 +113,7 @@ func (g *Egress) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Method = x.Method()
-	if r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body, err := x.SealEgress(ctx, r.Header, r.Body, r.ContentLength)
-		r.Body.Close()
-		if err != nil {
-			refuse(w, r, x, err)
-			return
-		}
-		sealed := x.SealedBody()
-		defer sealed.Close()
-		r.Body, r.ContentLength = sealed, int64(len(body))
-		r.TransferEncoding = nil
-		r.GetBody = func() (io.ReadCloser, error) { return x.SealedBody(), nil }
-	}
-	// Record before sending: no record, no call to the vendor.
-	if err := x.Intend(ctx); err != nil {
-		refuse(w, r, x, err)
-		return
-	}
-	g.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
+	forward(w, r, x, g.rp, egressBody)
 }
 
 // destination is the host an egress call names: its absolute URL's

@@ -145,31 +145,57 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Method = x.Method()
-	if x.TouchesPHI() && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
-		body, err := x.SealRequest(ctx, r.Header, r.Body, r.ContentLength)
+	body := passBody
+	if x.TouchesPHI() {
+		body = sealBody
+	}
+	forward(w, r, x, p.rp, body)
+}
+
+// bodyRule says what forward does with a request's body.
+type bodyRule uint8
+
+const (
+	passBody   bodyRule = iota // forwarded as it is
+	sealBody                   // Exchange.SealRequest
+	egressBody                 // Exchange.SealEgress
+)
+
+// forward rewrites r's body by rule, records the intent, and hands r to
+// rp; a failure of either is refused, and nothing is forwarded.
+func forward(w http.ResponseWriter, r *http.Request, x *engine.Exchange, rp *httputil.ReverseProxy, rule bodyRule) {
+	ctx := r.Context()
+	if rule != passBody && r.Body != nil && r.Body != http.NoBody && r.ContentLength != 0 {
+		var body []byte
+		var err error
+		if rule == sealBody {
+			body, err = x.SealRequest(ctx, r.Header, r.Body, r.ContentLength)
+		} else {
+			body, err = x.SealEgress(ctx, r.Header, r.Body, r.ContentLength)
+		}
 		r.Body.Close()
 		if err != nil {
 			refuse(w, r, x, err)
 			return
 		}
-		// The sealed body is lent by the exchange. The reverse proxy never
-		// closes the body it forwards, and stops every read of it before
-		// ServeHTTP returns; closing the reader after that (defers run
-		// last in, first out: before x.Close) waits for a read in flight
-		// and lets the buffer go back to the pool. A retry's reader
-		// belongs to the transport, which closes it.
+		// The rewritten body is lent by the exchange. The reverse proxy
+		// never closes the body it forwards, and stops every read of it
+		// before ServeHTTP returns; closing the reader after that (defers
+		// run last in, first out: before the caller's x.Close) waits for a
+		// read in flight and lets the buffer go back to the pool. A retry's
+		// reader belongs to the transport, which closes it.
 		sealed := x.SealedBody()
 		defer sealed.Close()
 		r.Body, r.ContentLength = sealed, int64(len(body))
 		r.TransferEncoding = nil
 		r.GetBody = func() (io.ReadCloser, error) { return x.SealedBody(), nil }
 	}
-	// Record before forwarding: no record, no call to the app.
+	// Record before forwarding: no record, no call.
 	if err := x.Intend(ctx); err != nil {
 		refuse(w, r, x, err)
 		return
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
+	rp.ServeHTTP(w, r.WithContext(context.WithValue(ctx, exchangeKey{}, x)))
 }
 
 // requestPath returns the path exactly as the client sent it, escapes included.

@@ -9,7 +9,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -74,14 +73,8 @@ func parseState(s string) (consent.State, error) {
 // recorded on the audit trail.
 func (sc *sidecar) consentHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		answer := func(status int, v any) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(v)
-		}
-		fail := func(status int, msg string) { answer(status, map[string]string{"error": msg}) }
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
+		answer, fail := adminAnswers(w)
+		if !fromLoopback(r) {
 			fail(http.StatusForbidden, "consent is read and changed from the pod itself (loopback) only")
 			return
 		}

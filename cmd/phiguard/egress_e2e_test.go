@@ -236,3 +236,48 @@ func TestConsentAcrossReplicas(t *testing.T) {
 		t.Errorf("registry down: %d %s", status, out)
 	}
 }
+
+// TestConsentHandler: the admin endpoint takes only loopback callers and
+// well-formed changes, answers each refusal with what is wrong, and
+// lists and shows entries by their keyed hash.
+func TestConsentHandler(t *testing.T) {
+	s := newEgressStack(t, "")
+	pol, err := policy.Load(s.base)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := newSidecar(context.Background(), s.base, pol, io.Discard, io.Discard, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	h := sc.consentHandler()
+	const ref = "h1:AVt2dXJ1eV9vbmVfaGFzaF9oZXJo"
+	for _, c := range []struct {
+		name, method, target, remote, body string
+		status                             int
+		msg                                string
+	}{
+		{"from outside the pod", "POST", "/consent", "10.0.0.7:5555", `{"org":"org_a","ref":"` + ref + `","state":"revoked","source":"cli"}`, 403, "loopback"},
+		{"not JSON", "POST", "/consent", "127.0.0.1:5555", `org=org_a`, 400, "JSON object"},
+		{"an unknown member", "POST", "/consent", "127.0.0.1:5555", `{"org":"org_a","number":"+15555550100"}`, 400, "JSON object"},
+		{"an unknown org", "POST", "/consent", "127.0.0.1:5555", `{"org":"org_z","ref":"` + ref + `","state":"revoked","source":"cli"}`, 400, "not listed"},
+		{"a bad state", "POST", "/consent", "127.0.0.1:5555", `{"org":"org_a","ref":"` + ref + `","state":"maybe","source":"cli"}`, 400, "granted or revoked"},
+		{"a number, not its hash", "POST", "/consent", "127.0.0.1:5555", `{"org":"org_a","ref":"+15555550100","state":"revoked","source":"cli"}`, 400, ""},
+		{"no source", "POST", "/consent", "127.0.0.1:5555", `{"org":"org_a","ref":"` + ref + `","state":"revoked"}`, 400, "source"},
+		{"a change", "POST", "/consent", "[::1]:5555", `{"org":"org_a","ref":"` + ref + `","state":"revoked","source":"cli"}`, 200, `"applied":true`},
+		{"one entry", "GET", "/consent?org=org_a&ref=" + ref, "127.0.0.1:5555", "", 200, `"state":"revoked"`},
+		{"the list", "GET", "/consent?org=org_a", "127.0.0.1:5555", "", 200, ref},
+		{"a list of an unknown org", "GET", "/consent?org=org_z", "127.0.0.1:5555", "", 400, "not an organization"},
+		{"a read from outside", "GET", "/consent?org=org_a", "10.0.0.7:5555", "", 403, "loopback"},
+		{"another method", "DELETE", "/consent", "127.0.0.1:5555", "", 405, "GET or POST"},
+	} {
+		req := httptest.NewRequest(c.method, c.target, strings.NewReader(c.body))
+		req.RemoteAddr = c.remote
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != c.status || !strings.Contains(rec.Body.String(), c.msg) || strings.Contains(rec.Body.String(), "5555550100") {
+			t.Errorf("%s: %d %s, want %d %q", c.name, rec.Code, rec.Body, c.status, c.msg)
+		}
+	}
+}

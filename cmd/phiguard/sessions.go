@@ -103,16 +103,8 @@ func revokeAttrs(rv session.Revocation) []string {
 // exec into the pod); a revocation is recorded on the audit trail.
 func (sc *sidecar) revokeHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		answer := func(status int, v any) {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("Cache-Control", "no-store")
-			w.WriteHeader(status)
-			json.NewEncoder(w).Encode(v)
-		}
-		fail := func(status int, msg string) {
-			answer(status, map[string]string{"error": msg})
-		}
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err != nil || !ap.Addr().Unmap().IsLoopback() {
+		answer, fail := adminAnswers(w)
+		if !fromLoopback(r) {
 			fail(http.StatusForbidden, "sessions are revoked from the pod itself (loopback) only")
 			return
 		}
@@ -134,6 +126,25 @@ func (sc *sidecar) revokeHandler() http.Handler {
 		}
 		answer(http.StatusOK, map[string]any{"revoked": req, "at": rv.At.UTC().Format(time.RFC3339Nano)})
 	})
+}
+
+// adminAnswers returns how an admin endpoint answers: a JSON value, or a
+// JSON error; never cached.
+func adminAnswers(w http.ResponseWriter) (answer func(status int, v any), fail func(status int, msg string)) {
+	answer = func(status int, v any) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		json.NewEncoder(w).Encode(v)
+	}
+	return answer, func(status int, msg string) { answer(status, map[string]string{"error": msg}) }
+}
+
+// fromLoopback reports whether r came from the pod itself: the admin
+// endpoints that change state take no other caller.
+func fromLoopback(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	return err == nil && ap.Addr().Unmap().IsLoopback()
 }
 
 // revoke applies rv to the store in force and records it. A revocation
