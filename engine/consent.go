@@ -16,7 +16,7 @@ import (
 // Consent: an inbound SMS that is an opt-out or opt-in keyword updates
 // the registry under the request's org, by the keyed hash of the
 // sender's number; an egress call to a recipient who opted out (or, with
-// require_opt_in, never opted in) is refused before the vendor is
+// require_consent, never opted in) is refused before the vendor is
 // contacted. Numbers never reach a record or a log: only their hashes,
 // which `phiguard audit hash` computes for an investigator.
 
@@ -24,7 +24,7 @@ var (
 	errNoConsent = &refusal.Error{Kind: refusal.Forbidden, Code: "no_consent",
 		Reason: "the recipient has opted out of messages from this organization: nothing was sent"}
 	errNoOptIn = &refusal.Error{Kind: refusal.Forbidden, Code: "no_consent",
-		Reason: "the recipient has not opted in to messages from this organization (require_opt_in): nothing was sent"}
+		Reason: "the recipient has not opted in to messages from this organization (require_consent): nothing was sent"}
 	errConsentNumber = &refusal.Error{Kind: refusal.Forbidden, Code: "no_consent",
 		Reason: "the recipient is not a phone number whose consent can be checked: nothing was sent"}
 	errConsentOrg = &refusal.Error{Kind: refusal.Forbidden, Code: "no_consent",
@@ -121,7 +121,7 @@ func consentAction(s consent.State) string {
 
 // checkConsent refuses an egress call whose recipient, in the body the
 // vendor would get, opted out of the org's messages (or never opted in,
-// with require_opt_in).
+// with require_consent).
 func (x *Exchange) checkConsent(ctx context.Context, kind bodyKind, out []byte) error {
 	rule := x.egress.rule
 	vals, err := capture(kind, out, []policy.Selector{*rule.ConsentTo})
@@ -154,7 +154,7 @@ func (x *Exchange) checkConsent(ctx context.Context, kind bodyKind, out []byte) 
 	switch {
 	case e.State == consent.Revoked:
 		return errNoConsent
-	case e.State != consent.Granted && rule.RequireOptIn:
+	case e.State != consent.Granted && rule.RequireConsent:
 		return errNoOptIn
 	}
 	return nil

@@ -35,10 +35,10 @@ type ConsentCheck struct {
 	// To is the recipient's number: form:To for Twilio. Required. A call
 	// whose recipient opted out is refused (403 no_consent).
 	To string `yaml:"to"`
-	// RequireOptIn refuses a recipient who never opted in as well
+	// RequireConsent refuses a recipient who never opted in as well
 	// (explicit consent before any PHI is texted). Default false: only
 	// an opt-out refuses.
-	RequireOptIn bool `yaml:"require_opt_in"`
+	RequireConsent bool `yaml:"require_consent"`
 }
 
 func (p *Policy) compileConsent(ps *problems) {
@@ -90,7 +90,7 @@ func (p *Policy) compileConsentCheck(ps *problems, path string, c ConsentCheck, 
 	if ok {
 		rule.ConsentTo = &to
 	}
-	rule.RequireOptIn = c.RequireOptIn
+	rule.RequireConsent = c.RequireConsent
 	p.usesConsent = true
 }
 

@@ -144,9 +144,9 @@ type EgressRule struct {
 	// EncryptResponse are the vendor's answer's values to seal.
 	EncryptResponse []Selector
 	// ConsentTo is where the recipient's number is; nil: no consent
-	// check. RequireOptIn refuses numbers that never opted in too.
-	ConsentTo    *Selector
-	RequireOptIn bool
+	// check. RequireConsent refuses numbers that never opted in too.
+	ConsentTo      *Selector
+	RequireConsent bool
 }
 
 // MatchEgress finds the first egress route that takes a request to host

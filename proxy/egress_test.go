@@ -37,7 +37,7 @@ egress_routes:
     baa: true
     orgs: [org_a]
     decrypt_request: ["form:Body"]
-    consent: {to: "form:To", require_opt_in: true}
+    consent: {to: "form:To", require_consent: true}
   - name: carrier-json
     host: api.carrier.test
     match: {methods: [POST], path: "/v2/messages"}
@@ -430,7 +430,7 @@ func (r *egressRig) sms(path, to, body string) (*http.Response, []byte) {
 // TestConsent: a patient's STOP, received on the carrier's signed
 // webhook, blocks the next SMS to that number (403 no_consent, the
 // carrier never contacted) while the app still gets the message; START
-// lifts it. A route with require_opt_in refuses a number that never
+// lifts it. A route with require_consent refuses a number that never
 // opted in. A forged STOP changes nothing. Records name the number only
 // by its keyed hash.
 func TestConsent(t *testing.T) {

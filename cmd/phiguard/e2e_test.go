@@ -27,6 +27,13 @@ import (
 
 const phi = "CANARY-PHI-e2e-Biopsy"
 
+// The secrets of the demo policy's carrier webhook: the carrier's, and
+// the one phiguard shares with the app.
+const (
+	demoCarrierToken  = "carrier-auth-token-0123456789abcdef"
+	demoWebhookSecret = "shared-with-the-app-0123456789abcd"
+)
+
 // stack is the demo app behind phiguard, wired exactly as `phiguard serve` wires it.
 type stack struct {
 	dir      string
@@ -70,8 +77,8 @@ func startStackWith(t *testing.T, h2cUpstream bool, edit func([]byte) []byte) *s
 	s.writeIdentities(t)
 	// The demo policy's carrier webhook and egress listener need their
 	// secrets and the CA of the vendors' certificates.
-	t.Setenv("TWILIO_AUTH_TOKEN", "carrier-auth-token-0123456789abcdef")
-	t.Setenv("PHIGUARD_WEBHOOK_SECRET", "shared-with-the-app-0123456789abcd")
+	t.Setenv("TWILIO_AUTH_TOKEN", demoCarrierToken)
+	t.Setenv("PHIGUARD_WEBHOOK_SECRET", demoWebhookSecret)
 	ca, err := testca.New()
 	if err != nil {
 		t.Fatal(err)
@@ -86,6 +93,7 @@ func startStackWith(t *testing.T, h2cUpstream bool, edit func([]byte) []byte) *s
 		t.Fatal(err)
 	}
 	a.AccessLog = s.appLog
+	a.WebhookSecret = []byte(demoWebhookSecret)
 	appLn := listen(t)
 	appSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.appHits.Add(1)

@@ -3,15 +3,20 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha1"
 	"crypto/tls"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -280,4 +285,44 @@ func TestConsentHandler(t *testing.T) {
 			t.Errorf("%s: %d %s, want %d %q", c.name, rec.Code, rec.Body, c.status, c.msg)
 		}
 	}
+}
+
+// TestSignedWebhookReadBack: a patient's SMS on the carrier's signed
+// webhook is checked by phiguard, stored encrypted by the real app, which
+// checks phiguard's re-signature, and read back in plaintext by an agent;
+// the same body posted to the app without phiguard's signature is
+// refused by the app itself.
+func TestSignedWebhookReadBack(t *testing.T) {
+	s := startStack(t, false)
+	const path = "/webhooks/sms/org_a"
+	form := url.Values{"From": {"+15555550123"}, "Body": {phi + " the rash is spreading"}, "To": {"+15555550000"}}
+	sig := twilioSignature(demoCarrierToken, "https://hooks.clinic.example"+path, form)
+	if code, body := s.do(t, "POST", s.proxyURL+path, "", "application/x-www-form-urlencoded", []byte(form.Encode()), "X-Twilio-Signature", sig); code/100 != 2 {
+		t.Fatalf("signed webhook: %d %s", code, body)
+	}
+	if store := s.read(t, "store.json"); bytes.Contains(store, []byte(phi)) || !bytes.Contains(store, []byte(`"body": "ephi:v1:org_a:`)) && !bytes.Contains(store, []byte(`"body":"ephi:v1:org_a:`)) {
+		t.Errorf("the app stored:\n%s", store)
+	}
+	code, body := s.do(t, "GET", s.proxyURL+"/api/v1/inbound", "alice", "", nil)
+	if code != 200 || !bytes.Contains(body, []byte(phi+" the rash is spreading")) || !bytes.Contains(body, []byte("+15555550123")) {
+		t.Errorf("read back: %d %s", code, body)
+	}
+	if code, body := s.do(t, "POST", s.appURL+path, "", "application/x-www-form-urlencoded", []byte(form.Encode()), "X-Twilio-Signature", sig); code != 401 {
+		t.Errorf("straight to the app, unsigned by phiguard: %d %s", code, body)
+	}
+}
+
+// twilioSignature signs as Twilio does: base64 HMAC-SHA1 of the URL and
+// each parameter's name and values, names sorted.
+func twilioSignature(token, u string, form url.Values) string {
+	names := slices.Sorted(maps.Keys(form))
+	data := u
+	for _, k := range names {
+		for _, v := range slices.Sorted(slices.Values(form[k])) {
+			data += k + v
+		}
+	}
+	m := hmac.New(sha1.New, []byte(token))
+	m.Write([]byte(data))
+	return base64.StdEncoding.EncodeToString(m.Sum(nil))
 }

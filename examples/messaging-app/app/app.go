@@ -125,6 +125,7 @@ func New(path string) (*App, error) {
 	a.mux.HandleFunc("GET /api/v1/conversations/{id}/messages", a.listMessages)
 	a.mux.HandleFunc("POST /api/v1/conversations/{id}/notify", a.notify)
 	a.mux.HandleFunc("POST /webhooks/sms/{org}", a.inboundSMS)
+	a.mux.HandleFunc("GET /api/v1/inbound", a.listInbound)
 	a.mux.HandleFunc("GET /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/messages/search", a.searchMessages)
 	a.mux.HandleFunc("POST /api/v1/tokens", a.createToken)

@@ -69,6 +69,21 @@ func (a *App) inboundSMS(w http.ResponseWriter, r *http.Request) {
 	}, nil)
 }
 
+// listInbound answers the patients' SMS of the caller's org (phiguard's
+// X-Phiguard-Org), newest last.
+func (a *App) listInbound(w http.ResponseWriter, r *http.Request) {
+	org := r.Header.Get("X-Phiguard-Org")
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := []Inbound{}
+	for _, in := range a.store.Inbound {
+		if in.Org == org {
+			out = append(out, in)
+		}
+	}
+	reply(w, 200, map[string]any{"data": out})
+}
+
 // VerifySignature checks an X-Phiguard-Signature value: t=UNIX,v1=HEX
 // over method, target (path and query as received) and body, under
 // secret, signed within SignatureMaxAge of now.
