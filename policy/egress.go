@@ -192,12 +192,7 @@ func (p *Policy) compileEgress(ps *problems, dir string) {
 	}
 	for i := range f.EgressRoutes {
 		r := p.compileEgressRoute(ps, i)
-		for _, earlier := range p.EgressRoutes {
-			if earlier.Egress.Host == r.Egress.Host && earlier.Path.text == r.Path.text && sameMethods(earlier.Methods, r.Methods) {
-				ps.add(fmt.Sprintf("egress_routes[%d].match", i), "never matches: egress_routes[%d] (%s) takes the same requests first", earlier.Index, earlier.Name)
-				break
-			}
-		}
+		checkShadow(ps, fmt.Sprintf("egress_routes[%d].match", i), "egress_routes", p.EgressRoutes, r, f.CaseSensitivePaths)
 		p.EgressRoutes = append(p.EgressRoutes, r)
 	}
 }

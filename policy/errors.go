@@ -13,7 +13,13 @@ type Problem struct {
 	Col  int
 	// Path is the key path, e.g. routes[3].encrypt_request[1].
 	Path string
-	Msg  string
+	// Route is the name of the route (or egress route) Path lies in, if
+	// it has one: "routes[6]" alone says little in a long policy.
+	Route string
+	Msg   string
+	// Warning: the policy loads, but probably does not do what its
+	// author meant.
+	Warning bool
 }
 
 func (p Problem) String() string {
@@ -26,8 +32,14 @@ func (p Problem) String() string {
 		}
 	}
 	b.WriteString(": ")
+	if p.Warning {
+		b.WriteString("warning: ")
+	}
 	if p.Path != "" {
 		b.WriteString(p.Path)
+		if p.Route != "" {
+			fmt.Fprintf(&b, " (route %s)", p.Route)
+		}
 		b.WriteString(": ")
 	}
 	b.WriteString(p.Msg)
@@ -56,11 +68,30 @@ type problems struct {
 	file       string
 	pos        map[string]position
 	list       []Problem
+	warnings   []Problem
 	suppressed []string
+	// routes names the routes by their key path (routes[3],
+	// egress_routes[0]), for Problem.Route.
+	routes map[string]string
 }
 
 func (ps *problems) at(line, col int, path, format string, args ...any) {
-	ps.list = append(ps.list, Problem{File: ps.file, Line: line, Col: col, Path: path, Msg: fmt.Sprintf(format, args...)})
+	ps.list = append(ps.list, Problem{File: ps.file, Line: line, Col: col, Path: path, Route: ps.routeOf(path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// warn records a warning at path, located as add locates problems.
+func (ps *problems) warn(path, format string, args ...any) {
+	p := ps.locate(path)
+	ps.warnings = append(ps.warnings, Problem{File: ps.file, Line: p.line, Col: p.col, Path: path, Route: ps.routeOf(path), Msg: fmt.Sprintf(format, args...), Warning: true})
+}
+
+// routeOf names the route path lies in; "" for none, or one without a name.
+func (ps *problems) routeOf(path string) string {
+	end := strings.IndexByte(path, ']')
+	if end < 0 || !strings.HasPrefix(path, "routes[") && !strings.HasPrefix(path, "egress_routes[") {
+		return ""
+	}
+	return ps.routes[path[:end+1]]
 }
 
 // suppressDecoded marks the paths that have problems so far: later
@@ -116,12 +147,16 @@ func (ps *problems) err() error {
 	if len(ps.list) == 0 {
 		return nil
 	}
-	sort.SliceStable(ps.list, func(i, j int) bool {
-		a, b := ps.list[i], ps.list[j]
+	inFileOrder(ps.list)
+	return &LoadError{Problems: ps.list}
+}
+
+func inFileOrder(list []Problem) {
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
 		if a.Line != b.Line {
 			return a.Line < b.Line
 		}
 		return a.Col < b.Col
 	})
-	return &LoadError{Problems: ps.list}
 }

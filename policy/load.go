@@ -77,6 +77,10 @@ type Policy struct {
 	SHA256 string
 	// Search is the compiled search section.
 	Search SearchSettings
+	// Warnings are what the policy probably does not mean, though it
+	// loads (a route that decrypts for every role): check prints them,
+	// serve logs them.
+	Warnings []Problem
 	// Keywords are the consent section's opt-out and opt-in keywords.
 	Keywords consent.Keywords
 
@@ -182,11 +186,23 @@ func Parse(name string, data []byte) (*Policy, error) {
 				msg = tail
 			}
 		}
-		ps.at(line, 0, "", "%s", strings.TrimPrefix(msg, "yaml: "))
+		msg = strings.TrimPrefix(msg, "yaml: ")
+		l, col, hint := yamlSyntax(data, line, msg)
+		if hint != "" {
+			msg += ": " + hint
+		}
+		ps.at(l, col, "", "%s", msg)
 		return nil, ps.err()
 	}
 	var f File
 	(&decoder{ps: ps}).decode(root, "", reflect.ValueOf(&f).Elem())
+	ps.routes = map[string]string{}
+	for i, r := range f.Routes {
+		ps.routes[fmt.Sprintf("routes[%d]", i)] = r.Name
+	}
+	for i, r := range f.EgressRoutes {
+		ps.routes[fmt.Sprintf("egress_routes[%d]", i)] = r.Name
+	}
 	// Validation runs even after decode problems, so one run reports them
 	// all; it stays quiet about paths whose value could not be decoded.
 	ps.suppressDecoded()
@@ -195,6 +211,8 @@ func Parse(name string, data []byte) (*Policy, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
+	inFileOrder(ps.warnings)
+	p.Warnings = ps.warnings
 	return p, nil
 }
 
@@ -281,12 +299,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 			ps.add(fmt.Sprintf("routes[%d].name", i), "duplicate route name %q (also %s)", r.Name, prev)
 		}
 		names[r.Name] = fmt.Sprintf("routes[%d]", i)
-		for _, earlier := range p.Routes {
-			if earlier.Path.text == r.Path.text && sameMethods(earlier.Methods, r.Methods) && r.Path.text != "" {
-				ps.add(fmt.Sprintf("routes[%d].match", i), "never matches: routes[%d] (%s) takes the same requests first", earlier.Index, earlier.Name)
-				break
-			}
-		}
+		checkShadow(ps, fmt.Sprintf("routes[%d].match", i), "routes", p.Routes, r, f.CaseSensitivePaths)
 		p.Routes = append(p.Routes, r)
 		if slices.ContainsFunc(r.SearchRequest, func(s Selector) bool { return s.Query }) {
 			p.querySearch = append(p.querySearch, r)
@@ -751,7 +764,14 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 		r.RecordRequest, r.RecordRequestNames = compileRecord(ps, base+".record.request", rc.Record.Request)
 		r.RecordResponse, r.RecordResponseNames = compileRecord(ps, base+".record.response", rc.Record.Response)
 	}
-	r.Readers = roleSet(ps, base+".readers", rc.Readers)
+	if len(rc.Readers) == 1 && rc.Readers[0] == AnyRole {
+		// Every role, said on purpose.
+	} else {
+		r.Readers = roleSet(ps, base+".readers", rc.Readers)
+		if len(rc.Readers) == 0 && len(r.DecryptResponse) > 0 && r.AuthRequired && rc.Deny == "" {
+			ps.warn(base+".decrypt_response", "no readers: every caller of the org reads plaintext, whatever its role; list the roles that may (readers: [agent]), or write readers: [\"*\"] to mean every role")
+		}
+	}
 	r.AllowRoles = roleSet(ps, base+".allow_roles", rc.AllowRoles)
 	r.BreakGlass = roleSet(ps, base+".break_glass", rc.BreakGlass)
 	if len(r.BreakGlass) > 0 && (len(r.DecryptResponse) == 0 || !r.AuthRequired) {
@@ -825,11 +845,19 @@ func compileRecord(ps *problems, path string, fields []RecordField) ([]Selector,
 }
 
 // roleSet compiles a list of roles; nil for none.
+// AnyRole, alone in readers, says on purpose that every role of the org
+// reads plaintext.
+const AnyRole = "*"
+
 func roleSet(ps *problems, path string, roles []string) map[string]bool {
 	var set map[string]bool
 	for j, role := range roles {
 		if role == "" {
 			ps.add(fmt.Sprintf("%s[%d]", path, j), "empty role")
+			continue
+		}
+		if role == AnyRole {
+			ps.add(fmt.Sprintf("%s[%d]", path, j), "\"*\" means every role; it stands alone, in readers only")
 			continue
 		}
 		if set == nil {
@@ -918,12 +946,39 @@ func (p *Policy) crossCheck(ps *problems) {
 	}
 }
 
-func sameMethods(a, b map[string]bool) bool {
-	if len(a) != len(b) {
+// checkShadow reports r when a route before it takes every request it
+// would. The same path shape (parameter names aside) is an error: one of
+// the two is a mistake. A broader path before it (a ** deny for a
+// maintenance window) may be meant, and is a warning.
+func checkShadow(ps *problems, path, list string, earlier []*Route, r *Route, caseSensitive bool) {
+	if r.Path.text == "" {
+		return
+	}
+	for _, e := range earlier {
+		if e.Path.text == "" || e.Egress != nil && e.Egress.Host != r.Egress.Host || !e.shadows(r, caseSensitive) {
+			continue
+		}
+		if r.Path.covers(e.Path, caseSensitive) {
+			ps.add(path, "never matches: %s[%d] (%s) takes the same requests first (the same path, whatever its parameters are called)", list, e.Index, e.Name)
+		} else {
+			ps.warn(path, "never matches while %s[%d] (%s), whose path takes every request of this one, comes first", list, e.Index, e.Name)
+		}
+		return
+	}
+}
+
+// shadows reports whether r, placed before later, takes every request
+// later would: its path covers later's whatever the parameters are
+// called, and it takes every method later takes.
+func (r *Route) shadows(later *Route, caseSensitive bool) bool {
+	if !r.Path.covers(later.Path, caseSensitive) {
 		return false
 	}
-	for m := range a {
-		if !b[m] {
+	if later.Methods == nil {
+		return r.Methods == nil
+	}
+	for m := range later.Methods {
+		if !r.takesMethod(m) {
 			return false
 		}
 	}

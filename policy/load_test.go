@@ -14,7 +14,8 @@ var update = flag.Bool("update", false, "rewrite the expected messages of testda
 const caseSeparator = "-----\n"
 
 // TestLoadCases runs every testdata/load case: a policy, a separator line,
-// then the exact messages Parse must report (nothing for a valid policy).
+// then the exact messages Parse must report: its problems, or, for a
+// policy that loads, its warnings (nothing for a clean one).
 func TestLoadCases(t *testing.T) {
 	files, err := filepath.Glob("testdata/load/*.txt")
 	if err != nil || len(files) == 0 {
@@ -31,12 +32,16 @@ func TestLoadCases(t *testing.T) {
 				t.Fatalf("%s has no %q separator", file, caseSeparator)
 			}
 			got := ""
-			if _, err := Parse("policy.yaml", []byte(input)); err != nil {
+			if p, err := Parse("policy.yaml", []byte(input)); err != nil {
 				var le *LoadError
 				if !errors.As(err, &le) {
 					t.Fatalf("Parse returned %T, want *LoadError: %v", err, err)
 				}
 				got = err.Error() + "\n"
+			} else {
+				for _, w := range p.Warnings {
+					got += w.String() + "\n"
+				}
 			}
 			if *update {
 				if err := os.WriteFile(file, []byte(input+caseSeparator+got), 0o644); err != nil {

@@ -74,7 +74,7 @@ func TestSelectorListLimit(t *testing.T) {
 		t.Errorf("%d selectors: %v", MaxSelectors, err)
 	}
 	_, err := Parse("p.yaml", []byte(src(MaxSelectors+1)))
-	if err == nil || !strings.Contains(err.Error(), "routes[0].encrypt_request: 65 selectors; at most 64 per list") {
+	if err == nil || !strings.Contains(err.Error(), "routes[0].encrypt_request (route r): 65 selectors; at most 64 per list") {
 		t.Errorf("%d selectors: %v", MaxSelectors+1, err)
 	}
 }

@@ -83,6 +83,9 @@ func ParseSelector(text string) (Selector, error) {
 	if !strings.HasPrefix(text, "$") {
 		return Selector{}, fmt.Errorf("unknown selector syntax %q: start with $ (JSON) or form: (form fields)", text)
 	}
+	if name, fixed, ok := paramStep(text); ok {
+		return Selector{}, fmt.Errorf("selector %q: {%s} is matched as a literal key, never as the path parameter: for an object keyed by ids (a map-keyed collection) write %q", text, name, fixed)
+	}
 	p := selectorParser{src: text, i: 1}
 	var steps []Step
 	for p.i < len(p.src) {
@@ -206,4 +209,37 @@ func (p *selectorParser) bracket() (Step, error) {
 		return Step{}, fmt.Errorf("quoted name must be non-empty UTF-8")
 	}
 	return Step{Kind: StepChild, Name: name}, nil
+}
+
+// paramStep finds a step that names a path parameter, {name}, in any
+// notation (.{name}, [{name}], ['{name}'], ["{name}"]): selectors match
+// keys as written, so it would match only a key spelled "{name}". It
+// returns the name and the selector with each such step written * (the
+// map-keyed collection it is meant for).
+func paramStep(text string) (name, fixed string, ok bool) {
+	forms := []struct{ open, close string }{{"['{", "}']"}, {`["{`, `}"]`}, {"[{", "}]"}, {".{", "}"}}
+	fixed = text
+	for {
+		at, which, end := -1, 0, 0
+		for k, f := range forms {
+			i := strings.Index(fixed, f.open)
+			if i < 0 || at >= 0 && i >= at {
+				continue
+			}
+			rest := fixed[i+len(f.open):]
+			j := strings.Index(rest, f.close)
+			if j < 0 || !isIdent(rest[:j]) {
+				continue
+			}
+			at, which, end = i, k, i+len(f.open)+j
+		}
+		if at < 0 {
+			return name, fixed, ok
+		}
+		if name == "" {
+			name = fixed[at+len(forms[which].open) : end]
+		}
+		fixed = fixed[:at] + ".*" + fixed[end+len(forms[which].close):]
+		ok = true
+	}
 }

@@ -70,6 +70,9 @@ func parseTemplate(s string) (Template, error) {
 				return Template{}, fmt.Errorf("path %q: ** may only be the last segment", s)
 			}
 			t.segs = append(t.segs, segment{kind: segRest})
+		case strings.HasPrefix(part, "{") && strings.HasSuffix(part, "}") && strings.ContainsAny(part, ":=,"):
+			name, _, _ := strings.Cut(part[1:], ":")
+			return Template{}, fmt.Errorf("path %q: a parameter takes no pattern; write {%s}", s, strings.TrimRight(name, "=,}"))
 		case strings.HasPrefix(part, "{") && strings.HasSuffix(part, "}"):
 			name := part[1 : len(part)-1]
 			if !isIdent(name) {
@@ -82,12 +85,43 @@ func parseTemplate(s string) (Template, error) {
 			t.segs = append(t.segs, segment{kind: segParam, text: name})
 			t.params++
 		case strings.ContainsAny(part, "{}*"):
+			if part == "*" {
+				return Template{}, fmt.Errorf("path %q: '*' is not a segment here; write {name} for one segment, or ** as the last segment for any rest", s)
+			}
 			return Template{}, fmt.Errorf("path %q: segment %q mixes text with {, } or *; a parameter or ** is a whole segment", s, part)
+		case foreignParam(part) != "":
+			return Template{}, fmt.Errorf("path %q: %s", s, foreignParam(part))
 		default:
 			t.segs = append(t.segs, segment{kind: segLiteral, text: part})
 		}
 	}
 	return t, nil
+}
+
+// foreignParam recognises a path parameter written in another
+// framework's syntax, which phiguard would match as literal text (and so
+// never), and says how to write it; "" for a plain literal.
+func foreignParam(part string) string {
+	switch {
+	case len(part) > 1 && part[0] == ':' && isIdent(strings.TrimSuffix(part[1:], "?")):
+		return fmt.Sprintf("%q is Express-style (a literal here, which no request matches); write {%s}", part, strings.TrimSuffix(part[1:], "?"))
+	case len(part) > 2 && part[0] == '<' && part[len(part)-1] == '>':
+		name := part[1 : len(part)-1]
+		if _, after, ok := strings.Cut(name, ":"); ok {
+			name = after
+		}
+		if name == "path" || strings.HasPrefix(part, "<path:") {
+			return fmt.Sprintf("%q is Flask-style; write ** as the last segment for any rest", part)
+		}
+		return fmt.Sprintf("%q is Flask-style (a literal here, which no request matches); write {%s}", part, name)
+	case strings.HasPrefix(part, "[...") && strings.HasSuffix(part, "]"), strings.HasPrefix(part, "[[...") && strings.HasSuffix(part, "]]"):
+		return fmt.Sprintf("%q is a Next.js catch-all; write ** as the last segment", part)
+	case len(part) > 2 && part[0] == '[' && part[len(part)-1] == ']' && isIdent(part[1:len(part)-1]):
+		return fmt.Sprintf("%q is Next.js-style (a literal here, which no request matches); write {%s}", part, part[1:len(part)-1])
+	case len(part) > 1 && part[0] == '$' && isIdent(part[1:]):
+		return fmt.Sprintf("%q looks like a variable (a literal here, which no request matches); write {%s}", part, part[1:])
+	}
+	return ""
 }
 
 func isIdent(s string) bool {
@@ -160,3 +194,24 @@ func (t Template) matches(segs []string, caseSensitive bool) bool {
 }
 
 func (t Template) String() string { return t.text }
+
+// covers reports whether t matches every path u matches: a route with t
+// placed before one with u takes all of u's requests, whatever the
+// parameters are called.
+func (t Template) covers(u Template, caseSensitive bool) bool {
+	for i, s := range t.segs {
+		if s.kind == segRest {
+			return true
+		}
+		if i >= len(u.segs) {
+			return false
+		}
+		switch o := u.segs[i]; {
+		case o.kind == segRest:
+			return false
+		case s.kind == segLiteral && (o.kind != segLiteral || caseSensitive && o.text != s.text || !caseSensitive && !strings.EqualFold(o.text, s.text)):
+			return false
+		}
+	}
+	return len(u.segs) == len(t.segs)
+}

@@ -27,7 +27,7 @@ func TestCheck(t *testing.T) {
 	if err == nil || exitCode(err) != 1 {
 		t.Fatalf("check of a bad policy: err %v", err)
 	}
-	for _, want := range []string{bad + ":2:33: ingress.listn: unknown key", bad + ":6:23: routes[0].encrypt_request[0]: unknown selector syntax", "3 problem(s)", ":1:1: identity: routes need a caller"} {
+	for _, want := range []string{bad + ":2:33: ingress.listn: unknown key", bad + ":6:23: routes[0].encrypt_request[0] (route a): unknown selector syntax", "3 problem(s)", ":1:1: identity: routes need a caller"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, stderr)
 		}

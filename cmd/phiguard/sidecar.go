@@ -150,10 +150,19 @@ func newSidecar(ctx context.Context, path string, pol *policy.Policy, stdout, st
 		}
 	}
 	sc.runJWKS(v)
+	logWarnings(log, pol)
 	sc.pol.Store(pol)
 	sc.metrics.SetPolicy(pol)
 	sc.ready.Store(true)
 	return sc, nil
+}
+
+// logWarnings logs what pol probably does not mean (phiguard check
+// prints the same).
+func logWarnings(log *slog.Logger, pol *policy.Policy) {
+	for _, w := range pol.Warnings {
+		log.Warn("policy warning", "at", fmt.Sprintf("%s:%d:%d", w.File, w.Line, w.Col), "path", w.Path, "route", w.Route, "warning", w.Msg)
+	}
 }
 
 // parts loads the keyring and reads the JWKS that pol names. A nil
@@ -512,6 +521,7 @@ func (sc *sidecar) reload(ctx context.Context, cause string, onlyChanged bool) e
 	sc.pol.Store(next)
 	sc.seen, sc.lastFailure = digest, ""
 	sc.log.Info("policy reloaded", "cause", cause, "sha256", next.SHA256, "routes", len(next.Routes), "restart_required", restart)
+	logWarnings(sc.log, next)
 	if len(restart) > 0 {
 		sc.log.Warn("policy changes that take effect only after a restart; the running values stay", "keys", restart)
 	}
