@@ -52,6 +52,12 @@ type File struct {
 	// Orgs lists the organizations whose PHI phiguard protects. A route
 	// with field actions refuses callers of any other organization.
 	Orgs []Org `yaml:"orgs"`
+	// Fields names lists of selectors that routes reuse: a name written
+	// where a selector goes (encrypt_request, decrypt_response,
+	// decrypt_request, drop_request, encrypt_response, dlp.fields) stands
+	// for the set's selectors. Each set is checked once, where it is
+	// defined: fields: {message_fields: ["$.message", "$.props.attachments[*].text"]}.
+	Fields FieldSets `yaml:"fields"`
 	// Routes are matched in file order; the first match wins.
 	Routes []RouteConfig `yaml:"routes"`
 	// Consent configures the SMS consent registry (opt-out and opt-in

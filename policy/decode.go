@@ -23,6 +23,7 @@ type decoder struct {
 var (
 	durationType        = reflect.TypeOf(time.Duration(0))
 	fieldType           = reflect.TypeOf(Field{})
+	fieldSetsType       = reflect.TypeOf(FieldSets{})
 	timeType            = reflect.TypeOf(time.Time{})
 	textUnmarshalerType = reflect.TypeOf((*encoding.TextUnmarshaler)(nil)).Elem()
 )
@@ -47,6 +48,10 @@ func (d *decoder) decode(n *yaml.Node, path string, v reflect.Value) {
 		if s, ok := d.scalar(n, path, "!!str", "a selector, or a mapping with field:"); ok {
 			v.Set(reflect.ValueOf(Field{Field: s}))
 		}
+		return
+	}
+	if v.Type() == fieldSetsType {
+		d.fieldSets(n, path, v.Addr().Interface().(*FieldSets))
 		return
 	}
 	if v.Type() == durationType {

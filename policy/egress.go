@@ -238,7 +238,7 @@ func (p *Policy) compileEgressRoute(ps *problems, i int) *Route {
 	} else {
 		rule.BAA = *rc.BAA
 	}
-	rule.Decrypt = compileSelectors(ps, base+".decrypt_request", rc.DecryptRequest)
+	rule.Decrypt = p.compileSelectors(ps, base+".decrypt_request", rc.DecryptRequest)
 	if len(rule.Decrypt) > 0 && !rule.BAA {
 		ps.add(base+".decrypt_request", "decrypt_request hands plaintext PHI to the vendor: only a vendor under a BAA may get it (baa: true)")
 	}
@@ -264,23 +264,23 @@ func (p *Policy) compileEgressRoute(ps *problems, i int) *Route {
 			ps.add(fmt.Sprintf("%s.replace_request[%d].text", base, j), "required: the fixed text the vendor gets instead")
 		}
 	}
-	rule.Replace = compileFields(ps, base+".replace_request", fields, false)
+	rule.Replace = p.compileReplacements(ps, base+".replace_request", fields)
 	if len(rule.Replace) == len(rc.ReplaceRequest) {
 		for _, rp := range rc.ReplaceRequest {
 			rule.ReplaceText = append(rule.ReplaceText, rp.Text)
 		}
 	}
-	rule.Drop = compileSelectors(ps, base+".drop_request", rc.DropRequest)
+	rule.Drop = p.compileSelectors(ps, base+".drop_request", rc.DropRequest)
 	checkOverlap(ps, base, "decrypt_request", rule.Decrypt, "replace_request", rule.Replace)
 	checkOverlap(ps, base, "decrypt_request", rule.Decrypt, "drop_request", rule.Drop)
 	checkOverlap(ps, base, "replace_request", rule.Replace, "drop_request", rule.Drop)
 	if rc.DLP != nil {
 		p.compileDLP(ps, base+".dlp", *rc.DLP, rule)
 	}
-	rule.EncryptResponse = compileSelectors(ps, base+".encrypt_response", rc.EncryptResponse)
-	for j, s := range rule.EncryptResponse {
+	rule.EncryptResponse = p.compileSelectors(ps, base+".encrypt_response", rc.EncryptResponse)
+	for _, s := range rule.EncryptResponse {
 		if s.Form {
-			ps.add(fmt.Sprintf("%s.encrypt_response[%d]", base, j), "form selectors apply to request bodies; answers are JSON")
+			ps.add(s.at, "form selectors apply to request bodies; answers are JSON")
 		}
 	}
 	if rc.Consent != nil {
@@ -293,12 +293,24 @@ func (p *Policy) compileEgressRoute(ps *problems, i int) *Route {
 // which would apply first is not something a reader should have to know.
 func checkOverlap(ps *problems, base, an string, a []Selector, bn string, b []Selector) {
 	for _, s := range a {
-		for j, t := range b {
+		for _, t := range b {
 			if s.Text == t.Text {
-				ps.add(fmt.Sprintf("%s.%s[%d]", base, bn, j), "%q is also under %s: one action per field", t.Text, an)
+				ps.add(t.at, "%q is also under %s: one action per field", t.Text, an)
 			}
 		}
 	}
+}
+
+// compileReplacements compiles replace_request's selectors: each has its
+// own text, so none names a field set.
+func (p *Policy) compileReplacements(ps *problems, path string, fields []Field) []Selector {
+	for j, f := range fields {
+		if isFieldSetName(f.Field) {
+			ps.add(fmt.Sprintf("%s[%d].field", path, j), "each replacement has its own text: name a selector, not a field set")
+			return nil
+		}
+	}
+	return p.compileFields(ps, path, fields, false)
 }
 
 func (p *Policy) compileDLP(ps *problems, path string, c DLP, rule *EgressRule) {
@@ -315,7 +327,7 @@ func (p *Policy) compileDLP(ps *problems, path string, c DLP, rule *EgressRule) 
 	if len(c.Fields) == 0 {
 		ps.add(path+".fields", "required: the selectors whose values are scanned")
 	}
-	rule.DLPFields = compileSelectors(ps, path+".fields", c.Fields)
+	rule.DLPFields = p.compileSelectors(ps, path+".fields", c.Fields)
 	if len(c.Detectors) == 0 {
 		return
 	}

@@ -101,6 +101,10 @@ type Policy struct {
 	index       routeIndex
 	// usesConsent: a route reads or checks consent.
 	usesConsent bool
+	// fieldSets are the valid sets of fields:, by name; fieldSetUsed
+	// marks those a route names.
+	fieldSets    map[string][]Field
+	fieldSetUsed map[string]bool
 }
 
 // Route is a compiled route.
@@ -292,6 +296,7 @@ func (p *Policy) compile(ps *problems, dir string) {
 	}
 	p.compileState(ps)
 	p.compileConsent(ps)
+	p.compileFieldSets(ps)
 	names := map[string]string{} // route name → where it is defined
 	for i := range f.Routes {
 		r := p.compileRoute(ps, i)
@@ -749,12 +754,12 @@ func (p *Policy) compileRoute(ps *problems, i int) *Route {
 	default:
 		ps.add(base+".auth", "want required or none, got %q", rc.Auth)
 	}
-	r.EncryptRequest = compileFields(ps, base+".encrypt_request", rc.EncryptRequest, false)
-	r.SearchRequest = compileFields(ps, base+".search_request", rc.SearchRequest, true)
-	r.DecryptResponse = compileSelectors(ps, base+".decrypt_response", rc.DecryptResponse)
-	for j, s := range r.DecryptResponse {
+	r.EncryptRequest = p.compileFields(ps, base+".encrypt_request", rc.EncryptRequest, false)
+	r.SearchRequest = p.compileFields(ps, base+".search_request", rc.SearchRequest, true)
+	r.DecryptResponse = p.compileSelectors(ps, base+".decrypt_response", rc.DecryptResponse)
+	for _, s := range r.DecryptResponse {
 		if s.Form {
-			ps.add(fmt.Sprintf("%s.decrypt_response[%d]", base, j), "form selectors apply to request bodies; responses are JSON")
+			ps.add(s.at, "form selectors apply to request bodies; responses are JSON")
 		}
 	}
 	if rc.VerifySignature != nil {
@@ -900,12 +905,12 @@ func compileOrgFrom(ps *problems, path string, of OrgFrom, r *Route) OrgSource {
 // value (coverage).
 const MaxSelectors = 64
 
-func compileSelectors(ps *problems, path string, texts []string) []Selector {
+func (p *Policy) compileSelectors(ps *problems, path string, texts []string) []Selector {
 	fields := make([]Field, len(texts))
 	for j, text := range texts {
 		fields[j] = Field{Field: text}
 	}
-	return compileFields(ps, path, fields, false)
+	return p.compileFields(ps, path, fields, false)
 }
 
 // crossCheck validates what depends on more than one section.
@@ -935,6 +940,7 @@ func (p *Policy) crossCheck(ps *problems) {
 		}
 	}
 	p.checkConsent(ps)
+	p.warnUnusedFieldSets(ps)
 	if needJWT && (f.Identity == nil || f.Identity.JWT == nil && f.Identity.Introspection == nil && f.Identity.AuthRequest == nil) {
 		ps.add("identity", "routes need a caller (auth: required is the default) but none of identity.jwt, introspection or auth_request is set")
 	}

@@ -126,3 +126,50 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// TestFieldSetsExpand: a field set's name in a route stands for its
+// selectors, in place, in every list that takes them.
+func TestFieldSetsExpand(t *testing.T) {
+	p, err := Parse("p.yaml", []byte(`version: 1
+ingress: {upstream: "http://127.0.0.1:8080"}
+identity: {jwt: {jwks: j.json}}
+keys: {keyring: k}
+orgs: [{id: org_a}]
+fields:
+  message_fields: ["$.message", "$.props.attachments[*].text"]
+routes:
+  - name: posts
+    match: {path: /posts}
+    encrypt_request: ["$.title", message_fields, "$.tail"]
+    decrypt_response: [message_fields]
+    readers: [agent]
+egress_routes:
+  - name: push
+    host: push.example
+    baa: false
+    drop_request: [message_fields]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := func(sels []Selector) string {
+		var out []string
+		for _, s := range sels {
+			out = append(out, s.Text)
+		}
+		return strings.Join(out, " ")
+	}
+	r := p.Routes[0]
+	for _, c := range []struct{ got, want string }{
+		{texts(r.EncryptRequest), "$.title $.message $.props.attachments[*].text $.tail"},
+		{texts(r.DecryptResponse), "$.message $.props.attachments[*].text"},
+		{texts(p.EgressRoutes[0].Egress.Drop), "$.message $.props.attachments[*].text"},
+	} {
+		if c.got != c.want {
+			t.Errorf("got %s, want %s", c.got, c.want)
+		}
+	}
+	if len(p.Warnings) != 0 {
+		t.Errorf("warnings: %v", p.Warnings)
+	}
+}

@@ -109,15 +109,16 @@ func (p *Policy) compileSearch(ps *problems) {
 
 // compileFields compiles encrypt_request (terms false) or search_request
 // (terms true).
-func compileFields(ps *problems, path string, fields []Field, terms bool) []Selector {
+func (pol *Policy) compileFields(ps *problems, path string, written []Field, terms bool) []Selector {
+	fields, from, setOf := pol.expandFieldSets(ps, path, written)
 	if len(fields) > MaxSelectors {
 		ps.add(path, "%d selectors; at most %d per list (split the route)", len(fields), MaxSelectors)
 		return nil
 	}
 	var out []Selector
-	seen := map[string]bool{}
+	seen := map[string]string{} // selector → the set it came from, or ""
 	for j, f := range fields {
-		p := fmt.Sprintf("%s[%d]", path, j)
+		p := fmt.Sprintf("%s[%d]", path, from[j])
 		if f.Field == "" {
 			ps.add(p, "field is required: the selector")
 			continue
@@ -140,11 +141,18 @@ func compileFields(ps *problems, path string, fields []Field, terms bool) []Sele
 				continue
 			}
 		}
-		if seen[f.Field] {
-			ps.add(p, "selector %q is listed twice", f.Field)
+		if set, dup := seen[f.Field]; dup {
+			switch {
+			case set != "" && setOf[j] != "" && set != setOf[j]:
+				ps.add(p, "selector %q is in field sets %s and %s", f.Field, set, setOf[j])
+			case set != "" || setOf[j] != "":
+				ps.add(p, "selector %q is listed twice (once through field set %s)", f.Field, set+setOf[j])
+			default:
+				ps.add(p, "selector %q is listed twice", f.Field)
+			}
 			continue
 		}
-		seen[f.Field] = true
+		seen[f.Field] = setOf[j]
 		if s.FormPrefix && (terms || f.Searchable != "") {
 			ps.add(p, "%q selects every field its name begins; a search term or a searchable value must name one field", f.Field)
 			continue
@@ -184,6 +192,7 @@ func compileFields(ps *problems, path string, fields []Field, terms bool) []Sele
 		if terms && f.Searchable == SearchWords && s.Join == "" {
 			s.Join = " "
 		}
+		s.at = p
 		out = append(out, s)
 	}
 	return out

@@ -55,6 +55,9 @@ type Selector struct {
 	Normalize string
 	// Join goes between the index words of a words search term.
 	Join string
+	// at is where the policy writes it (routes[2].encrypt_request[1]),
+	// for messages about it; a field set's name when it came from one.
+	at string
 }
 
 // Searchable modes of a field.
