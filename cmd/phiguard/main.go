@@ -54,6 +54,8 @@ const usage = `phiguard — encryption and audit sidecar for messaging apps that
 Usage:
   phiguard serve -config FILE           run the proxy
   phiguard check -config FILE           validate a policy; print every problem
+  phiguard explain -config FILE -request FILE|- [-response FILE] [-role ROLE] [-json]
+                                        what phiguard does to a sample request, selector by selector
   phiguard keys init -keyring DIR       create the keyring's local master key
   phiguard keys create -keyring DIR -org ID
                                         add an organization's data keys
@@ -96,6 +98,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdConsent(ctx, args[1:], stdout, stderr)
 	case "audit":
 		return cmdAudit(args[1:], stdout, stderr)
+	case "explain":
+		return cmdExplain(ctx, args[1:], os.Stdin, stdout, stderr)
 	case "version":
 		fs := newFlags("version", "Prints phiguard's version.", stdout, stderr)
 		if err := parseFlags(fs, args[1:]); err != nil {
