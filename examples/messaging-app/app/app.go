@@ -118,6 +118,7 @@ func New(path string) (*App, error) {
 	}
 	a.index = ix
 	a.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { reply(w, 200, map[string]string{"status": "ok"}) })
+	a.mux.HandleFunc("GET /openapi.yaml", serveOpenAPI)
 	a.mux.HandleFunc("POST /api/v1/contacts", a.createContact)
 	a.mux.HandleFunc("GET /api/v1/contacts", a.listContacts)
 	a.mux.HandleFunc("POST /api/v1/conversations", a.createConversation)
