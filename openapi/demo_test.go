@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/phiguard/phiguard/internal/golden"
 	"github.com/phiguard/phiguard/policy"
 )
 
@@ -192,7 +193,7 @@ func FuzzCheck(f *testing.F) {
 	files, _ := filepath.Glob("testdata/check/*.txt")
 	for _, file := range files {
 		raw, _ := os.ReadFile(file)
-		if parts := strings.SplitN(string(raw), caseSeparator, 3); len(parts) == 3 {
+		if parts := strings.SplitN(string(raw), golden.Separator, 3); len(parts) == 3 {
 			f.Add(parts[1])
 		}
 	}

@@ -7,53 +7,31 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/phiguard/phiguard/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the expected messages of testdata/load cases")
-
-const caseSeparator = "-----\n"
 
 // TestLoadCases runs every testdata/load case: a policy, a separator line,
 // then the exact messages Parse must report: its problems, or, for a
 // policy that loads, its warnings (nothing for a clean one).
 func TestLoadCases(t *testing.T) {
-	files, err := filepath.Glob("testdata/load/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no cases: %v", err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".txt"), func(t *testing.T) {
-			raw, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
+	golden.Run(t, "testdata/load/*.txt", 1, *update, func(t *testing.T, in []string) string {
+		p, err := Parse("policy.yaml", []byte(in[0]))
+		if err != nil {
+			var le *LoadError
+			if !errors.As(err, &le) {
+				t.Fatalf("Parse returned %T, want *LoadError: %v", err, err)
 			}
-			input, want, ok := strings.Cut(string(raw), caseSeparator)
-			if !ok {
-				t.Fatalf("%s has no %q separator", file, caseSeparator)
-			}
-			got := ""
-			if p, err := Parse("policy.yaml", []byte(input)); err != nil {
-				var le *LoadError
-				if !errors.As(err, &le) {
-					t.Fatalf("Parse returned %T, want *LoadError: %v", err, err)
-				}
-				got = err.Error() + "\n"
-			} else {
-				for _, w := range p.Warnings {
-					got += w.String() + "\n"
-				}
-			}
-			if *update {
-				if err := os.WriteFile(file, []byte(input+caseSeparator+got), 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			if got != want {
-				t.Errorf("messages differ\n got:\n%s\nwant:\n%s", got, want)
-			}
-		})
-	}
+			return err.Error() + "\n"
+		}
+		got := ""
+		for _, w := range p.Warnings {
+			got += w.String() + "\n"
+		}
+		return got
+	})
 }
 
 func TestDefaultsAndResolvedPaths(t *testing.T) {
@@ -112,7 +90,7 @@ func FuzzLoad(f *testing.F) {
 	files, _ := filepath.Glob("testdata/load/*.txt")
 	for _, file := range files {
 		raw, _ := os.ReadFile(file)
-		input, _, _ := strings.Cut(string(raw), caseSeparator)
+		input, _, _ := strings.Cut(string(raw), golden.Separator)
 		f.Add(input)
 	}
 	f.Fuzz(func(t *testing.T, src string) {
