@@ -55,7 +55,7 @@ func TestSensitiveNames(t *testing.T) {
 		"dob": true, "DOB": true, "dateOfBirth": true, "date-of-birth": true, "birth_date": true,
 		"SSN": true, "patientSSN": true, "mrn": true, "MRN": true, "phone_number": true, "emailAddress": true,
 		"home_address": true, "diagnoses": true, "noteText": true, "messageBody": true,
-		"message_id": false, "MessageSid": false, "content_type": false, "MediaContentType0": false,
+		"message_id": false, "MessageSid": false, "MessageStatus": false, "body_length": false, "content_type": false, "MediaContentType0": false,
 		"body_url": false, "attachment_count": false, "username": false, "birthday": false, "id": false,
 		"status": false, "created_at": false, "From": false, "NumMedia": false, "phones": false,
 	} {

@@ -22,8 +22,9 @@ import (
 // of consecutive words, joined by '_', is a listed name, compared the
 // same way (patient_name and patientName: name; dateOfBirth:
 // date_of_birth) — unless its last word, digits aside, is id, ids, uuid,
-// sid, url, uri, type or count: such a name refers to content rather than
-// holds it (message_id, MessageSid, content_type, body_url).
+// sid, url, uri, type, count, status or length: such a name refers to
+// content or describes it rather than holds it (message_id, MessageSid,
+// content_type, body_url, MessageStatus).
 var DefaultSensitive = []string{
 	"body", "message", "text", "note", "notes", "caption", "content", "description", "comment", "subject",
 	"dob", "birth_date", "date_of_birth", "ssn", "mrn", "diagnosis", "diagnoses",
@@ -77,7 +78,7 @@ func (set nameSet) has(name string) bool {
 		return false
 	}
 	switch w[len(w)-1] {
-	case "id", "ids", "uuid", "sid", "url", "uri", "type", "count":
+	case "id", "ids", "uuid", "sid", "url", "uri", "type", "count", "status", "length":
 		if len(w) > 1 {
 			return false
 		}
