@@ -39,27 +39,39 @@ func checkKeys(ctx context.Context, pol *policy.Policy, stdout, stderr io.Writer
 	problems := 0
 	for _, o := range pol.File.Orgs {
 		info, ok := ring.Info(o.ID)
-		switch {
-		case !ok:
+		line, bad := orgKeysVerdict(o.ID, k.Keyring, info, ok, slices.Contains(unavailable, o.ID), searchable)
+		if bad {
 			problems++
-			fmt.Fprintf(stderr, "keys: %s: no keyset in %s: its PHI routes would answer 503 (phiguard keys create -config POLICY -org %s)\n", o.ID, k.Keyring, o.ID)
-		case slices.Contains(unavailable, o.ID):
-			problems++
-			fmt.Fprintf(stderr, "keys: %s: its keyset does not unwrap: %v\n", o.ID, orgError(err, o.ID))
-		case !info.Shredded.IsZero():
-			fmt.Fprintf(stdout, "keys: %s: shredded %s: its PHI is refused for good\n", o.ID, info.Shredded.Format("2006-01-02"))
-		case searchable && len(info.Exact) == 0:
-			problems++
-			fmt.Fprintf(stderr, "keys: %s: no search keys, and routes have searchable fields: those would answer 503 (phiguard keys rotate -config POLICY -org %s -search)\n", o.ID, o.ID)
-		default:
-			fmt.Fprintf(stdout, "keys: %s: ok (wrapped by %s, primary %08x)\n", o.ID, info.Wrap, info.Primary)
+			fmt.Fprintf(stderr, "keys: %s: %s\n", o.ID, line)
+			if ok && slices.Contains(unavailable, o.ID) {
+				fmt.Fprintf(stderr, "keys: %s: %s\n", o.ID, orgError(err, o.ID))
+			}
+			continue
 		}
+		fmt.Fprintf(stdout, "keys: %s: %s\n", o.ID, line)
 	}
 	if problems > 0 {
 		fmt.Fprintf(stderr, "%d organization(s) without usable keys\n", problems)
 		return errReported
 	}
 	return nil
+}
+
+// orgKeysVerdict says what an org's keys are worth to serve: known (in
+// the keyring), unwrapped, shredded, and with search keys when routes
+// have searchable fields. bad: its PHI routes would fail.
+func orgKeysVerdict(org, keyring string, info keys.OrgInfo, known, unavailable, searchable bool) (line string, bad bool) {
+	switch {
+	case !known:
+		return fmt.Sprintf("no keyset in %s: its PHI routes would answer 503 (phiguard keys create -config POLICY -org %s)", keyring, org), true
+	case unavailable:
+		return "its keyset does not unwrap", true
+	case !info.Shredded.IsZero():
+		return fmt.Sprintf("shredded %s: its PHI is refused for good", info.Shredded.Format("2006-01-02")), false
+	case searchable && len(info.Exact) == 0:
+		return fmt.Sprintf("no search keys, and routes have searchable fields: those would answer 503 (phiguard keys rotate -config POLICY -org %s -search)", org), true
+	}
+	return fmt.Sprintf("ok (wrapped by %s, primary %08x)", info.Wrap, info.Primary), false
 }
 
 // orgError picks the part of a keyring load error about org; the error

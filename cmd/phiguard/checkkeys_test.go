@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/phiguard/phiguard/keys"
 )
 
 // TestCheckKeys: check -keys opens the keyring as serve would and names
@@ -89,5 +92,32 @@ routes:
 	out, stderr, err := runCLI(t, "check", "-config", pol)
 	if err != nil || !strings.Contains(out, ": ok (1 routes") || !strings.Contains(stderr, pol+":9:23: warning: routes[0].decrypt_response (route read): no readers") {
 		t.Errorf("got %v\n%s\n%s", err, out, stderr)
+	}
+}
+
+// TestOrgKeysVerdict: what check -keys says of each state an org's keys
+// can be in, searchable fields or not.
+func TestOrgKeysVerdict(t *testing.T) {
+	withSearch := keys.OrgInfo{Wrap: keys.Wrap{Provider: "local", Key: "master:ab"}, Primary: 0x1234, Exact: []keys.KeyStatus{{KeyInfo: keys.KeyInfo{ID: 1}, Status: "enabled"}}}
+	noSearch := keys.OrgInfo{Wrap: keys.Wrap{Provider: "local", Key: "master:ab"}, Primary: 0x1234}
+	shredded := keys.OrgInfo{Shredded: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)}
+	for _, c := range []struct {
+		name                           string
+		info                           keys.OrgInfo
+		known, unavailable, searchable bool
+		want                           string
+		bad                            bool
+	}{
+		{"missing", keys.OrgInfo{}, false, false, false, "no keyset in kr", true},
+		{"does not unwrap", withSearch, true, true, false, "does not unwrap", true},
+		{"shredded", shredded, true, false, true, "shredded 2026-03-01", false},
+		{"no search keys, searchable fields", noSearch, true, false, true, "no search keys, and routes have searchable fields", true},
+		{"no search keys, none needed", noSearch, true, false, false, "ok (wrapped by local master:ab, primary 00001234)", false},
+		{"ok", withSearch, true, false, true, "ok (wrapped by local master:ab, primary 00001234)", false},
+	} {
+		line, bad := orgKeysVerdict("org_a", "kr", c.info, c.known, c.unavailable, c.searchable)
+		if bad != c.bad || !strings.Contains(line, c.want) {
+			t.Errorf("%s: got %q %v, want %q %v", c.name, line, bad, c.want, c.bad)
+		}
 	}
 }
