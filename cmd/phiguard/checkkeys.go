@@ -110,4 +110,3 @@ func usesSearch(pol *policy.Policy) bool {
 	}
 	return false
 }
-
