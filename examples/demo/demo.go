@@ -88,7 +88,7 @@ type step struct {
 	user   string
 	body   string
 	shell  string // a shell command instead of a request
-	run    bool   // -check runs shell too ($D and $B set), rather than only printing it
+	run    bool   // -check runs shell too ($D, $B and the app's $A set), rather than only printing it; check gets its output
 	check  func(e env, status int, body []byte) error
 }
 
@@ -270,6 +270,17 @@ func steps() []step {
 			method: "POST", path: "http://analytics.example.net/v1/track", egress: true, body: `{"event":"sms_sent","to":"` + patient + `"}`,
 			check: func(e env, status int, body []byte) error {
 				return want(status == 403 && bytes.Contains(body, []byte(`"code":"destination_not_allowed"`)), "want 403 destination_not_allowed, got %d %s", status, body)
+			}},
+		{title: "Writing the policy: compare it with the API spec the app serves (operations no route covers, selectors that can never match, sensitive fields left in plaintext)",
+			shell: "curl -s $A/openapi.yaml -o $D/openapi.yaml && $B/phiguard check -config $D/policy.yaml -openapi $D/openapi.yaml", run: true,
+			check: func(e env, _ int, out []byte) error {
+				return want(bytes.Contains(out, []byte("0 error(s)")) && bytes.Contains(out, []byte("covered by a route")), "want a coverage report without errors, got:\n%s", out)
+			}},
+		{title: "Writing the policy: explain what phiguard does to a sample request, selector by selector (types and lengths, never a value)",
+			shell: `printf '%s\n' 'POST /api/v1/conversations/` + convID + `/messages HTTP/1.1' 'Content-Type: application/json' '' '{"body":"` + secret + `","attachments":[{"url":"https://files.example/r.pdf","caption":"` + caption + `"}],"urgent":true}' | $B/phiguard explain -config $D/policy.yaml -request - -role agent`, run: true,
+			check: func(e env, _ int, out []byte) error {
+				return want(bytes.Contains(out, []byte("send-message")) && bytes.Contains(out, []byte("$.attachments[0].caption")) && !bytes.Contains(out, []byte(secret)) && !bytes.Contains(out, []byte(caption)),
+					"want the route and the caption's place, no value; got:\n%s", out)
 			}},
 		{title: "Readiness, on the admin port (never the proxy's)", method: "GET", path: "/readyz", admin: true,
 			check: func(e env, status int, body []byte) error {
@@ -512,7 +523,7 @@ func printSteps(w io.Writer, e env) {
 	fmt.Fprintf(w, "\n# phiguard is on http://%s in front of the messaging app on http://%s.\n", e.proxy, e.app)
 	fmt.Fprintf(w, "# The app's vendor calls go through phiguard's egress listener (http://%s) to a fake\n# SMS carrier (https://%s) and push provider (https://%s).\n", e.egress, e.carrier, e.push)
 	fmt.Fprintf(w, "# Keyring, tokens, store and audit trail are in %s.\n# Paste these lines into another shell:\n\n", e.dir)
-	fmt.Fprintf(w, "D=%s\nB=%s\n\n", e.dir, e.bin)
+	fmt.Fprintf(w, "D=%s\nB=%s\nA=http://%s\n\n", e.dir, e.bin, e.app)
 	for i, s := range steps() {
 		fmt.Fprintf(w, "# %d. %s\n", i+1, s.title)
 		if s.shell != "" {
@@ -562,10 +573,12 @@ func checkSteps(ctx context.Context, o options, e env) error {
 			}
 		case s.run:
 			sh := exec.CommandContext(ctx, "bash", "-euo", "pipefail", "-c", s.shell)
-			sh.Env = append(os.Environ(), "D="+e.dir, "B="+e.bin)
-			if out, err := sh.CombinedOutput(); err != nil {
+			sh.Env = append(os.Environ(), "D="+e.dir, "B="+e.bin, "A=http://"+e.app)
+			out, err := sh.CombinedOutput()
+			if err != nil {
 				return fmt.Errorf("step %d: %s: %v\n%s", i+1, s.shell, err, out)
 			}
+			body = out
 		}
 		if err := s.check(e, status, body); err != nil {
 			failed = append(failed, fmt.Sprintf("step %d (%s): %v", i+1, s.title, err))

@@ -66,7 +66,7 @@ func TestDemo(t *testing.T) {
 	}
 	for _, want := range []string{secret, "ephi:v1:org_a:", "[protected]", "personal access tokens are disabled", `"code":"session_expired"`, `"code":"session_revoked"`, "revoked every session of user dana in org org_a", "ok: 1 files", `"code":"bad_request"`, `"code":"unauthenticated"`, `"action":"encrypt"`, `{"status":"ready"}`, `phiguard_route_coverage_ratio{direction="request",route="send-message"} 1`,
 		`"Body":"` + secret + `"`, `"body":"You have a new message"`, `"title":"New message for [REDACTED]"`, `"contact_id":"ct_`,
-		`"code":"no_consent"`, `"code":"destination_not_allowed"`} {
+		`"code":"no_consent"`, `"code":"destination_not_allowed"`, "0 error(s)", "not taken by any selector"} {
 		if !strings.Contains(string(got), want) {
 			t.Errorf("the printed lines' output lacks %q:\n%s", want, got)
 		}
