@@ -432,6 +432,30 @@ func TestAppListensOnLoopbackOnly(t *testing.T) {
 	}
 }
 
+// TestAppCallsOutThroughEgress: the app's vendor calls go to phiguard's
+// egress listener, which listens on the pod's loopback only (it holds the
+// app's vendor credentials in flight) and has routes for the vendors.
+func TestAppCallsOutThroughEgress(t *testing.T) {
+	ms := readManifests(t)
+	app := containerNamed(t, podSpec(t, ms), appContainer)
+	pol := loadPolicy(t, ms)
+	i := slices.Index(app.Args, "-egress")
+	if i < 0 || i+1 >= len(app.Args) {
+		t.Fatalf("container %q args %q have no -egress URL", app.Name, app.Args)
+	}
+	u, err := url.Parse(app.Args[i+1])
+	if err != nil || u.Scheme != "http" || u.Host != pol.File.Egress.Listen {
+		t.Errorf("the app calls out through %q; want http://%s (egress.listen)", app.Args[i+1], pol.File.Egress.Listen)
+	}
+	host, _, err := net.SplitHostPort(pol.File.Egress.Listen)
+	if ip, perr := netip.ParseAddr(host); err != nil || perr != nil || !ip.IsLoopback() {
+		t.Errorf("egress.listen %q is not on the pod's loopback", pol.File.Egress.Listen)
+	}
+	if !pol.HasEgress() {
+		t.Error("the policy lists no egress_routes: every vendor call would be refused")
+	}
+}
+
 func TestContainersAreHardened(t *testing.T) {
 	ms := readManifests(t)
 	spec := podSpec(t, ms)
