@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/tink-crypto/tink-go/v2/mac/subtle"
+	tinksubtle "github.com/tink-crypto/tink-go/v2/subtle"
 
 	"github.com/phiguard/phiguard/policy"
 	"github.com/phiguard/phiguard/refusal"
@@ -73,8 +74,11 @@ func (s *webhookSig) verify(h http.Header, rawPath, rawQuery string, form bool, 
 	switch c.Scheme {
 	case policy.SchemeTwilio:
 		sig, err := base64.StdEncoding.DecodeString(strings.TrimSpace(h.Get("X-Twilio-Signature")))
-		if err != nil || len(sig) == 0 || !form {
+		if err != nil || len(sig) == 0 {
 			return errSignatureInvalid
+		}
+		if !form {
+			return s.verifyTwilioJSON(sig, rawPath, rawQuery, body)
 		}
 		params, err := url.ParseQuery(string(body))
 		if err != nil {
@@ -132,6 +136,24 @@ func (s *webhookSig) verify(h http.Header, rawPath, rawQuery string, form bool, 
 		if s.check.VerifyMAC(sig, data) != nil {
 			return errSignatureInvalid
 		}
+	}
+	return nil
+}
+
+// verifyTwilioJSON checks a Twilio webhook with a JSON body: Twilio
+// signs the URL alone, with the body's SHA-256 (hex) in its bodySHA256
+// query parameter, which must match the body as received.
+func (s *webhookSig) verifyTwilioJSON(sig []byte, rawPath, rawQuery string, body []byte) error {
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil || len(q["bodySHA256"]) != 1 {
+		return errSignatureInvalid
+	}
+	sum, err := tinksubtle.ComputeHash(tinksubtle.GetHashFunc("SHA256"), body)
+	if err != nil || !strings.EqualFold(q.Get("bodySHA256"), hex.EncodeToString(sum)) {
+		return errSignatureInvalid
+	}
+	if s.check.VerifyMAC(sig, []byte(s.cfg.PublicURL+rawPath+"?"+rawQuery)) != nil {
+		return errSignatureInvalid
 	}
 	return nil
 }

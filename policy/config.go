@@ -487,8 +487,10 @@ type RouteConfig struct {
 // again for the app.
 type SignatureCheck struct {
 	// Scheme is twilio (X-Twilio-Signature: base64 HMAC-SHA1 of the URL
-	// and the sorted form parameters) or hmac-sha256 (an HMAC-SHA256 of
-	// the raw body, or of TIMESTAMP.BODY with timestamp_header).
+	// and the sorted form parameters; for a JSON body, of the URL alone,
+	// whose bodySHA256 query parameter is the body's SHA-256 in hex) or
+	// hmac-sha256 (an HMAC-SHA256 of the raw body, or of TIMESTAMP.BODY
+	// with timestamp_header).
 	Scheme string `yaml:"scheme"`
 	// SecretEnv names the environment variable holding the shared secret
 	// (the carrier's auth token). Required; at least 16 bytes.

@@ -61,6 +61,12 @@ const signedWebhookPolicy = `
     org_from: {path_param: org}
     encrypt_request: ["form:Body", "form:MediaUrl*"]
     verify_signature: {scheme: twilio, secret_env: CARRIER_TOKEN, public_url: "https://hooks.example.com", resign_secret_env: APP_SECRET}
+  - name: twilio-json-webhook
+    match: {methods: [POST], path: "/webhooks/twilio-json/{org}"}
+    auth: none
+    org_from: {path_param: org}
+    encrypt_request: ["$.message.body"]
+    verify_signature: {scheme: twilio, secret_env: CARRIER_TOKEN, public_url: "https://hooks.example.com", resign_secret_env: APP_SECRET}
   - name: lab-webhook
     match: {methods: [POST], path: "/webhooks/labs/{org}"}
     auth: none
@@ -156,5 +162,57 @@ func TestSignedWebhook(t *testing.T) {
 	}
 	if got := h.app.last(t); got.header.Get("X-Lab-Signature") != "" || !appVerifies(t, got.header.Get("X-Phiguard-Signature"), "POST", "/webhooks/labs/org_a", got.body) {
 		t.Errorf("the app got %v", got.header)
+	}
+}
+
+// TestSignedTwilioJSONWebhook: a Twilio webhook with a JSON body is signed
+// over the URL alone, its query carrying the body's SHA-256
+// (bodySHA256): phiguard checks both before sealing, and refuses a body
+// that is not the one hashed, a missing or second bodySHA256, or a URL
+// signed with another key.
+func TestSignedTwilioJSONWebhook(t *testing.T) {
+	t.Setenv("CARRIER_TOKEN", carrierToken)
+	t.Setenv("APP_SECRET", appSecret)
+	h := newHarnessWithPolicy(t, strings.Replace(testPolicy, "  - name: health\n", signedWebhookPolicy+"  - name: health\n", 1))
+	const path = "/webhooks/twilio-json/org_a"
+	body := `{"message":{"body":"` + canary + ` fever since Monday","from":"+15555550100"}}`
+	sum := sha256.Sum256([]byte(body))
+	query := "bodySHA256=" + hex.EncodeToString(sum[:])
+	sign := func(key, q string) string {
+		m := hmac.New(sha1.New, []byte(key))
+		m.Write([]byte("https://hooks.example.com" + path + "?" + q))
+		return base64.StdEncoding.EncodeToString(m.Sum(nil))
+	}
+	for _, c := range []struct {
+		name, query, sig, body string
+		status                 int
+	}{
+		{"signed", query, sign(carrierToken, query), body, 201},
+		{"another key", query, sign("another-token-0123456789abcdefgh", query), body, 401},
+		{"body altered after hashing", query, sign(carrierToken, query), strings.Replace(body, "fever", "fewer", 1), 401},
+		{"no bodySHA256", "", sign(carrierToken, ""), body, 401},
+		{"two bodySHA256", query + "&" + query, sign(carrierToken, query+"&"+query), body, 401},
+		{"unsigned", query, "", body, 401},
+	} {
+		hits := h.app.hits()
+		var opts []reqOpt
+		if c.sig != "" {
+			opts = append(opts, header("X-Twilio-Signature", c.sig))
+		}
+		target := path
+		if c.query != "" {
+			target += "?" + c.query
+		}
+		resp, out := h.do("POST", target, "", "application/json", []byte(c.body), opts...)
+		if resp.StatusCode != c.status || (c.status == 201) != (h.app.hits() == hits+1) || strings.Contains(string(out), canary) {
+			t.Errorf("%s: %d %s (app called: %v)", c.name, resp.StatusCode, out, h.app.hits() != hits)
+		}
+	}
+	got := h.app.last(t)
+	if strings.Contains(string(got.body), canary) || !strings.Contains(string(got.body), "ephi:v1:org_a:") || got.header.Get("X-Twilio-Signature") != "" {
+		t.Errorf("the app got %s with %v", got.body, got.header)
+	}
+	if !appVerifies(t, got.header.Get("X-Phiguard-Signature"), "POST", path+"?"+query, got.body) {
+		t.Errorf("the app cannot check X-Phiguard-Signature over %s", got.body)
 	}
 }
