@@ -496,8 +496,10 @@ type SignatureCheck struct {
 	// (the carrier's auth token). Required; at least 16 bytes.
 	SecretEnv string `yaml:"secret_env"`
 	// PublicURL is the scheme and host the carrier calls
-	// (https://hooks.example.com): the URL it signed is that, the path and
-	// the query as received. Required for twilio.
+	// (https://hooks.example.com), and the path prefix an ingress strips
+	// before phiguard if one does (https://example.com/sms): the URL it
+	// signed is that, then the path and the query as received. Required
+	// for twilio.
 	PublicURL string `yaml:"public_url"`
 	// Header carries the signature (hmac-sha256). Default X-Signature.
 	Header string `yaml:"header"`

@@ -37,8 +37,8 @@ func compileSignature(ps *problems, path string, c SignatureCheck, sealing bool)
 		switch {
 		case c.PublicURL == "":
 			ps.add(path+".public_url", "twilio signs the URL it called: give its scheme and host (https://hooks.example.com)")
-		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || (u.Path != "" && u.Path != "/") || u.RawQuery != "":
-			ps.add(path+".public_url", "want a scheme and host only, such as https://hooks.example.com, got %q", c.PublicURL)
+		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+			ps.add(path+".public_url", "want a scheme and host, and the path prefix an ingress strips if any (https://hooks.example.com, https://example.com/sms), got %q", c.PublicURL)
 		}
 		c.PublicURL = strings.TrimSuffix(c.PublicURL, "/")
 		if c.Header != "" || c.Encoding != "" || c.TimestampHeader != "" {

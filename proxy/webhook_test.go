@@ -67,6 +67,12 @@ const signedWebhookPolicy = `
     org_from: {path_param: org}
     encrypt_request: ["$.message.body"]
     verify_signature: {scheme: twilio, secret_env: CARRIER_TOKEN, public_url: "https://hooks.example.com", resign_secret_env: APP_SECRET}
+  - name: prefixed-webhook
+    match: {methods: [POST], path: "/webhooks/prefixed/{org}"}
+    auth: none
+    org_from: {path_param: org}
+    encrypt_request: ["form:Body"]
+    verify_signature: {scheme: twilio, secret_env: CARRIER_TOKEN, public_url: "https://hooks.example.com/gateway/", resign_secret_env: APP_SECRET}
   - name: lab-webhook
     match: {methods: [POST], path: "/webhooks/labs/{org}"}
     auth: none
@@ -214,5 +220,28 @@ func TestSignedTwilioJSONWebhook(t *testing.T) {
 	}
 	if !appVerifies(t, got.header.Get("X-Phiguard-Signature"), "POST", path+"?"+query, got.body) {
 		t.Errorf("the app cannot check X-Phiguard-Signature over %s", got.body)
+	}
+}
+
+// TestSignedWebhookBehindPrefix: behind an ingress that strips a path
+// prefix, the carrier signed the URL with the prefix: public_url names it,
+// and a signature of the URL without it is refused.
+func TestSignedWebhookBehindPrefix(t *testing.T) {
+	t.Setenv("CARRIER_TOKEN", carrierToken)
+	t.Setenv("APP_SECRET", appSecret)
+	h := newHarnessWithPolicy(t, strings.Replace(testPolicy, "  - name: health\n", signedWebhookPolicy+"  - name: health\n", 1))
+	const path = "/webhooks/prefixed/org_a"
+	form := url.Values{"From": {"+15555550100"}, "Body": {canary}}
+	for _, c := range []struct {
+		name, signed string
+		status       int
+	}{
+		{"the URL the carrier called", "https://hooks.example.com/gateway" + path, 201},
+		{"the URL without the prefix", "https://hooks.example.com" + path, 401},
+	} {
+		resp, out := h.do("POST", path, "", "application/x-www-form-urlencoded", []byte(form.Encode()), header("X-Twilio-Signature", twilioSign(carrierToken, c.signed, form)))
+		if resp.StatusCode != c.status {
+			t.Errorf("%s: %d %s", c.name, resp.StatusCode, out)
+		}
 	}
 }
