@@ -5,7 +5,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httputil"
@@ -137,21 +136,9 @@ func (g *Egress) rewrite(pr *httputil.ProxyRequest) {
 // modifyResponse seals what the route's encrypt_response selects in the
 // vendor's answer, and records it.
 func (g *Egress) modifyResponse(resp *http.Response) error {
-	ctx := resp.Request.Context()
-	x := exchangeOf(ctx)
+	x := exchangeOf(resp.Request.Context())
 	x.ForwardAnswered()
-	var body io.Reader
-	if resp.Body != nil && resp.Body != http.NoBody {
-		body = resp.Body
-	}
-	out, replaced, err := x.SealAnswer(ctx, resp.StatusCode, resp.Header, body, resp.ContentLength)
-	if err != nil {
-		return err
-	}
-	if replaced {
-		lendBody(resp, x, out)
-	}
-	return x.Allow(ctx, resp.StatusCode)
+	return answer(resp, x, x.SealAnswer)
 }
 
 // errorHandler answers for a vendor that could not be reached (bad

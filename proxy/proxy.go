@@ -248,11 +248,19 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if !x.TouchesPHI() {
 		return x.Allow(ctx, resp.StatusCode) // counted, not audited
 	}
+	return answer(resp, x, x.OpenResponse)
+}
+
+// answer hands resp's body to the engine's transform (OpenResponse on
+// ingress, SealAnswer on egress), lends what it returns as the new body,
+// and records the outcome.
+func answer(resp *http.Response, x *engine.Exchange, transform func(context.Context, int, http.Header, io.Reader, int64) ([]byte, bool, error)) error {
+	ctx := resp.Request.Context()
 	var body io.Reader
 	if resp.Body != nil && resp.Body != http.NoBody {
 		body = resp.Body
 	}
-	out, replaced, err := x.OpenResponse(ctx, resp.StatusCode, resp.Header, body, resp.ContentLength)
+	out, replaced, err := transform(ctx, resp.StatusCode, resp.Header, body, resp.ContentLength)
 	if err != nil {
 		return err
 	}
