@@ -347,13 +347,26 @@ func (r *run) ingress() {
 // outcome. It returns copies of the bodies the engine rewrote (nil for
 // none), and notes the decision.
 func (r *run) walkIngress(x *engine.Exchange, err error, header http.Header) (sealed, opened []byte) {
+	if !x.TouchesPHI() {
+		return r.walk(x, err, header, nil, nil)
+	}
+	return r.walk(x, err, header, x.SealRequest, x.OpenResponse)
+}
+
+// walk is the way of an exchange through an adapter: its request body
+// rewritten by seal, the intent recorded, its answer rewritten by open
+// and the outcome recorded. A nil seal or open leaves that body as it
+// is. It returns copies of the bodies rewritten.
+func (r *run) walk(x *engine.Exchange, err error, header http.Header,
+	seal func(context.Context, http.Header, io.Reader, int64) ([]byte, error),
+	open func(context.Context, int, http.Header, io.Reader, int64) ([]byte, bool, error)) (sealed, opened []byte) {
 	ctx := r.ctx
 	if err != nil {
 		r.refuse(x, err, "head")
 		return nil, nil
 	}
-	if x.TouchesPHI() && len(r.reqBody) > 0 {
-		out, err := x.SealRequest(ctx, header, bytes.NewReader(r.reqBody), int64(len(r.reqBody)))
+	if seal != nil && len(r.reqBody) > 0 {
+		out, err := seal(ctx, header, bytes.NewReader(r.reqBody), int64(len(r.reqBody)))
 		if err != nil {
 			r.refuse(x, err, "request body")
 			return nil, nil
@@ -368,9 +381,9 @@ func (r *run) walkIngress(x *engine.Exchange, err error, header http.Header) (se
 	if r.resp == nil {
 		return sealed, nil
 	}
-	if x.TouchesPHI() {
+	if open != nil {
 		body, size := r.answer()
-		out, _, err := x.OpenResponse(ctx, r.resp.StatusCode, r.resp.Header.Clone(), body, size)
+		out, _, err := open(ctx, r.resp.StatusCode, r.resp.Header.Clone(), body, size)
 		if err != nil {
 			r.ex.Decision.Allowed = false
 			r.refuse(x, err, "response body")
@@ -558,39 +571,7 @@ func (r *run) egress(host string) {
 // takes it through: rewrite the body for the vendor, record the intent,
 // then, with an answer, seal it and record the outcome.
 func (r *run) walkEgress(x *engine.Exchange, err error, header http.Header) (sealed, answered []byte) {
-	ctx := r.ctx
-	if err != nil {
-		r.refuse(x, err, "head")
-		return nil, nil
-	}
-	if len(r.reqBody) > 0 {
-		out, err := x.SealEgress(ctx, header, bytes.NewReader(r.reqBody), int64(len(r.reqBody)))
-		if err != nil {
-			r.refuse(x, err, "request body")
-			return nil, nil
-		}
-		sealed = bytes.Clone(out)
-	}
-	if err := x.Intend(ctx); err != nil {
-		r.refuse(x, err, "intent record")
-		return sealed, nil
-	}
-	r.ex.Decision.Allowed = true
-	if r.resp == nil {
-		return sealed, nil
-	}
-	body, size := r.answer()
-	out, _, err := x.SealAnswer(ctx, r.resp.StatusCode, r.resp.Header.Clone(), body, size)
-	if err == nil {
-		answered = bytes.Clone(out)
-		err = x.Allow(ctx, r.resp.StatusCode)
-	}
-	if err != nil {
-		r.ex.Decision.Allowed = false
-		r.refuse(x, err, "response body")
-		return sealed, nil
-	}
-	return sealed, answered
+	return r.walk(x, err, header, x.SealEgress, x.SealAnswer)
 }
 
 func (r *run) noEgressRoute(host string) {
