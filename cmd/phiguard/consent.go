@@ -108,9 +108,7 @@ func (sc *sidecar) consentHandler() http.Handler {
 			answer(http.StatusOK, out)
 		case http.MethodPost:
 			var req consentChange
-			dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err != nil {
+			if err := decodeAdmin(r, &req); err != nil {
 				fail(http.StatusBadRequest, "want a JSON object with org, ref, state and source")
 				return
 			}

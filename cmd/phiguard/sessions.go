@@ -109,9 +109,7 @@ func (sc *sidecar) revokeHandler() http.Handler {
 			return
 		}
 		var req revokeRequest
-		dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&req); err != nil {
+		if err := decodeAdmin(r, &req); err != nil {
 			fail(http.StatusBadRequest, "want a JSON object with org, user or session")
 			return
 		}
@@ -138,6 +136,14 @@ func adminAnswers(w http.ResponseWriter) (answer func(status int, v any), fail f
 		json.NewEncoder(w).Encode(v)
 	}
 	return answer, func(status int, msg string) { answer(status, map[string]string{"error": msg}) }
+}
+
+// decodeAdmin reads an admin endpoint's JSON body into v: one object,
+// small, with no member v does not know.
+func decodeAdmin(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 4<<10))
+	dec.DisallowUnknownFields()
+	return dec.Decode(v)
 }
 
 // fromLoopback reports whether r came from the pod itself: the admin
